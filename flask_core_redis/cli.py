@@ -1,0 +1,168 @@
+"""``flask redis ...``: look at and manage the app's Redis from a shell.
+
+Every failure exits non-zero with one readable line, never a traceback, and no
+output ever shows a password."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from .errors import ConfigurationError
+from .extension import RedisState, registered_states
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PREFIX_KEY = "flask_core_redis.prefix"
+
+@click.group("redis", cls=AppGroup)
+@click.option("--prefix", default="REDIS", show_default=True,
+              help="Config prefix of the CoreRedis registration to use.")
+@click.pass_context
+def redis_group(ctx: click.Context, prefix: str) -> None:
+    """Inspect and manage the app's Redis."""
+    ctx.meta[PREFIX_KEY] = prefix
+
+
+def _state() -> RedisState:
+    prefix = click.get_current_context().meta.get(PREFIX_KEY, "REDIS")
+    states = registered_states(current_app)
+    if prefix not in states:
+        known = ", ".join(states) or "none"
+        raise click.ClickException(
+            f"no CoreRedis registration with prefix {prefix!r} on this app "
+            f"(registered: {known}); call CoreRedis.init_app(app) in the app factory")
+    return states[prefix]
+
+
+def _one_line_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (RedisError, OSError, ConfigurationError) as error:
+            raise click.ClickException(f"{type(error).__name__}: {error}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
+@redis_group.command()
+@_one_line_errors
+def ping() -> None:
+    """Send PING and print the reply with its latency."""
+    client = _state().client
+    started = time.perf_counter()
+    client.ping()
+    click.echo(f"PONG ({(time.perf_counter() - started) * 1000:.2f} ms)")
+
+
+@redis_group.command()
+@click.argument("section", required=False)
+@_one_line_errors
+def info(section: str | None) -> None:
+    """Print INFO, or one SECTION of it (e.g. memory)."""
+    client = _state().client
+    if isinstance(client, RedisCluster):
+        replies = client.info(section, target_nodes=RedisCluster.ALL_NODES)
+        for node, reply in replies.items():
+            click.echo(f"# {node}")
+            _echo_mapping(reply)
+        return
+    _echo_mapping(client.info(section) if section else client.info())
+
+
+def _echo_mapping(mapping: dict[str, Any]) -> None:
+    for name, value in mapping.items():
+        click.echo(f"{name}: {value}")
+
+
+@redis_group.command()
+def config() -> None:
+    """Print the effective settings, secrets masked."""
+    _echo_mapping(_state().settings.describe())
+
+
+@redis_group.command()
+@click.argument("pattern", default="*")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Print at most this many keys.")
+@_one_line_errors
+def keys(pattern: str, limit: int) -> None:
+    """List keys matching PATTERN with SCAN (every master in Cluster), never KEYS."""
+    client = _state().client
+    found = client.scan_iter(match=pattern, count=max(limit, 100))
+    for key in itertools.islice(found, limit):
+        click.echo(_text(key))
+
+
+@redis_group.command()
+@click.argument("key")
+@_one_line_errors
+def get(key: str) -> None:
+    """Print the string value of KEY, or (nil)."""
+    value = _state().client.get(key)
+    click.echo("(nil)" if value is None else _text(value))
+
+
+@redis_group.command()
+@click.argument("key")
+@_one_line_errors
+def ttl(key: str) -> None:
+    """Print the seconds KEY has left to live."""
+    seconds = _state().client.ttl(key)
+    meaning = {-1: " (no expiry)", -2: " (no such key)"}.get(seconds, "")
+    click.echo(f"{seconds}{meaning}")
+
+
+@redis_group.command("del")
+@click.argument("keys", nargs=-1, required=True)
+@_one_line_errors
+def delete(keys: tuple[str, ...]) -> None:
+    """Delete KEYS and print how many existed."""
+    click.echo(str(_state().client.delete(*keys)))
+
+
+@redis_group.command()
+@click.option("--yes", is_flag=True, help="Confirm: this deletes every key in the db.")
+@_one_line_errors
+def flush(yes: bool) -> None:
+    """Delete every key of the configured database (FLUSHDB, never FLUSHALL)."""
+    state = _state()
+    if not yes:
+        raise click.ClickException(
+            f"refusing to flush db {state.settings.db} at {state.settings.address} "
+            "without --yes")
+    client = state.client
+    if isinstance(client, RedisCluster):
+        client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        client.flushdb()
+    click.echo(f"flushed db {state.settings.db} at {state.settings.address}")
+
+
+@redis_group.command()
+def health() -> None:
+    """Print the health report as JSON; exit 1 when not ok."""
+    from .health import check_health
+
+    state = _state()
+    report = check_health(lambda: state.client, state.settings)
+    click.echo(json.dumps(report, indent=2, default=str))
+    if not report["ok"]:
+        raise SystemExit(1)

@@ -1,0 +1,260 @@
+"""Every configuration key, its default and its meaning, in one table; and
+:func:`load_settings`, which reads and validates them.
+
+Values come from ``app.config`` first, then the process environment, then a
+``.env`` file found from the working directory (read with python-dotenv,
+without changing ``os.environ``). Key names carry the registration's prefix:
+``REDIS_URL`` for the default prefix, ``CACHE_REDIS_URL`` for ``"CACHE_REDIS"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dotenv import dotenv_values, find_dotenv
+
+from .errors import ConfigurationError
+from .settings import MASK, Settings
+from .urls import UrlError, mask_url, parse_nodes, parse_port, parse_url
+
+Parser = Callable[[Any], Any]
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+CERT_REQS = ("required", "optional", "none")
+
+
+class _Invalid(ValueError):
+    """A value is wrong; the message says what would be accepted."""
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise _Invalid(f"expected a boolean: one of {sorted(TRUE_WORDS | FALSE_WORDS)}")
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not str(value).strip().lstrip("-").isdigit():
+            raise _Invalid(f"expected an integer >= {minimum}")
+        number = int(value)
+        if number < minimum or (maximum is not None and number > maximum):
+            upper = f" and <= {maximum}" if maximum is not None else ""
+            raise _Invalid(f"expected an integer >= {minimum}{upper}")
+        return number
+
+    return parse
+
+
+def _milliseconds(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Invalid("expected a positive number of milliseconds") from None
+    if not number > 0 or number == float("inf"):
+        raise _Invalid("expected a positive number of milliseconds")
+    return number
+
+
+def _port(value: Any) -> int:
+    try:
+        return parse_port(str(value).strip(), "the port")
+    except UrlError:
+        raise _Invalid("expected an integer from 1 to 65535") from None
+
+
+def _cert_reqs(value: Any) -> str:
+    word = str(value).strip().lower()
+    if word not in CERT_REQS:
+        raise _Invalid(f"expected one of {', '.join(CERT_REQS)}")
+    return word
+
+
+def _node_list(default_port: int) -> Parser:
+    def parse(value: Any) -> tuple[tuple[str, int], ...]:
+        text = ",".join(value) if isinstance(value, list | tuple) else str(value)
+        try:
+            return parse_nodes(text, default_port)
+        except UrlError as error:
+            raise _Invalid(str(error)) from None
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: suffix after the prefix, default, parser, docs."""
+
+    suffix: str
+    default: Any
+    parse: Parser
+    doc: str
+    secret: bool = False
+
+
+KEYS: tuple[Key, ...] = (
+    Key("URL", None, _text, "Connection URL; wins over every key below when set "
+        "(see the URL grammar)."),
+    Key("HOST", "redis", _text, "Host of a standalone server."),
+    Key("PORT", 6379, _port, "Port of a standalone server."),
+    Key("DB", 0, _integer(0), "Database number (standalone and Sentinel)."),
+    Key("USERNAME", None, _text, "ACL user name for the data nodes."),
+    Key("PASSWORD", None, _text, "Password for the data nodes.", secret=True),
+    Key("SENTINELS", None, _node_list(26379), "Sentinels as `h1:26379,h2:26379`; "
+        "selects Sentinel mode."),
+    Key("SENTINEL_MASTER", "mymaster", _text, "Name of the master the sentinels monitor."),
+    Key("SENTINEL_USERNAME", None, _text, "ACL user name for the sentinels themselves."),
+    Key("SENTINEL_PASSWORD", None, _text, "Password for the sentinels themselves.",
+        secret=True),
+    Key("CLUSTER_NODES", None, _node_list(6379), "Cluster startup nodes as "
+        "`h1:7000,h2:7001`; selects Cluster mode."),
+    Key("SSL", False, _bool, "Use TLS for a standalone HOST/PORT server "
+        "(`rediss://` implies it)."),
+    Key("SSL_CA_CERTS", None, _text, "CA bundle that verifies the server certificate."),
+    Key("SSL_CERTFILE", None, _text, "Client certificate, for servers that require one."),
+    Key("SSL_KEYFILE", None, _text, "Private key of the client certificate."),
+    Key("SSL_CERT_REQS", "required", _cert_reqs, "Server certificate check: "
+        "`required`, `optional` or `none`."),
+    Key("CONNECT_TIMEOUT", 10000, _milliseconds, "Bound on one connect attempt, TCP "
+        "connect and handshake, in ms."),
+    Key("SOCKET_TIMEOUT", None, _milliseconds, "Bound on waiting for a reply, in ms; "
+        "unset waits as long as the command takes."),
+    Key("MAX_RETRIES", 3, _integer(0), "Retries of a failed command or connect "
+        "attempt, with a delay of min(n x 50 ms, 2000 ms) before retry n."),
+    Key("DECODE_RESPONSES", True, _bool, "Return `str` instead of `bytes`."),
+    Key("CLIENT_NAME", None, _text, "Name set with CLIENT SETNAME on every connection."),
+    Key("HEALTH_CHECK_INTERVAL", 0, _integer(0), "Seconds of idleness after which a "
+        "pooled connection is PINGed before use; 0 turns it off (`duplicate()` uses 30)."),
+)
+
+
+def key_table(prefix: str = "REDIS") -> str:
+    """The configuration table as Markdown, as the README shows it."""
+    rows = ["| Key | Default | Meaning |", "| --- | --- | --- |"]
+    for key in KEYS:
+        default = "" if key.default is None else f"`{key.default}`"
+        rows.append(f"| `{prefix}_{key.suffix}` | {default} | {key.doc} |")
+    return "\n".join(rows)
+
+
+class _Source:
+    """Looks a key up in app.config, then the environment, then ``.env``."""
+
+    def __init__(self, prefix: str, config: Mapping[str, Any],
+                 environ: Mapping[str, str], dotenv: Mapping[str, str | None]) -> None:
+        self.prefix = prefix
+        self.layers = (config, environ, dotenv)
+
+    def name(self, key: Key) -> str:
+        return f"{self.prefix}_{key.suffix}"
+
+    def raw(self, key: Key) -> Any:
+        for layer in self.layers:
+            value = layer.get(self.name(key))
+            if value is not None and value != "":
+                return value
+        return None
+
+    def get(self, key: Key) -> Any:
+        value = self.raw(key)
+        if value is None:
+            return key.default
+        try:
+            return key.parse(value)
+        except _Invalid as error:
+            raise ConfigurationError(
+                f"{self.name(key)}={_shown(key, value)} is invalid: {error}") from None
+
+
+def _shown(key: Key, value: Any) -> str:
+    if key.secret:
+        return MASK
+    return repr(mask_url(value) if isinstance(value, str) else value)
+
+
+_KEYS_BY_SUFFIX = {key.suffix: key for key in KEYS}
+
+
+def load_settings(prefix: str, config: Mapping[str, Any],
+                  environ: Mapping[str, str] | None = None,
+                  dotenv: Mapping[str, str | None] | None = None) -> Settings:
+    """Read and validate the keys for ``prefix``; raise ConfigurationError early."""
+    if environ is None:
+        environ = os.environ
+    if dotenv is None:
+        path = find_dotenv(usecwd=True)
+        dotenv = dotenv_values(path) if path else {}
+    source = _Source(prefix, config, environ, dotenv)
+    values = {key.suffix: source.get(key) for key in KEYS}
+    merged: dict[str, Any] = {
+        "db": values["DB"],
+        "username": values["USERNAME"],
+        "password": values["PASSWORD"],
+        "sentinel_master": values["SENTINEL_MASTER"],
+        "sentinel_username": values["SENTINEL_USERNAME"],
+        "sentinel_password": values["SENTINEL_PASSWORD"],
+        "ssl": values["SSL"],
+        "ssl_ca_certs": values["SSL_CA_CERTS"],
+        "ssl_certfile": values["SSL_CERTFILE"],
+        "ssl_keyfile": values["SSL_KEYFILE"],
+        "ssl_cert_reqs": values["SSL_CERT_REQS"],
+        "connect_timeout_ms": values["CONNECT_TIMEOUT"],
+        "socket_timeout_ms": values["SOCKET_TIMEOUT"],
+        "max_retries": values["MAX_RETRIES"],
+        "decode_responses": values["DECODE_RESPONSES"],
+        "client_name": values["CLIENT_NAME"],
+        "health_check_interval": values["HEALTH_CHECK_INTERVAL"],
+    }
+    merged.update(_topology(source, values))
+    settings = Settings(prefix=prefix, **merged)
+    _check_consistency(source, settings)
+    return settings
+
+
+def _topology(source: _Source, values: dict[str, Any]) -> dict[str, Any]:
+    """Mode and addresses: the URL when set, else Sentinel, Cluster, HOST/PORT."""
+    url_key = _KEYS_BY_SUFFIX["URL"]
+    if values["URL"] is not None:
+        try:
+            parsed = parse_url(values["URL"].strip())
+        except UrlError as error:
+            raise ConfigurationError(
+                f"{source.name(url_key)}={_shown(url_key, values['URL'])} is invalid: "
+                f"{error}") from None
+        # What the URL leaves out (db, credentials, master name) comes from the keys.
+        return {name: value for name, value in vars(parsed).items() if value is not None}
+    sentinels, cluster = values["SENTINELS"], values["CLUSTER_NODES"]
+    if sentinels is not None and cluster is not None:
+        raise ConfigurationError(
+            f"{source.prefix}_SENTINELS and {source.prefix}_CLUSTER_NODES are both set; "
+            "set only one: Sentinel and Cluster are different topologies")
+    if sentinels is not None:
+        return {"mode": "sentinel", "nodes": sentinels}
+    if cluster is not None:
+        return {"mode": "cluster", "nodes": cluster}
+    return {"mode": "standalone", "nodes": ((values["HOST"], values["PORT"]),)}
+
+
+def _check_consistency(source: _Source, settings: Settings) -> None:
+    prefix = source.prefix
+    if settings.mode == "cluster" and settings.db != 0:
+        raise ConfigurationError(f"{prefix}_DB={settings.db} is invalid in Cluster mode: "
+                                 "Redis Cluster has only database 0")
+    if settings.ssl and (settings.mode != "standalone" or settings.unix_socket):
+        raise ConfigurationError(
+            f"TLS ({prefix}_SSL or rediss://) is supported for a standalone TCP server "
+            f"only; {settings.mode} mode over TLS is not supported yet")
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        raise ConfigurationError(f"{prefix}_SSL_CERTFILE and {prefix}_SSL_KEYFILE go "
+                                 "together: set both or neither")

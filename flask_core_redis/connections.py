@@ -1,0 +1,77 @@
+"""Connection classes that report to :class:`~flask_core_redis.events.ConnectionEvents`.
+
+redis-py builds connections from a class and keyword arguments, and Cluster
+drops keyword arguments it does not know; so the events object is bound into a
+subclass made for each registration rather than passed as an argument."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from redis.connection import AbstractConnection
+from redis.exceptions import RedisError
+from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
+
+from .events import ConnectionEvents
+
+
+class EventedConnection(AbstractConnection):
+    """Reports connect, disconnect and connection errors; bounds the handshake
+    (AUTH, HELLO, SELECT, CLIENT SETNAME) by the connect timeout, not only the
+    TCP connect."""
+
+    events: ClassVar[ConnectionEvents]
+
+    def _address(self) -> str:
+        path = getattr(self, "path", "")
+        if path:
+            return f"unix://{path}"
+        return f"{getattr(self, 'host', '?')}:{getattr(self, 'port', '?')}"
+
+    def connect_check_health(self, check_health: bool = True,
+                             retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        try:
+            super().connect_check_health(check_health=check_health,
+                                         retry_socket_connect=retry_socket_connect)
+        except (RedisError, OSError) as error:
+            self.events.emit("error", address=self._address(), error=error)
+            raise
+        self.events.emit("connect", address=self._address())
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        sock = self._sock
+        if sock is not None and self.socket_connect_timeout:
+            sock.settimeout(self.socket_connect_timeout)
+        try:
+            super().on_connect_check_health(check_health=check_health)
+        finally:
+            if self._sock is not None:
+                self._sock.settimeout(self.socket_timeout)
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        was_connected = self._sock is not None
+        super().disconnect(*args, **kwargs)
+        if was_connected:
+            error = kwargs.get("error") or next(
+                (arg for arg in args if isinstance(arg, BaseException)), None)
+            self.events.emit("disconnect", address=self._address(), error=error)
+
+
+class EventedSentinelConnection(EventedConnection):
+    """Also reports a failed master lookup, which happens before any socket."""
+
+    def _connect_retry(self) -> None:
+        try:
+            super()._connect_retry()  # type: ignore[misc]
+        except (MasterNotFoundError, SlaveNotFoundError) as error:
+            self.events.emit("error", address=self._address(), error=error)
+            raise
+
+
+def evented_class(base: type[AbstractConnection], events: ConnectionEvents,
+                  mixin: type[Any] = EventedConnection,
+                  ) -> type[AbstractConnection]:
+    """A subclass of ``base`` bound to ``events``."""
+    return type(f"Evented{base.__name__}", (mixin, base), {"events": events})

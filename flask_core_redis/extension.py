@@ -1,0 +1,181 @@
+"""The Flask extension: ``CoreRedis``."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from typing import Any
+
+from flask import Flask, current_app
+
+from .clients import MANAGED_OPTIONS, AnyClient, build_client
+from .config import load_settings
+from .events import ConnectionEvents, log_event
+from .health import check_health
+from .settings import Settings
+
+EXTENSION_KEY = "core_redis"
+
+logger = logging.getLogger("flask_core_redis")
+
+
+class RedisState:
+    """What one registration keeps per app: settings, events and its clients.
+
+    The shared client is built on first use, so ``init_app`` does no network
+    I/O and an app starts while Redis is down. Every pool opened here closes on
+    :meth:`close` and at interpreter exit."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        self.events = ConnectionEvents(settings.prefix)
+        self.events.subscribe(log_event)
+        self._client: AnyClient | None = None
+        self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        _open_states.add(self)
+
+    def __repr__(self) -> str:
+        return f"<RedisState {self.settings.prefix} {self.settings.mode} {self.settings.address}>"
+
+    @property
+    def client(self) -> AnyClient:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = build_client(self.settings, self.events, self.options)
+                client = self._client
+        return client
+
+    def duplicate(self) -> AnyClient:
+        client = build_client(self.settings, self.events, self.options, duplicate=True)
+        self._duplicates.add(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [self._client, *self._duplicates]
+            self._client = None
+            self._duplicates = weakref.WeakSet()
+        for client in clients:
+            if client is not None:
+                _close_client(client)
+
+
+def _close_client(client: AnyClient) -> None:
+    client.close()
+    pool = getattr(client, "connection_pool", None)
+    sentinel = getattr(pool, "sentinel_manager", None)
+    if sentinel is not None:  # the links to the sentinels themselves
+        sentinel.close()
+
+
+_open_states: weakref.WeakSet[RedisState] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for state in list(_open_states):
+        state.close()
+
+
+class CoreRedis:
+    """One managed Redis client per Flask app.
+
+    ``config_prefix`` selects the configuration keys (``REDIS_URL`` for
+    ``"REDIS"``); two instances with different prefixes can serve one app.
+    ``client_options`` are passed to the redis-py client as they are, except the
+    options built from configuration (retry, connection class, addresses)."""
+
+    def __init__(self, app: Flask | None = None, *, config_prefix: str = "REDIS",
+                 **client_options: Any) -> None:
+        managed = sorted(MANAGED_OPTIONS & client_options.keys())
+        if managed:
+            raise TypeError(
+                f"CoreRedis() does not take {', '.join(managed)}: the extension builds "
+                f"them from {config_prefix}_* configuration (see the README)")
+        self.config_prefix = config_prefix
+        self.client_options = client_options
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"<CoreRedis config_prefix={self.config_prefix!r}>"
+
+    def init_app(self, app: Flask) -> None:
+        """Read and validate configuration, register the CLI. No network I/O."""
+        registry: dict[str, RedisState] = app.extensions.setdefault(EXTENSION_KEY, {})
+        if self.config_prefix in registry:
+            raise RuntimeError(
+                f"A CoreRedis instance with config_prefix={self.config_prefix!r} is already "
+                f"registered on app {app.name!r}. Call init_app once per app, or give the "
+                "second instance its own config_prefix (e.g. 'CACHE_REDIS').")
+        settings = load_settings(self.config_prefix, app.config)
+        registry[self.config_prefix] = RedisState(settings, dict(self.client_options))
+        logger.info("[%s] configured %s mode at %s", settings.prefix, settings.mode,
+                    settings.address)
+        from .cli import redis_group
+
+        if "redis" not in app.cli.commands:
+            app.cli.add_command(redis_group)
+
+    def _state(self) -> RedisState:
+        try:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        except RuntimeError:
+            raise RuntimeError(
+                "CoreRedis was used outside an application context. Use it inside a "
+                "request, a CLI command, or `with app.app_context():`.") from None
+        state = app.extensions.get(EXTENSION_KEY, {}).get(self.config_prefix)
+        if state is None:
+            raise RuntimeError(
+                f"CoreRedis (config_prefix={self.config_prefix!r}) is not registered on "
+                f"app {app.name!r}. Call ext.init_app(app) in your app factory first.")
+        assert isinstance(state, RedisState)
+        return state
+
+    @property
+    def settings(self) -> Settings:
+        """The validated settings of the current app (secrets masked in repr)."""
+        return self._state().settings
+
+    @property
+    def events(self) -> ConnectionEvents:
+        """The current app's connection events, for subscribers of your own."""
+        return self._state().events
+
+    @property
+    def client(self) -> AnyClient:
+        """The shared, pooled client of the current app."""
+        return self._state().client
+
+    def get_client(self) -> AnyClient:
+        """The shared, pooled client of the current app."""
+        return self._state().client
+
+    def duplicate(self) -> AnyClient:
+        """A new client with its own pool and the same settings, for pub/sub and
+        blocking commands: no read timeout, health checks on. Closed by
+        :meth:`close` unless you close it first."""
+        return self._state().duplicate()
+
+    def health(self) -> dict[str, Any]:
+        """A health report of the current app's Redis; never raises because
+        Redis is down."""
+        state = self._state()
+        return check_health(lambda: state.client, state.settings)
+
+    def close(self) -> None:
+        """Close every pool this extension opened for the current app. Idempotent;
+        the next use opens a new pool."""
+        self._state().close()
+
+
+def registered_states(app: Flask) -> dict[str, RedisState]:
+    """Every registration on ``app``, by config prefix."""
+    states: dict[str, RedisState] = app.extensions.get(EXTENSION_KEY, {})
+    return states

@@ -1,0 +1,52 @@
+"""``ext.health()``: one PING and one INFO, reported as a dict, never raised."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from .settings import Settings
+
+
+def check_health(get_client: Callable[[], Redis | RedisCluster],
+                 settings: Settings) -> dict[str, Any]:
+    """``ok``, ``mode``, ``latency_ms``, ``server_version``, ``role``, ``address``,
+    and ``error`` when not ok. Redis being down is a result, not an exception."""
+    report: dict[str, Any] = {
+        "ok": False, "mode": settings.mode, "address": settings.address,
+        "latency_ms": None, "server_version": None, "role": None,
+    }
+    try:
+        started = time.perf_counter()
+        client = get_client()  # building a Cluster client already talks to it
+        client.ping()
+        report["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        report.update(_server_facts(client, settings))
+    except (RedisError, OSError) as error:
+        report["error"] = f"{type(error).__name__}: {error}"
+        return report
+    report["ok"] = True
+    return report
+
+
+def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str, Any]:
+    if settings.mode == "memory":  # the embedded server has no INFO command
+        from importlib.metadata import version
+
+        return {"server_version": f"fakeredis {version('fakeredis')}", "role": "master"}
+    if isinstance(client, RedisCluster):
+        info = client.info("server", target_nodes=RedisCluster.RANDOM)
+        cluster = client.cluster_info(target_nodes=RedisCluster.RANDOM)
+        return {
+            "server_version": info.get("redis_version"),
+            "role": "cluster",
+            "cluster_state": cluster.get("cluster_state"),
+            "nodes": len(client.get_nodes()),
+        }
+    info = client.info()
+    return {"server_version": info.get("redis_version"), "role": info.get("role")}

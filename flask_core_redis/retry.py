@@ -1,0 +1,62 @@
+"""The retry policy: the delay before retry ``n`` is ``min(n x 50 ms, 2000 ms)``,
+at most ``max_retries`` retries. Built explicitly for every client and every
+topology, never left to redis-py's defaults."""
+
+from __future__ import annotations
+
+from redis.backoff import AbstractBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry
+
+from .events import ConnectionEvents
+
+STEP_SECONDS = 0.05
+CAP_SECONDS = 2.0
+
+RETRYABLE_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, OSError)
+
+
+class LinearBackoff(AbstractBackoff):
+    """``min(failures x step, cap)`` seconds."""
+
+    def __init__(self, step: float = STEP_SECONDS, cap: float = CAP_SECONDS) -> None:
+        self.step = step
+        self.cap = cap
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, LinearBackoff)
+                and (self.step, self.cap) == (other.step, other.cap))
+
+    def __hash__(self) -> int:
+        return hash((LinearBackoff, self.step, self.cap))
+
+    def compute(self, failures: int) -> float:
+        return min(failures * self.step, self.cap)
+
+
+class ReportingBackoff(AbstractBackoff):
+    """Wraps a backoff and reports each retry, with its attempt number and delay.
+
+    redis-py asks the backoff for a delay only when it is about to retry, so this
+    is the one point that sees every retry on every path."""
+
+    def __init__(self, inner: AbstractBackoff, events: ConnectionEvents,
+                 address: str) -> None:
+        self.inner = inner
+        self.events = events
+        self.address = address
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def compute(self, failures: int) -> float:
+        delay = self.inner.compute(failures)
+        self.events.emit("retry", address=self.address, attempt=failures,
+                         delay_ms=delay * 1000)
+        return delay
+
+
+def build_retry(max_retries: int, events: ConnectionEvents, address: str,
+                errors: tuple[type[Exception], ...] = RETRYABLE_ERRORS) -> Retry:
+    """The project's policy as a redis-py ``Retry`` that reports its retries."""
+    return Retry(ReportingBackoff(LinearBackoff(), events, address), max_retries, errors)

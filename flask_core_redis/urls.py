@@ -1,0 +1,180 @@
+"""The ``REDIS_URL`` grammar.
+
+Accepted forms (``[...]`` is optional)::
+
+    redis://[[user]:password@]host[:port][/db]
+    rediss://[[user]:password@]host[:port][/db]          TLS
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]
+    redis+sentinel://[[user]:password@]h1[:p1],h2[:p2]/master-name[/db]
+    redis+cluster://[[user]:password@]h1[:p1],h2[:p2]
+    memory://[name][/db]                                  embedded, in-process
+
+Credentials in a URL belong to the Redis data nodes; Sentinel's own
+credentials have their own keys. Percent-encode ``@``, ``:`` and ``/`` in
+passwords.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .settings import Mode
+
+SCHEMES: dict[str, Mode] = {
+    "redis": "standalone",
+    "rediss": "standalone",
+    "unix": "standalone",
+    "redis+sentinel": "sentinel",
+    "redis+cluster": "cluster",
+    "memory": "memory",
+}
+
+DEFAULT_PORTS: dict[Mode, int] = {
+    "standalone": 6379,
+    "sentinel": 26379,
+    "cluster": 6379,
+    "memory": 0,
+}
+
+
+class UrlError(ValueError):
+    """The URL does not follow the grammar; the message says which part."""
+
+
+@dataclass(frozen=True)
+class ParsedUrl:
+    mode: Mode
+    nodes: tuple[tuple[str, int], ...] = ()
+    unix_socket: str | None = None
+    memory_name: str = ""
+    db: int | None = None
+    username: str | None = None
+    password: str | None = None
+    sentinel_master: str | None = None
+    ssl: bool = False
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{scheme}://{masked}@{hosts}{slash}{tail}"
+
+
+def parse_url(url: str) -> ParsedUrl:
+    """Parse a ``REDIS_URL`` value; raise :class:`UrlError` naming what is wrong."""
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SCHEMES:
+        accepted = ", ".join(f"{name}://" for name in SCHEMES)
+        raise UrlError(f"unknown scheme {scheme + '://' if sep else 'in ' + repr(url)}; "
+                       f"accepted: {accepted}")
+    parts = urlsplit(url)
+    mode = SCHEMES[scheme]
+    username, password = _credentials(parts.netloc)
+    if scheme == "unix":
+        return _parse_unix(parts.path, parts.query, username, password)
+    if parts.query:
+        raise UrlError("query parameters are not accepted; use the configuration keys instead")
+    if mode == "memory":
+        return _parse_memory(parts.netloc.rpartition("@")[2], parts.path)
+    nodes = parse_nodes(parts.netloc.rpartition("@")[2], DEFAULT_PORTS[mode])
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    common: dict[str, Any] = {"nodes": nodes, "username": username, "password": password}
+    if mode == "sentinel":
+        return _parse_sentinel(segments, common)
+    if mode == "cluster":
+        if segments:
+            raise UrlError("a cluster URL takes no path: Redis Cluster has only database 0")
+        return ParsedUrl(mode="cluster", **common)
+    if len(nodes) != 1:
+        raise UrlError(f"{scheme}:// takes exactly one host; use redis+cluster:// "
+                       "or redis+sentinel:// for several")
+    return ParsedUrl(mode="standalone", db=_db(segments, 0, "database number"),
+                     ssl=scheme == "rediss", **common)
+
+
+def parse_nodes(text: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    """Parse ``"h1:p1,h2:p2"``; a missing port is ``default_port``."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    if not entries:
+        raise UrlError("the node list is empty; expected host:port[,host:port...]")
+    return tuple(_node(entry, default_port) for entry in entries)
+
+
+def _node(entry: str, default_port: int) -> tuple[str, int]:
+    if entry.startswith("["):  # [ipv6]:port
+        host, _, rest = entry[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = entry.rpartition(":") if ":" in entry else (entry, "", "")
+    if not host:
+        raise UrlError(f"node {entry!r} has no host; expected host:port")
+    return host, parse_port(port_text, entry) if port_text else default_port
+
+
+def parse_port(text: str, where: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise UrlError(f"port {text!r} in {where!r} is not a number; "
+                       "expected an integer from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise UrlError(f"port {port} in {where!r} is out of range; "
+                       "expected an integer from 1 to 65535")
+    return port
+
+
+def _credentials(netloc: str) -> tuple[str | None, str | None]:
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at:
+        return None, None
+    user, colon, password = userinfo.partition(":")
+    return (unquote(user) or None), (unquote(password) if colon else None)
+
+
+def _db(segments: list[str], index: int, what: str) -> int | None:
+    if len(segments) <= index:
+        return None
+    if len(segments) > index + 1:
+        raise UrlError(f"unexpected path segment {segments[index + 1]!r} after the {what}")
+    text = segments[index]
+    if not text.isdigit():
+        raise UrlError(f"{what} {text!r} is not a non-negative integer")
+    return int(text)
+
+
+def _parse_sentinel(segments: list[str], common: dict[str, Any]) -> ParsedUrl:
+    if not segments:
+        raise UrlError("a Sentinel URL needs the master name as its path: "
+                       "redis+sentinel://host:26379/mymaster[/db]")
+    db = _db(segments, 1, "database number")
+    return ParsedUrl(mode="sentinel", sentinel_master=segments[0], db=db,
+                     **common)
+
+
+def _parse_unix(path: str, query: str, username: str | None,
+                password: str | None) -> ParsedUrl:
+    if not path or path == "/":
+        raise UrlError("a unix:// URL needs the socket path: unix:///run/redis.sock")
+    params = parse_qs(query)
+    unknown = set(params) - {"db"}
+    if unknown:
+        raise UrlError(f"unknown query parameter(s) {sorted(unknown)}; only ?db=N is accepted")
+    db = _db(params["db"][-1:], 0, "database number") if "db" in params else None
+    return ParsedUrl(mode="standalone", unix_socket=unquote(path), db=db,
+                     username=username, password=password)
+
+
+def _parse_memory(name: str, path: str) -> ParsedUrl:
+    segments = [s for s in path.split("/") if s]
+    return ParsedUrl(mode="memory", memory_name=name, db=_db(segments, 0, "database number"))
