@@ -1,0 +1,157 @@
+"""Shared fixtures: Flask apps on the embedded server, and real Redis servers
+started on free loopback ports for the whole session (or per test, for the
+tests that kill them)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from flask import Flask
+
+from flask_core_redis import CoreRedis
+
+from .servers import ClusterDeployment, RedisProcess, SentinelDeployment, free_port
+
+ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
+REQUIRE_PASSWORD = "requirepass-s3cret"
+
+AppFactory = Callable[..., tuple[Flask, CoreRedis]]
+
+
+@pytest.fixture
+def make_app() -> Iterator[AppFactory]:
+    """Build a Flask app with CoreRedis from config keys; closes its clients after."""
+    made: list[tuple[Flask, CoreRedis]] = []
+
+    def factory(config: dict[str, Any] | None = None, *, prefix: str = "REDIS",
+                **options: Any) -> tuple[Flask, CoreRedis]:
+        app = Flask(f"test-{uuid.uuid4().hex[:8]}")
+        app.config.update(TESTING=True, **(config or {}))
+        ext = CoreRedis(app, config_prefix=prefix, **options)
+        made.append((app, ext))
+        return app, ext
+
+    yield factory
+    for app, ext in made:
+        with app.app_context():
+            ext.close()
+
+
+@pytest.fixture
+def memory_url() -> str:
+    """A fresh embedded server per test."""
+    return f"memory://{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def key() -> str:
+    """A key name no other test uses, so shared servers need no flushing."""
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def events_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("redis")
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(workdir, free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A server for one test, which may stop, pause or restart it."""
+    server = RedisProcess(tmp_path, free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server(workdir: Path) -> Iterator[RedisProcess]:
+    """requirepass for the default user, plus an ACL user."""
+    server = RedisProcess(
+        workdir, free_port(),
+        ["--requirepass", REQUIRE_PASSWORD,
+         "--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all"],
+        client_kwargs={"password": REQUIRE_PASSWORD}).start()
+    yield server
+    server.stop()
+
+
+class TlsFiles:
+    def __init__(self, folder: Path) -> None:
+        ca = trustme.CA()
+        server_cert = ca.issue_cert("127.0.0.1", "localhost")
+        client_cert = ca.issue_cert("client@flask-core-redis.test")
+        self.ca = folder / "ca.pem"
+        self.server = folder / "server.pem"
+        self.client = folder / "client.pem"
+        ca.cert_pem.write_to_path(str(self.ca))
+        server_cert.private_key_and_cert_chain_pem.write_to_path(str(self.server))
+        client_cert.private_key_and_cert_chain_pem.write_to_path(str(self.client))
+
+
+@pytest.fixture(scope="session")
+def tls_files(workdir: Path) -> TlsFiles:
+    return TlsFiles(workdir)
+
+
+@pytest.fixture(scope="session")
+def tls_server(workdir: Path, tls_files: TlsFiles) -> Iterator[RedisProcess]:
+    """TLS only (no plain port), client certificates required."""
+    port = free_port()
+    server = RedisProcess(
+        workdir, port,
+        ["--port", "0", "--tls-port", str(port),
+         "--tls-cert-file", str(tls_files.server), "--tls-key-file", str(tls_files.server),
+         "--tls-ca-cert-file", str(tls_files.ca), "--tls-auth-clients", "yes"],
+        client_kwargs={"ssl": True, "ssl_ca_certs": str(tls_files.ca),
+                       "ssl_certfile": str(tls_files.client),
+                       "ssl_keyfile": str(tls_files.client)}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel(workdir: Path) -> Iterator[SentinelDeployment]:
+    deployment = SentinelDeployment(workdir / "sentinel")
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture
+def own_sentinel(tmp_path: Path) -> Iterator[SentinelDeployment]:
+    """A Sentinel deployment for one test, which may fail it over."""
+    deployment = SentinelDeployment(tmp_path)
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(workdir: Path) -> Iterator[ClusterDeployment]:
+    deployment = ClusterDeployment(workdir / "cluster")
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[ClusterDeployment]:
+    """A cluster for one test, which may kill a master."""
+    deployment = ClusterDeployment(tmp_path)
+    yield deployment
+    deployment.stop()

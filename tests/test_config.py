@@ -1,0 +1,133 @@
+from pathlib import Path
+
+import pytest
+
+from flask_core_redis import ConfigurationError
+from flask_core_redis.config import KEYS, key_table, load_settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def load(config=None, environ=None, dotenv=None, prefix="REDIS"):
+    return load_settings(prefix, config or {}, environ or {}, dotenv or {})
+
+
+def test_defaults_match_the_original_module():
+    settings = load()
+    assert settings.mode == "standalone"
+    assert settings.nodes == (("redis", 6379),)
+    assert settings.connect_timeout_ms == 10000
+    assert settings.max_retries == 3
+    assert settings.decode_responses is True
+    assert settings.socket_timeout is None
+
+
+def test_url_wins_over_host_and_port():
+    settings = load({"REDIS_URL": "redis://url-host:6400/3", "REDIS_HOST": "other",
+                     "REDIS_PORT": 1})
+    assert settings.nodes == (("url-host", 6400),)
+    assert settings.db == 3
+
+
+def test_keys_fill_in_what_the_url_leaves_out():
+    settings = load({"REDIS_URL": "redis://h", "REDIS_DB": "5", "REDIS_PASSWORD": "pw",
+                     "REDIS_USERNAME": "bob"})
+    assert (settings.db, settings.username, settings.password) == (5, "bob", "pw")
+
+
+def test_url_credentials_win_over_keys():
+    settings = load({"REDIS_URL": "redis://u:from-url@h", "REDIS_PASSWORD": "from-key"})
+    assert settings.password == "from-url"
+
+
+def test_app_config_wins_over_environment_which_wins_over_dotenv():
+    key = "REDIS_HOST"
+    assert load({key: "cfg"}, {key: "env"}, {key: "dotenv"}).nodes[0][0] == "cfg"
+    assert load({}, {key: "env"}, {key: "dotenv"}).nodes[0][0] == "env"
+    assert load({}, {}, {key: "dotenv"}).nodes[0][0] == "dotenv"
+
+
+def test_dotenv_file_in_the_working_directory_is_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("REDIS_URL=redis://from-dotenv:6390\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert load_settings("REDIS", {}, {}).nodes == (("from-dotenv", 6390),)
+
+
+def test_sentinel_and_cluster_keys_select_their_modes():
+    sentinel = load({"REDIS_SENTINELS": "s1:26379, s2", "REDIS_SENTINEL_MASTER": "m",
+                     "REDIS_SENTINEL_PASSWORD": "spw"})
+    assert sentinel.mode == "sentinel"
+    assert sentinel.nodes == (("s1", 26379), ("s2", 26379))
+    assert (sentinel.sentinel_master, sentinel.sentinel_password) == ("m", "spw")
+    cluster = load({"REDIS_CLUSTER_NODES": ["n1:7000", "n2:7001"]})
+    assert cluster.mode == "cluster"
+    assert cluster.nodes == (("n1", 7000), ("n2", 7001))
+
+
+def test_prefix_selects_its_own_keys():
+    settings = load({"CACHE_REDIS_URL": "redis://cache:6390", "REDIS_URL": "redis://x"},
+                    prefix="CACHE_REDIS")
+    assert settings.nodes == (("cache", 6390),)
+    assert settings.prefix == "CACHE_REDIS"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("true", True), ("False", False), ("1", True), ("off", False), (True, True)])
+def test_booleans_accept_the_usual_words(value, expected):
+    assert load({"REDIS_DECODE_RESPONSES": value}).decode_responses is expected
+
+
+@pytest.mark.parametrize(("config", "complaint"), [
+    ({"REDIS_PORT": "abc"}, r"REDIS_PORT='abc' is invalid: expected an integer from 1 to 65535"),
+    ({"REDIS_PORT": 0}, r"REDIS_PORT=0 is invalid: expected an integer from 1 to 65535"),
+    ({"REDIS_PORT": "65536"}, r"REDIS_PORT='65536' is invalid"),
+    ({"REDIS_URL": "ftp://h"}, r"REDIS_URL='ftp://h' is invalid: unknown scheme ftp://"),
+    ({"REDIS_URL": "redis+sentinel://s:1"}, r"REDIS_URL=.* needs the master name"),
+    ({"REDIS_SENTINELS": " , "}, r"REDIS_SENTINELS=' , ' is invalid: the node list is empty"),
+    ({"REDIS_CLUSTER_NODES": ""}, None),  # empty means unset: standalone
+    ({"REDIS_CLUSTER_NODES": ","}, r"REDIS_CLUSTER_NODES=',' is invalid: the node list"),
+    ({"REDIS_CONNECT_TIMEOUT": "-5"}, r"REDIS_CONNECT_TIMEOUT='-5' is invalid: expected a "
+                                      r"positive number of milliseconds"),
+    ({"REDIS_CONNECT_TIMEOUT": 0}, r"REDIS_CONNECT_TIMEOUT=0 is invalid"),
+    ({"REDIS_SOCKET_TIMEOUT": "soon"}, r"REDIS_SOCKET_TIMEOUT='soon' is invalid"),
+    ({"REDIS_MAX_RETRIES": -1}, r"REDIS_MAX_RETRIES=-1 is invalid: expected an integer >= 0"),
+    ({"REDIS_MAX_RETRIES": "2.5"}, r"REDIS_MAX_RETRIES='2.5' is invalid"),
+    ({"REDIS_DB": "-1"}, r"REDIS_DB='-1' is invalid"),
+    ({"REDIS_DECODE_RESPONSES": "maybe"}, r"REDIS_DECODE_RESPONSES='maybe' is invalid: "
+                                          r"expected a boolean"),
+    ({"REDIS_SSL_CERT_REQS": "always"}, r"expected one of required, optional, none"),
+    ({"REDIS_SENTINELS": "s:1", "REDIS_CLUSTER_NODES": "n:2"}, r"both set; set only one"),
+    ({"REDIS_CLUSTER_NODES": "n:1", "REDIS_DB": 2}, r"only database 0"),
+    ({"REDIS_SSL_CERTFILE": "/c.pem"}, r"SSL_CERTFILE and REDIS_SSL_KEYFILE go together"),
+    ({"REDIS_URL": "redis+cluster://n:1", "REDIS_SSL": "yes"}, None),  # URL wins
+    ({"REDIS_SENTINELS": "s:1", "REDIS_SSL": "yes"}, r"not supported yet"),
+])
+def test_bad_values_fail_with_key_value_and_what_is_accepted(config, complaint):
+    if complaint is None:
+        load(config)
+        return
+    with pytest.raises(ConfigurationError, match=complaint):
+        load(config)
+
+
+def test_errors_mask_passwords_in_urls():
+    with pytest.raises(ConfigurationError) as caught:
+        load({"REDIS_URL": "redis://user:hunter2@h:99999"})
+    assert "hunter2" not in str(caught.value)
+    assert "user:***@" in str(caught.value)
+
+
+def test_repr_and_describe_mask_secrets():
+    settings = load({"REDIS_URL": "redis://u:hunter2@h", "REDIS_SENTINEL_PASSWORD": "x9"})
+    assert "hunter2" not in repr(settings)
+    assert settings.describe()["password"] == "***"
+    assert settings.describe()["sentinel_password"] == "***"
+    assert "hunter2" not in str(settings.describe())
+
+
+def test_every_key_is_documented_in_the_readme_table():
+    assert key_table() in README.read_text(), (
+        "README's configuration table is out of date; paste "
+        "`python -c 'from flask_core_redis.config import key_table; print(key_table())'`")
+    assert len({key.suffix for key in KEYS}) == len(KEYS)
