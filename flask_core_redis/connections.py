@@ -6,6 +6,7 @@ subclass made for each registration rather than passed as an argument."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 from redis.connection import AbstractConnection
@@ -54,9 +55,20 @@ class EventedConnection(AbstractConnection):
         was_connected = self._sock is not None
         super().disconnect(*args, **kwargs)
         if was_connected:
-            error = kwargs.get("error") or next(
-                (arg for arg in args if isinstance(arg, BaseException)), None)
-            self.events.emit("disconnect", address=self._address(), error=error)
+            self.events.emit("disconnect", address=self._address(),
+                             error=_disconnect_cause(args, kwargs))
+
+
+def _disconnect_cause(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException | None:
+    """Why a connection is being dropped: the error redis-py passes along or,
+    since it often calls ``disconnect()`` bare from inside an ``except`` block,
+    the connection error being handled. None for a deliberate close."""
+    passed = kwargs.get("error") or next(
+        (arg for arg in args if isinstance(arg, BaseException)), None)
+    handled = sys.exc_info()[1]
+    if passed is None and isinstance(handled, RedisError | OSError):
+        return handled
+    return passed
 
 
 class EventedSentinelConnection(EventedConnection):

@@ -68,7 +68,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def redis_server(workdir: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(workdir, free_port()).start()
+    """Plain TCP, plus a unix socket at ``workdir / "redis.sock"``."""
+    server = RedisProcess(workdir, free_port(), [
+        "--unixsocket", str(workdir / "redis.sock"), "--unixsocketperm", "700"]).start()
     yield server
     server.stop()
 

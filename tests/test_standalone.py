@@ -1,0 +1,262 @@
+"""A single real redis-server: auth, ACL, TLS, unix socket, retries, outages."""
+
+import logging
+import signal
+import socket
+import threading
+
+import pytest
+import redis
+from flask import jsonify
+
+from .conftest import ACL_PASSWORD, ACL_USER, REQUIRE_PASSWORD
+from .servers import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def messages(caplog, level=None):
+    return [r.getMessage() for r in caplog.records
+            if r.name == "flask_core_redis" and (level is None or r.levelno == level)]
+
+
+def all_log_text(caplog):
+    return "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+
+
+def test_commands_reach_the_server_and_connections_are_logged(make_app, redis_server,
+                                                              key, events_log):
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}/0",
+                         "REDIS_CLIENT_NAME": "fcr-basic"})
+    with app.app_context():
+        ext.client.set(key, "value")
+        assert ext.client.get(key) == "value"
+        assert ext.client.client_getname() == "fcr-basic"
+    with redis_server.client() as admin:
+        assert admin.get(key) == "value"
+    assert f"[REDIS] {redis_server.address}: connected" in messages(events_log, logging.INFO)
+
+
+def test_host_port_and_db_keys(make_app, redis_server, key):
+    app, ext = make_app({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port),
+                         "REDIS_DB": "3"})
+    with app.app_context():
+        ext.client.set(key, "in-db-3")
+    with redis_server.client(db=3) as admin:
+        assert admin.get(key) == "in-db-3"
+
+
+def test_unix_socket(make_app, redis_server, workdir, key):
+    app, ext = make_app({"REDIS_URL": f"unix://{workdir / 'redis.sock'}?db=1"})
+    with app.app_context():
+        ext.client.set(key, "via-socket")
+    with redis_server.client(db=1) as admin:
+        assert admin.get(key) == "via-socket"
+
+
+def test_requirepass_and_acl_user(make_app, auth_server, key):
+    default_app, default_ext = make_app({
+        "REDIS_URL": f"redis://:{REQUIRE_PASSWORD}@{auth_server.address}"})
+    acl_app, acl_ext = make_app({
+        "REDIS_URL": f"redis://{auth_server.address}",
+        "REDIS_USERNAME": ACL_USER, "REDIS_PASSWORD": ACL_PASSWORD})
+    with default_app.app_context():
+        assert default_ext.client.acl_whoami() == "default"
+        default_ext.client.set(key, "1")
+    with acl_app.app_context():
+        assert acl_ext.client.acl_whoami() == ACL_USER
+        assert acl_ext.client.get(key) == "1"
+
+
+def test_wrong_password_fails_without_leaking_it(make_app, auth_server, events_log):
+    app, ext = make_app({"REDIS_URL": f"redis://{ACL_USER}:wrong-hunter2@"
+                                      f"{auth_server.address}", "REDIS_MAX_RETRIES": 1})
+    with app.app_context(), pytest.raises(redis.AuthenticationError) as caught:
+        ext.client.ping()
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in all_log_text(events_log)
+    assert messages(events_log, logging.ERROR)
+    result = app.test_cli_runner().invoke(args=["redis", "ping"])
+    assert result.exit_code == 1 and "hunter2" not in result.output
+
+
+def test_no_secret_reaches_any_log_record(make_app, auth_server, events_log, key):
+    app, ext = make_app({"REDIS_URL": f"redis://{ACL_USER}:{ACL_PASSWORD}@"
+                                      f"{auth_server.address}"})
+    with app.app_context():
+        ext.client.set(key, "1")
+        ext.health()
+        ext.close()
+    text = all_log_text(events_log)
+    assert "connected" in text
+    assert ACL_PASSWORD not in text
+
+
+def test_tls_with_client_certificate(make_app, tls_server, tls_files, key):
+    tls = {"REDIS_SSL_CA_CERTS": str(tls_files.ca),
+           "REDIS_SSL_CERTFILE": str(tls_files.client),
+           "REDIS_SSL_KEYFILE": str(tls_files.client)}
+    app, ext = make_app({"REDIS_URL": f"rediss://{tls_server.address}", **tls})
+    with app.app_context():
+        ext.client.set(key, "over-tls")
+        assert ext.client.get(key) == "over-tls"
+    # The same server refuses a client without a certificate ...
+    no_cert, no_cert_ext = make_app({"REDIS_URL": f"rediss://{tls_server.address}",
+                                     "REDIS_SSL_CA_CERTS": str(tls_files.ca),
+                                     "REDIS_MAX_RETRIES": 0})
+    with no_cert.app_context(), pytest.raises(redis.ConnectionError):
+        no_cert_ext.client.ping()
+    # ... and a client that does not trust its CA refuses the server.
+    untrusted, untrusted_ext = make_app({
+        "REDIS_URL": f"rediss://{tls_server.address}", "REDIS_MAX_RETRIES": 0,
+        "REDIS_SSL_CERTFILE": str(tls_files.client),
+        "REDIS_SSL_KEYFILE": str(tls_files.client)})
+    with untrusted.app_context(), pytest.raises(redis.ConnectionError, match="certificate"):
+        untrusted_ext.client.ping()
+
+
+def test_failed_connects_are_retried_with_the_linear_delays(make_app, events_log):
+    port = free_port()  # nothing listens here
+    app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{port}", "REDIS_MAX_RETRIES": 3})
+    with app.app_context(), pytest.raises(redis.ConnectionError):
+        ext.client.ping()
+    retries = [r for r in messages(events_log, logging.INFO) if ": retry " in r]
+    assert retries == [f"[REDIS] 127.0.0.1:{port}: retry {n} in {n * 50} ms"
+                       for n in (1, 2, 3)]
+    assert len(messages(events_log, logging.ERROR)) == 4  # the first try and 3 retries
+
+
+def test_retry_count_is_configurable(make_app, events_log):
+    app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{free_port()}",
+                         "REDIS_MAX_RETRIES": 0})
+    with app.app_context(), pytest.raises(redis.ConnectionError):
+        ext.client.ping()
+    assert not [m for m in messages(events_log) if ": retry " in m]
+    assert len(messages(events_log, logging.ERROR)) == 1
+
+
+def test_app_keeps_serving_through_a_redis_restart(make_app, own_redis_server, events_log):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CONNECT_TIMEOUT": 500})
+
+    @app.route("/hits")
+    def hits():
+        try:
+            return jsonify(hits=ext.client.incr("hits"))
+        except redis.ConnectionError:
+            return jsonify(error="redis unavailable"), 503
+
+    web = app.test_client()
+    assert web.get("/hits").status_code == 200
+    own_redis_server.stop()
+    assert web.get("/hits").status_code == 503
+    own_redis_server.start()  # same port, empty data
+    wait_until(lambda: web.get("/hits").status_code == 200, 20, "the app to recover")
+    logged = messages(events_log)
+    address = own_redis_server.address
+    assert any(m.startswith(f"[REDIS] {address}: disconnected: ") for m in logged)
+    assert any(m.startswith(f"[REDIS] {address}: connection error: ") for m in logged)
+    assert any(f"{address}: retry 1 in 50 ms" in m for m in logged)
+    assert logged.count(f"[REDIS] {address}: connected") >= 2
+
+
+def run_with_deadline(call, seconds=60):
+    """Run ``call`` in a thread; fail the test if it has not returned by then."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"call still blocked after {seconds}s: it hangs"
+    return outcome
+
+
+def test_port_that_accepts_but_never_answers_times_out(make_app, events_log):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the TCP handshake; nobody ever replies
+    try:
+        address = "127.0.0.1:%d" % silent.getsockname()[1]
+        app, ext = make_app({"REDIS_URL": f"redis://{address}",
+                             "REDIS_CONNECT_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1})
+        with app.app_context():
+            outcome = run_with_deadline(ext.client.ping)
+    finally:
+        silent.close()
+    assert isinstance(outcome.get("error"), redis.TimeoutError | redis.ConnectionError)
+    assert len(messages(events_log, logging.ERROR)) == 2
+
+
+def test_read_timeout_on_a_server_that_stops_answering(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_SOCKET_TIMEOUT": 300, "REDIS_CONNECT_TIMEOUT": 300,
+                         "REDIS_MAX_RETRIES": 1})
+    with app.app_context():
+        assert ext.client.ping()
+        own_redis_server.signal(signal.SIGSTOP)
+        try:
+            outcome = run_with_deadline(ext.client.ping)
+        finally:
+            own_redis_server.signal(signal.SIGCONT)
+        assert isinstance(outcome.get("error"), redis.TimeoutError)
+        assert wait_until(ext.client.ping, 10, "the server to answer again")
+
+
+def test_a_thousand_requests_use_one_pooled_connection(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-pool"})
+
+    @app.route("/count")
+    def count():
+        return {"n": ext.client.incr("requests")}
+
+    web = app.test_client()
+    for _ in range(1000):
+        assert web.get("/count").status_code == 200
+    with own_redis_server.client() as admin:
+        assert admin.get("requests") == "1000"
+        ours = [c for c in admin.client_list() if c["name"] == "fcr-pool"]
+    assert len(ours) == 1
+
+
+def test_close_releases_the_server_connections(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-close"})
+    with app.app_context():
+        ext.client.ping()
+        ext.duplicate().ping()
+        ext.close()
+
+    def ours():
+        with own_redis_server.client() as admin:
+            return [c for c in admin.client_list() if c["name"] == "fcr-close"]
+
+    wait_until(lambda: not ours(), 10, "the server to see the connections closed")
+
+
+def test_subscribers_receive_connection_events(make_app, redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
+    seen = []
+    with app.app_context():
+        ext.events.subscribe(seen.append)
+        ext.client.ping()
+    assert [(e.kind, e.address, e.prefix) for e in seen] == [
+        ("connect", redis_server.address, "REDIS")]
+
+
+def test_health_of_a_real_server(make_app, redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
+    with app.app_context():
+        report = ext.health()
+    with redis_server.client() as admin:
+        version = admin.info("server")["redis_version"]
+    assert report["ok"] is True
+    assert report["server_version"] == version
+    assert report["role"] == "master"
+    assert "error" not in report
