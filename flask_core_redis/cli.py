@@ -76,10 +76,10 @@ def ping() -> None:
 @click.argument("section", required=False)
 @_one_line_errors
 def info(section: str | None) -> None:
-    """Print INFO, or one SECTION of it (e.g. memory)."""
+    """Print INFO, or one SECTION of it (e.g. memory); per master in Cluster."""
     client = _state().client
     if isinstance(client, RedisCluster):
-        replies = client.info(section, target_nodes=RedisCluster.ALL_NODES)
+        replies = client.info(section, target_nodes=RedisCluster.PRIMARIES)
         for node, reply in replies.items():
             click.echo(f"# {node}")
             _echo_mapping(reply)

@@ -124,8 +124,8 @@ class RetryingRedisCluster(RedisCluster):
     change those nodes may no longer be the right ones."""
 
     def __init__(self, *args: Any, command_retry: Retry, **kwargs: Any) -> None:
+        self.command_retry = command_retry  # the constructor already sends COMMAND
         super().__init__(*args, **{**kwargs, "retry": Retry(NoBackoff(), 0)})
-        self.command_retry = command_retry
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         run = functools.partial(super().execute_command, *args, **kwargs)
@@ -139,10 +139,17 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     command_retry = build_retry(settings.max_retries, events, settings.address,
                                 RedisCluster.ERRORS_ALLOW_RETRY)
 
+    (first_host, first_port), *others = settings.nodes
+    host = f"[{first_host}]" if ":" in first_host else first_host
+
     def connect() -> RedisCluster:
         try:
+            # Given a URL (without credentials: those stay in kwargs), RedisCluster
+            # builds each node's pool from the keyword arguments, connection_class
+            # included; given only startup nodes, it would drop connection_class.
             return RetryingRedisCluster(
-                startup_nodes=[ClusterNode(host, port) for host, port in settings.nodes],
+                url=f"redis://{host}:{first_port}",
+                startup_nodes=[ClusterNode(h, p) for h, p in others],
                 connection_class=evented_class(Connection, events),
                 command_retry=command_retry, **kwargs)
         except RedisClusterException as error:  # no startup node reachable

@@ -56,19 +56,31 @@ class EventedConnection(AbstractConnection):
         super().disconnect(*args, **kwargs)
         if was_connected:
             self.events.emit("disconnect", address=self._address(),
-                             error=_disconnect_cause(args, kwargs))
+                             error=self._disconnect_cause(args, kwargs))
 
+    def _disconnect_cause(self, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> BaseException | None:
+        """Why this connection is being dropped: the error redis-py passes along
+        or, since it often calls ``disconnect()`` bare from an ``except`` block,
+        the error being handled if it came out of this very connection (a
+        topology refresh closes healthy connections while handling another
+        node's error). None for a deliberate close."""
+        passed = kwargs.get("error") or next(
+            (arg for arg in args if isinstance(arg, BaseException)), None)
+        if passed is not None:
+            return passed
+        handled = sys.exc_info()[1]
+        if isinstance(handled, RedisError | OSError) and self._raised_here(handled):
+            return handled
+        return None
 
-def _disconnect_cause(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException | None:
-    """Why a connection is being dropped: the error redis-py passes along or,
-    since it often calls ``disconnect()`` bare from inside an ``except`` block,
-    the connection error being handled. None for a deliberate close."""
-    passed = kwargs.get("error") or next(
-        (arg for arg in args if isinstance(arg, BaseException)), None)
-    handled = sys.exc_info()[1]
-    if passed is None and isinstance(handled, RedisError | OSError):
-        return handled
-    return passed
+    def _raised_here(self, error: BaseException) -> bool:
+        trace = error.__traceback__
+        while trace is not None:
+            if trace.tb_frame.f_locals.get("self") is self:
+                return True
+            trace = trace.tb_next
+        return False
 
 
 class EventedSentinelConnection(EventedConnection):

@@ -46,7 +46,8 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
             "server_version": info.get("redis_version"),
             "role": "cluster",
             "cluster_state": cluster.get("cluster_state"),
-            "nodes": len(client.get_nodes()),
+            "cluster_known_nodes": int(cluster.get("cluster_known_nodes", 0)),
+            "cluster_size": int(cluster.get("cluster_size", 0)),
         }
     info = client.info()
     return {"server_version": info.get("redis_version"), "role": info.get("role")}

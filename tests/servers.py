@@ -111,6 +111,7 @@ class RedisProcess:
             return [self.binary, str(config), "--sentinel"]
         return [self.binary, "--port", str(self.port), "--bind", LOOPBACK,
                 "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+                "--repl-diskless-sync-delay", "0",
                 "--logfile", str(self.log_path), *self.args]
 
     def start(self) -> RedisProcess:
@@ -218,7 +219,9 @@ class ClusterDeployment(Deployment):
         super().__init__(workdir)
         self.nodes = [self.add(RedisProcess(workdir, port, [
             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-            "--cluster-node-timeout", "1000"])) for port in
+            "--cluster-node-timeout", "1000",
+            # Fail over even if the replica lost its master a while ago.
+            "--cluster-replica-validity-factor", "0"])) for port in
             (free_port(cluster=True) for _ in range(6))]
         subprocess.run(
             [require_binary("redis-cli"), "--cluster", "create",
@@ -236,6 +239,10 @@ class ClusterDeployment(Deployment):
                     line.split(":", 1) for line in raw.splitlines() if ":" in line)
                 if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) < 6:
                     return False
+                replication = client.info("replication")
+                if replication["role"] == "slave" and replication[
+                        "master_link_status"] != "up":
+                    return False
         return True
 
     @property
@@ -246,7 +253,7 @@ class ClusterDeployment(Deployment):
         """The process that currently serves ``key``'s slot."""
         alive = next(n for n in self.nodes if n.process and n.process.poll() is None)
         with alive.client() as client:
-            slot = client.cluster_keyslot(key)
+            slot = int(client.execute_command("CLUSTER KEYSLOT", key))
             for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
                 if start <= slot <= end:
                     port = int(master[1])

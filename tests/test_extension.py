@@ -58,13 +58,13 @@ def test_two_prefixes_on_one_app_have_separate_settings(make_app, memory_url):
 
 def test_same_prefix_twice_is_refused_with_advice(make_app, memory_url):
     app, _ = make_app({"REDIS_URL": memory_url})
-    with pytest.raises(RuntimeError, match="already registered.*own config_prefix"):
+    with pytest.raises(RuntimeError, match=r"already registered.*own config_prefix"):
         CoreRedis(app)
 
 
 def test_outside_app_context_says_what_to_do(memory_url):
     ext = CoreRedis()
-    with pytest.raises(RuntimeError, match="outside an application context.*app_context"):
+    with pytest.raises(RuntimeError, match=r"outside an application context.*app_context"):
         _ = ext.client
 
 
@@ -83,7 +83,7 @@ def test_bad_configuration_fails_at_init_app():
 
 
 def test_options_built_from_configuration_cannot_be_overridden():
-    with pytest.raises(TypeError, match="retry.*REDIS_\\* configuration"):
+    with pytest.raises(TypeError, match=r"retry.*REDIS_\* configuration"):
         CoreRedis(retry=None)
 
 

@@ -167,7 +167,7 @@ def run_with_deadline(call, seconds=60):
     def target():
         try:
             outcome["value"] = call()
-        except BaseException as error:  # noqa: BLE001 - handed back to the test
+        except BaseException as error:  # handed back to the test
             outcome["error"] = error
 
     worker = threading.Thread(target=target, daemon=True)
@@ -182,7 +182,7 @@ def test_port_that_accepts_but_never_answers_times_out(make_app, events_log):
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # the kernel completes the TCP handshake; nobody ever replies
     try:
-        address = "127.0.0.1:%d" % silent.getsockname()[1]
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
         app, ext = make_app({"REDIS_URL": f"redis://{address}",
                              "REDIS_CONNECT_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1})
         with app.app_context():

@@ -1,0 +1,115 @@
+"""Sentinel: one master, one replica, three sentinels, all real processes."""
+
+import logging
+import time
+
+import pytest
+import redis
+
+from .servers import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_commands_go_to_the_master(make_app, sentinel, key):
+    app, ext = make_app({"REDIS_URL": sentinel.url})
+    with app.app_context():
+        ext.client.set(key, "via-sentinel")
+        report = ext.health()
+    master = sentinel.process_on(sentinel.master_port())
+    with master.client() as admin:
+        assert admin.get(key) == "via-sentinel"
+    assert (report["ok"], report["mode"], report["role"]) == (True, "sentinel", "master")
+
+
+def test_sentinel_keys_select_sentinel_mode(make_app, sentinel, key):
+    app, ext = make_app({
+        "REDIS_SENTINELS": ",".join(s.address for s in sentinel.sentinels),
+        "REDIS_SENTINEL_MASTER": sentinel.master_name, "REDIS_DB": 2})
+    with app.app_context():
+        ext.client.set(key, "db2")
+    with sentinel.process_on(sentinel.master_port()).client(db=2) as admin:
+        assert admin.get(key) == "db2"
+
+
+def test_unknown_master_name_is_a_connection_error_after_retries(make_app, sentinel,
+                                                                  caplog):
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    hosts = ",".join(s.address for s in sentinel.sentinels)
+    app, ext = make_app({"REDIS_URL": f"redis+sentinel://{hosts}/no-such-master",
+                         "REDIS_MAX_RETRIES": 2})
+    with app.app_context(), pytest.raises(redis.ConnectionError, match="no-such-master"):
+        ext.client.ping()
+    retries = [r.getMessage() for r in caplog.records if ": retry " in r.getMessage()]
+    assert [m.rsplit(": ", 1)[1] for m in retries] == ["retry 1 in 50 ms", "retry 2 in 100 ms"]
+
+
+def test_retry_policy_survives_master_for(make_app):
+    """redis-py's Sentinel.master_for must keep the configured Retry."""
+    app, ext = make_app({"REDIS_URL": f"redis+sentinel://127.0.0.1:{free_port()}/m",
+                         "REDIS_MAX_RETRIES": 3})
+    with app.app_context(), pytest.raises(redis.ConnectionError):
+        ext.client.ping()
+    with app.app_context():
+        connection = ext.client.connection_pool.make_connection()
+    assert connection.retry.get_retries() == 3
+    assert [connection.retry._backoff.compute(n) for n in (1, 2, 40)] == [0.05, 0.1, 2.0]
+
+
+def write_until(client, key, deadline_s, errors):
+    """Write an increasing counter until one write lands; return its time."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            client.incr(key)
+            return time.monotonic()
+        except redis.RedisError as error:
+            errors.append(error)
+            time.sleep(0.05)
+    raise AssertionError(f"no write succeeded within {deadline_s}s: {errors[-3:]}")
+
+
+def test_forced_failover_reconnects_instead_of_raising_readonly(make_app, own_sentinel,
+                                                                 key):
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 500})
+    old_port = own_sentinel.master_port()
+    errors: list[Exception] = []
+    with app.app_context():
+        client = ext.client
+        write_until(client, key, 5, errors)
+        with own_sentinel.sentinels[0].client() as sentinel_admin:
+            sentinel_admin.execute_command("SENTINEL", "FAILOVER", own_sentinel.master_name)
+        wait_until(lambda: own_sentinel.master_port() != old_port, 30, "the promotion")
+        # The old master turns replica; connections still open to it must
+        # follow the promotion rather than hand READONLY to the caller.
+        old = own_sentinel.process_on(old_port)
+        wait_until(lambda: old.client().info("replication")["role"] == "slave", 30,
+                   "the old master to be demoted")
+        for _ in range(20):
+            write_until(client, key, 10, errors)
+    assert not [e for e in errors if isinstance(e, redis.ReadOnlyError)], errors
+    with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
+        assert int(admin.get(key)) >= 21
+
+
+def test_killed_master_writes_resume_on_the_new_master_within_10s(make_app, own_sentinel,
+                                                                  key, caplog):
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 500})
+    errors: list[Exception] = []
+    with app.app_context():
+        client = ext.client
+        write_until(client, key, 5, errors)
+        old_master = own_sentinel.process_on(own_sentinel.master_port())
+        old_master.kill()
+        killed_at = time.monotonic()
+        resumed_at = write_until(client, key, 30, errors)
+    assert resumed_at - killed_at <= 10, f"writes resumed after {resumed_at - killed_at:.1f}s"
+    new_port = own_sentinel.master_port()
+    assert new_port == own_sentinel.replica.port
+    with own_sentinel.replica.client() as admin:
+        assert admin.info("replication")["role"] == "master"
+        assert int(admin.get(key)) >= 1
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("disconnected" in m or "connection error" in m for m in logged)
+    assert any(m.endswith(f"127.0.0.1:{new_port}: connected") for m in logged)
