@@ -143,9 +143,13 @@ def key_table(prefix: str = "REDIS") -> str:
     """The configuration table as Markdown, as the README shows it."""
     rows = ["| Key | Default | Meaning |", "| --- | --- | --- |"]
     for key in KEYS:
-        default = "" if key.default is None else f"`{key.default}`"
+        default = "" if key.default is None else f"`{_plain(key.default)}`"
         rows.append(f"| `{prefix}_{key.suffix}` | {default} | {key.doc} |")
     return "\n".join(rows)
+
+
+def _plain(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class _Source:
