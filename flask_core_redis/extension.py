@@ -71,7 +71,8 @@ def _close_client(client: AnyClient) -> None:
     pool = getattr(client, "connection_pool", None)
     sentinel = getattr(pool, "sentinel_manager", None)
     if sentinel is not None:  # the links to the sentinels themselves
-        sentinel.close()
+        for sentinel_client in sentinel.sentinels:
+            sentinel_client.close()
 
 
 _open_states: weakref.WeakSet[RedisState] = weakref.WeakSet()

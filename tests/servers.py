@@ -259,3 +259,17 @@ class ClusterDeployment(Deployment):
                     port = int(master[1])
                     return next(n for n in self.nodes if n.port == port)
         raise AssertionError(f"no master serves slot of {key!r}")
+
+
+def run_forked(check: Callable[[], bool]) -> bool:
+    """Run ``check`` in a forked child, as a pre-forking server's worker would,
+    and return its verdict. The child always exits, whatever happens."""
+    pid = os.fork()
+    if pid == 0:
+        verdict = False
+        try:
+            verdict = bool(check())
+        finally:
+            os._exit(0 if verdict else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0

@@ -102,3 +102,12 @@ def test_prefix_option_selects_a_registration(make_app, memory_url):
     assert result.output == "1\n"
     unknown = app.test_cli_runner().invoke(args=["redis", "--prefix", "NOPE", "ping"])
     assert unknown.exit_code == 1 and "registered: REDIS, CACHE_REDIS" in unknown.output
+
+
+def test_group_is_also_published_as_a_flask_commands_entry_point():
+    from importlib.metadata import entry_points
+
+    from flask_core_redis.cli import redis_group
+
+    (entry,) = [e for e in entry_points(group="flask.commands") if e.name == "redis"]
+    assert entry.load() is redis_group

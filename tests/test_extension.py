@@ -1,5 +1,4 @@
 import logging
-import os
 
 import pytest
 import redis
@@ -7,6 +6,8 @@ from flask import Flask
 
 from flask_core_redis import ConfigurationError, CoreRedis
 from flask_core_redis.extension import registered_states
+
+from .servers import run_forked
 
 
 def test_app_factory_pattern_gives_each_app_its_own_client(make_app, memory_url):
@@ -181,10 +182,5 @@ def test_fork_gives_the_child_its_own_connections(make_app, memory_url):
     app, ext = make_app({"REDIS_URL": memory_url})
     with app.app_context():
         ext.client.set("k", "parent")
-        pid = os.fork()
-        if pid == 0:  # child: must work and see the same embedded data
-            ok = ext.client.get("k") == "parent"
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert run_forked(lambda: ext.client.get("k") == "parent")
         assert ext.client.get("k") == "parent"

@@ -10,7 +10,7 @@ import redis
 from flask import jsonify
 
 from .conftest import ACL_PASSWORD, ACL_USER, REQUIRE_PASSWORD
-from .servers import free_port, wait_until
+from .servers import free_port, run_forked, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +260,14 @@ def test_health_of_a_real_server(make_app, redis_server):
     assert report["server_version"] == version
     assert report["role"] == "master"
     assert "error" not in report
+
+
+def test_forked_worker_opens_its_own_connection(make_app, own_redis_server):
+    """gunicorn --preload: the parent used Redis before forking its workers."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-fork"})
+    with app.app_context():
+        ext.client.set("owner", "parent")
+        assert run_forked(lambda: ext.client.incr("child-writes") == 1
+                          and ext.client.get("owner") == "parent")
+        assert ext.client.get("child-writes") == "1"  # the parent's socket still works
