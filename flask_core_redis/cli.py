@@ -159,10 +159,7 @@ def flush(yes: bool) -> None:
 @redis_group.command()
 def health() -> None:
     """Print the health report as JSON; exit 1 when not ok."""
-    from .health import check_health
-
-    state = _state()
-    report = check_health(lambda: state.client, state.settings)
+    report = _state().health()
     click.echo(json.dumps(report, indent=2, default=str))
     if not report["ok"]:
         raise SystemExit(1)

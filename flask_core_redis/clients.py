@@ -58,7 +58,7 @@ def _common_kwargs(settings: Settings, duplicate: bool) -> dict[str, Any]:
         "socket_timeout": None if duplicate else settings.socket_timeout,
         "decode_responses": settings.decode_responses,
         "client_name": settings.client_name,
-        "health_check_interval": interval or DUPLICATE_HEALTH_CHECK_INTERVAL
+        "health_check_interval": (interval or DUPLICATE_HEALTH_CHECK_INTERVAL)
         if duplicate else interval,
     }
 

@@ -101,24 +101,31 @@ class Key:
     parse: Parser
     doc: str
     secret: bool = False
+    #: The Settings field it fills: its own name in lower case by default;
+    #: None for the keys that select the topology, which ``_topology`` reads.
+    setting: str | None = ""
+
+    @property
+    def field(self) -> str | None:
+        return self.suffix.lower() if self.setting == "" else self.setting
 
 
 KEYS: tuple[Key, ...] = (
     Key("URL", None, _text, "Connection URL; wins over every key below when set "
-        "(see the URL grammar)."),
-    Key("HOST", "redis", _text, "Host of a standalone server."),
-    Key("PORT", 6379, _port, "Port of a standalone server."),
+        "(see the URL grammar).", setting=None),
+    Key("HOST", "redis", _text, "Host of a standalone server.", setting=None),
+    Key("PORT", 6379, _port, "Port of a standalone server.", setting=None),
     Key("DB", 0, _integer(0), "Database number (standalone and Sentinel)."),
     Key("USERNAME", None, _text, "ACL user name for the data nodes."),
     Key("PASSWORD", None, _text, "Password for the data nodes.", secret=True),
     Key("SENTINELS", None, _node_list(26379), "Sentinels as `h1:26379,h2:26379`; "
-        "selects Sentinel mode."),
+        "selects Sentinel mode.", setting=None),
     Key("SENTINEL_MASTER", "mymaster", _text, "Name of the master the sentinels monitor."),
     Key("SENTINEL_USERNAME", None, _text, "ACL user name for the sentinels themselves."),
     Key("SENTINEL_PASSWORD", None, _text, "Password for the sentinels themselves.",
         secret=True),
     Key("CLUSTER_NODES", None, _node_list(6379), "Cluster startup nodes as "
-        "`h1:7000,h2:7001`; selects Cluster mode."),
+        "`h1:7000,h2:7001`; selects Cluster mode.", setting=None),
     Key("SSL", False, _bool, "Use TLS for a standalone HOST/PORT server "
         "(`rediss://` implies it)."),
     Key("SSL_CA_CERTS", None, _text, "CA bundle that verifies the server certificate."),
@@ -127,9 +134,9 @@ KEYS: tuple[Key, ...] = (
     Key("SSL_CERT_REQS", "required", _cert_reqs, "Server certificate check: "
         "`required`, `optional` or `none`."),
     Key("CONNECT_TIMEOUT", 10000, _milliseconds, "Bound on one connect attempt, TCP "
-        "connect and handshake, in ms."),
+        "connect and handshake, in ms.", setting="connect_timeout_ms"),
     Key("SOCKET_TIMEOUT", None, _milliseconds, "Bound on waiting for a reply, in ms; "
-        "unset waits as long as the command takes."),
+        "unset waits as long as the command takes.", setting="socket_timeout_ms"),
     Key("MAX_RETRIES", 3, _integer(0), "Retries of a failed command or connect "
         "attempt, with a delay of min(n x 50 ms, 2000 ms) before retry n."),
     Key("DECODE_RESPONSES", True, _bool, "Return `str` instead of `bytes`."),
@@ -201,25 +208,7 @@ def load_settings(prefix: str, config: Mapping[str, Any],
         dotenv = dotenv_values(path) if path else {}
     source = _Source(prefix, config, environ, dotenv)
     values = {key.suffix: source.get(key) for key in KEYS}
-    merged: dict[str, Any] = {
-        "db": values["DB"],
-        "username": values["USERNAME"],
-        "password": values["PASSWORD"],
-        "sentinel_master": values["SENTINEL_MASTER"],
-        "sentinel_username": values["SENTINEL_USERNAME"],
-        "sentinel_password": values["SENTINEL_PASSWORD"],
-        "ssl": values["SSL"],
-        "ssl_ca_certs": values["SSL_CA_CERTS"],
-        "ssl_certfile": values["SSL_CERTFILE"],
-        "ssl_keyfile": values["SSL_KEYFILE"],
-        "ssl_cert_reqs": values["SSL_CERT_REQS"],
-        "connect_timeout_ms": values["CONNECT_TIMEOUT"],
-        "socket_timeout_ms": values["SOCKET_TIMEOUT"],
-        "max_retries": values["MAX_RETRIES"],
-        "decode_responses": values["DECODE_RESPONSES"],
-        "client_name": values["CLIENT_NAME"],
-        "health_check_interval": values["HEALTH_CHECK_INTERVAL"],
-    }
+    merged = {key.field: values[key.suffix] for key in KEYS if key.field is not None}
     merged.update(_topology(source, values))
     settings = Settings(prefix=prefix, **merged)
     _check_consistency(source, settings)

@@ -56,6 +56,9 @@ class RedisState:
         self._duplicates.add(client)
         return client
 
+    def health(self) -> dict[str, Any]:
+        return check_health(lambda: self.client, self.settings)
+
     def close(self) -> None:
         with self._lock:
             clients = [self._client, *self._duplicates]
@@ -167,8 +170,7 @@ class CoreRedis:
     def health(self) -> dict[str, Any]:
         """A health report of the current app's Redis; never raises because
         Redis is down."""
-        state = self._state()
-        return check_health(lambda: state.client, state.settings)
+        return self._state().health()
 
     def close(self) -> None:
         """Close every pool this extension opened for the current app. Idempotent;

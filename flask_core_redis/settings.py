@@ -22,10 +22,10 @@ class Settings:
     memory_name: str = ""
     db: int = 0
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, metadata={"secret": True})
     sentinel_master: str = "mymaster"
     sentinel_username: str | None = None
-    sentinel_password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, metadata={"secret": True})
     ssl: bool = False
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
@@ -67,6 +67,6 @@ class Settings:
         described: dict[str, object] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            secret = item.name in ("password", "sentinel_password")
+            secret = item.metadata.get("secret", False)
             described[item.name] = MASK if secret and value is not None else value
         return described
