@@ -34,8 +34,11 @@ class EventedConnection(AbstractConnection):
         if self._sock:
             return
         try:
+            # One attempt per call, always: a reconnect inside a retried command
+            # would otherwise run a retry loop of its own, and a command cut off
+            # mid-flight would make (retries + 1) squared attempts.
             super().connect_check_health(check_health=check_health,
-                                         retry_socket_connect=retry_socket_connect)
+                                         retry_socket_connect=False)
         except (RedisError, OSError) as error:
             self.events.emit("error", address=self._address(), error=error)
             raise

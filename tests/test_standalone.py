@@ -271,3 +271,29 @@ def test_forked_worker_opens_its_own_connection(make_app, own_redis_server):
         assert run_forked(lambda: ext.client.incr("child-writes") == 1
                           and ext.client.get("owner") == "parent")
         assert ext.client.get("child-writes") == "1"  # the parent's socket still works
+
+
+def test_a_command_cut_off_mid_flight_is_retried_at_most_max_retries_times(
+        make_app, own_redis_server, events_log):
+    """redis-py nests a socket-connect retry loop inside the command retry loop;
+    the policy's count must hold for the command as a whole."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_MAX_RETRIES": 3, "REDIS_CLIENT_NAME": "fcr-blocked"})
+
+    def kill_once_blocked():
+        def blocked():
+            with own_redis_server.client() as admin:
+                return any(c["name"] == "fcr-blocked" and c["cmd"] == "blpop"
+                           for c in admin.client_list())
+        wait_until(blocked, 10, "the client to block in BLPOP")
+        own_redis_server.kill()
+
+    killer = threading.Thread(target=kill_once_blocked)
+    with app.app_context():
+        ext.client.ping()
+        killer.start()
+        with pytest.raises(redis.ConnectionError):
+            ext.client.blpop(["never-filled"], timeout=20)
+    killer.join()
+    retries = [m.rsplit(": ", 1)[1] for m in messages(events_log) if ": retry " in m]
+    assert retries == ["retry 1 in 50 ms", "retry 2 in 100 ms", "retry 3 in 150 ms"]
