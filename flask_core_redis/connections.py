@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 from redis.connection import AbstractConnection
 from redis.exceptions import RedisError
-from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
 from .events import ConnectionEvents
 
@@ -87,14 +86,26 @@ class EventedConnection(AbstractConnection):
 
 
 class EventedSentinelConnection(EventedConnection):
-    """Also reports a failed master lookup, which happens before any socket."""
+    connection_pool: Any  # set by redis-py's SentinelManagedConnection
+    """A master connection that asks the sentinels where the master is before
+    every socket it opens.
+
+    redis-py asks them in ``connect()`` only; a reconnect inside a retried
+    command (after ``READONLY`` from a demoted master, say) would go back to the
+    old address and fail until the retries run out."""
 
     def _connect_retry(self) -> None:
-        try:
-            super()._connect_retry()  # type: ignore[misc]
-        except (MasterNotFoundError, SlaveNotFoundError) as error:
-            self.events.emit("error", address=self._address(), error=error)
-            raise
+        if self._sock:
+            return
+        if self.connection_pool.is_master:
+            self.connect_check_health(check_health=self.connection_pool.check_connection)
+            return
+        super()._connect_retry()  # type: ignore[misc]  # redis-py's, by the MRO
+
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[safe-super]
 
 
 def evented_class(base: type[AbstractConnection], events: ConnectionEvents,

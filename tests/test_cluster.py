@@ -100,4 +100,5 @@ def test_killed_master_replica_takes_over_and_client_follows(make_app, own_clust
     first_retries = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records
                      if ": retry " in r.getMessage()][:3]
     assert errors, "the kill went unnoticed: the test proved nothing"
-    assert first_retries == ["retry 1 in 50 ms", "retry 2 in 100 ms", "retry 3 in 150 ms"]
+    assert first_retries == ["retry 1 in 50 ms", "retry 2 in 100 ms", "retry 3 in 150 ms"], (
+        [r.getMessage() for r in caplog.records][:20])
