@@ -127,6 +127,13 @@ class RetryingRedisCluster(RedisCluster):
         self.command_retry = command_retry  # the constructor already sends COMMAND
         super().__init__(*args, **{**kwargs, "retry": Retry(NoBackoff(), 0)})
 
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        # The pipeline reads its retry count from here when it executes: give
+        # it the policy's count rather than the zero this client's loop uses.
+        pipe.retry = self.command_retry
+        return pipe
+
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         run = functools.partial(super().execute_command, *args, **kwargs)
         if kwargs.get("target_nodes") is not None:

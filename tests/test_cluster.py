@@ -102,3 +102,15 @@ def test_killed_master_replica_takes_over_and_client_follows(make_app, own_clust
     assert errors, "the kill went unnoticed: the test proved nothing"
     assert first_retries == ["retry 1 in 50 ms", "retry 2 in 100 ms", "retry 3 in 150 ms"], (
         [r.getMessage() for r in caplog.records][:20])
+
+
+def test_pipelines_run_across_slots_with_the_policy_retry_count(make_app, cluster):
+    prefix = uuid.uuid4().hex
+    app, ext = make_app({"REDIS_URL": cluster.url, "REDIS_MAX_RETRIES": 4})
+    with app.app_context():
+        pipe = ext.client.pipeline()
+        for n in range(10):
+            pipe.set(f"{prefix}:{n}", n)
+        assert pipe.execute() == [True] * 10
+        assert pipe.retry.get_retries() == 4
+        assert ext.client.mget_nonatomic([f"{prefix}:{n}" for n in range(3)]) == ["0", "1", "2"]
