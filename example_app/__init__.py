@@ -8,6 +8,7 @@ environment or in a .env file to use a real Redis.
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 from dotenv import dotenv_values, find_dotenv
@@ -56,6 +57,8 @@ def _topology_configured_outside() -> bool:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    # Sessions and OTP digests are keyed by SECRET_KEY: set your own in production.
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     app.config.update(config or {})
     if not any(key in app.config for key in TOPOLOGY_KEYS) and not (
             _topology_configured_outside()):

@@ -5,27 +5,58 @@ output ever shows a password."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from .errors import ConfigurationError
 from .extension import RedisState, registered_states
-
-F = TypeVar("F", bound=Callable[..., Any])
+from .plugin_manager import PluginError
 
 PREFIX_KEY = "flask_core_redis.prefix"
 
-@click.group("redis", cls=AppGroup)
+class RedisCommandGroup(AppGroup):
+    """``flask redis``: built-in commands plus the ones the app's plugins add.
+    Any Redis or configuration failure ends as one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RedisError, OSError, ConfigurationError, PluginError) as error:
+            raise click.ClickException(f"{type(error).__name__}: {error}") from None
+
+    def _plugin_group(self, ctx: click.Context) -> click.Group | None:
+        info = ctx.find_object(ScriptInfo)
+        if info is None:
+            return None
+        try:
+            app = info.load_app()
+        except Exception:  # no app found: only the built-in commands exist
+            return None
+        state = registered_states(app).get(ctx.params.get("prefix") or "REDIS")
+        return state.plugin_commands() if state else None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugin_group = self._plugin_group(ctx)
+        extra = plugin_group.list_commands(ctx) if plugin_group else []
+        return sorted({*super().list_commands(ctx), *extra})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            plugin_group = self._plugin_group(ctx)
+            command = plugin_group.get_command(ctx, cmd_name) if plugin_group else None
+        return command
+
+
+@click.group("redis", cls=RedisCommandGroup)
 @click.option("--prefix", default="REDIS", show_default=True,
               help="Config prefix of the CoreRedis registration to use.")
 @click.pass_context
@@ -45,17 +76,6 @@ def _state() -> RedisState:
     return states[prefix]
 
 
-def _one_line_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (RedisError, OSError, ConfigurationError) as error:
-            raise click.ClickException(f"{type(error).__name__}: {error}") from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="backslashreplace")
@@ -63,7 +83,6 @@ def _text(value: Any) -> str:
 
 
 @redis_group.command()
-@_one_line_errors
 def ping() -> None:
     """Send PING and print the reply with its latency."""
     client = _state().client
@@ -74,7 +93,6 @@ def ping() -> None:
 
 @redis_group.command()
 @click.argument("section", required=False)
-@_one_line_errors
 def info(section: str | None) -> None:
     """Print INFO, or one SECTION of it (e.g. memory); per master in Cluster."""
     client = _state().client
@@ -102,7 +120,6 @@ def config() -> None:
 @click.argument("pattern", default="*")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1),
               help="Print at most this many keys.")
-@_one_line_errors
 def keys(pattern: str, limit: int) -> None:
     """List keys matching PATTERN with SCAN (every master in Cluster), never KEYS."""
     client = _state().client
@@ -113,7 +130,6 @@ def keys(pattern: str, limit: int) -> None:
 
 @redis_group.command()
 @click.argument("key")
-@_one_line_errors
 def get(key: str) -> None:
     """Print the string value of KEY, or (nil)."""
     value = _state().client.get(key)
@@ -122,7 +138,6 @@ def get(key: str) -> None:
 
 @redis_group.command()
 @click.argument("key")
-@_one_line_errors
 def ttl(key: str) -> None:
     """Print the seconds KEY has left to live."""
     seconds = _state().client.ttl(key)
@@ -132,7 +147,6 @@ def ttl(key: str) -> None:
 
 @redis_group.command("del")
 @click.argument("keys", nargs=-1, required=True)
-@_one_line_errors
 def delete(keys: tuple[str, ...]) -> None:
     """Delete KEYS and print how many existed."""
     click.echo(str(_state().client.delete(*keys)))
@@ -140,7 +154,6 @@ def delete(keys: tuple[str, ...]) -> None:
 
 @redis_group.command()
 @click.option("--yes", is_flag=True, help="Confirm: this deletes every key in the db.")
-@_one_line_errors
 def flush(yes: bool) -> None:
     """Delete every key of the configured database (FLUSHDB, never FLUSHALL)."""
     state = _state()
@@ -154,6 +167,14 @@ def flush(yes: bool) -> None:
     else:
         client.flushdb()
     click.echo(f"flushed db {state.settings.db} at {state.settings.address}")
+
+
+@redis_group.command()
+def plugins() -> None:
+    """List the enabled plugins: name, version, origin and hooks."""
+    for record in _state().plugins or ():
+        hooks = ", ".join(hook.removeprefix("core_redis_") for hook in record.hooks)
+        click.echo(f"{record.name} {record.version} [{record.source}] hooks: {hooks}")
 
 
 @redis_group.command()

@@ -81,6 +81,21 @@ def _cert_reqs(value: Any) -> str:
     return word
 
 
+def _name_list(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple | set) else str(value).split(",")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    if not all(name.replace("_", "").replace("-", "").isalnum() for name in names):
+        raise _Invalid("expected plugin names, as a list or separated by commas")
+    return names
+
+
+def _key_prefix(value: Any) -> str:
+    text = str(value)
+    if any(char in text for char in "{}") or any(char.isspace() for char in text):
+        raise _Invalid("expected a prefix without spaces or braces (braces are hash tags)")
+    return text
+
+
 def _node_list(default_port: int) -> Parser:
     def parse(value: Any) -> tuple[tuple[str, int], ...]:
         text = ",".join(value) if isinstance(value, list | tuple) else str(value)
@@ -143,14 +158,19 @@ KEYS: tuple[Key, ...] = (
     Key("CLIENT_NAME", None, _text, "Name set with CLIENT SETNAME on every connection."),
     Key("HEALTH_CHECK_INTERVAL", 0, _integer(0), "Seconds of idleness after which a "
         "pooled connection is PINGed before use; 0 turns it off (`duplicate()` uses 30)."),
+    Key("KEY_PREFIX", "", _key_prefix, "Prepended to every key a plugin writes, so "
+        "several apps can share one Redis (e.g. `shop:`)."),
+    Key("PLUGINS", None, _name_list, "Plugins to enable (list, or names separated by "
+        "commas); unset enables the built-ins and every installed plugin."),
+    Key("DISABLED_PLUGINS", (), _name_list, "Plugins to leave out, e.g. `otp`."),
 )
 
 
-def key_table(prefix: str = "REDIS") -> str:
-    """The configuration table as Markdown, as the README shows it."""
+def key_table(keys: tuple[Key, ...] = KEYS, prefix: str = "REDIS") -> str:
+    """A configuration table as Markdown, as the README shows it."""
     rows = ["| Key | Default | Meaning |", "| --- | --- | --- |"]
-    for key in KEYS:
-        default = "" if key.default is None else f"`{_plain(key.default)}`"
+    for key in keys:
+        default = "" if key.default in (None, "", ()) else f"`{_plain(key.default)}`"
         rows.append(f"| `{prefix}_{key.suffix}` | {default} | {key.doc} |")
     return "\n".join(rows)
 
@@ -159,8 +179,9 @@ def _plain(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-class _Source:
-    """Looks a key up in app.config, then the environment, then ``.env``."""
+class ConfigSource:
+    """Looks a key up in app.config, then the environment, then ``.env``.
+    Plugins read their own keys through it too, so every key behaves alike."""
 
     def __init__(self, prefix: str, config: Mapping[str, Any],
                  environ: Mapping[str, str], dotenv: Mapping[str, str | None]) -> None:
@@ -197,16 +218,28 @@ def _shown(key: Key, value: Any) -> str:
 _KEYS_BY_SUFFIX = {key.suffix: key for key in KEYS}
 
 
-def load_settings(prefix: str, config: Mapping[str, Any],
+def config_source(prefix: str, config: Mapping[str, Any],
                   environ: Mapping[str, str] | None = None,
-                  dotenv: Mapping[str, str | None] | None = None) -> Settings:
-    """Read and validate the keys for ``prefix``; raise ConfigurationError early."""
+                  dotenv: Mapping[str, str | None] | None = None) -> ConfigSource:
+    """Where keys for ``prefix`` are looked up; ``.env`` is read once, here."""
     if environ is None:
         environ = os.environ
     if dotenv is None:
         path = find_dotenv(usecwd=True)
         dotenv = dotenv_values(path) if path else {}
-    source = _Source(prefix, config, environ, dotenv)
+    return ConfigSource(prefix, config, environ, dotenv)
+
+
+def load_settings(prefix: str, config: Mapping[str, Any],
+                  environ: Mapping[str, str] | None = None,
+                  dotenv: Mapping[str, str | None] | None = None) -> Settings:
+    """Read and validate the keys for ``prefix``; raise ConfigurationError early."""
+    return settings_from(config_source(prefix, config, environ, dotenv))
+
+
+def settings_from(source: ConfigSource) -> Settings:
+    """Validated settings from ``source``."""
+    prefix = source.prefix
     values = {key.suffix: source.get(key) for key in KEYS}
     merged = {key.field: values[key.suffix] for key in KEYS if key.field is not None}
     merged.update(_topology(source, values))
@@ -215,7 +248,7 @@ def load_settings(prefix: str, config: Mapping[str, Any],
     return settings
 
 
-def _topology(source: _Source, values: dict[str, Any]) -> dict[str, Any]:
+def _topology(source: ConfigSource, values: dict[str, Any]) -> dict[str, Any]:
     """Mode and addresses: the URL when set, else Sentinel, Cluster, HOST/PORT."""
     url_key = _KEYS_BY_SUFFIX["URL"]
     if values["URL"] is not None:
@@ -239,7 +272,7 @@ def _topology(source: _Source, values: dict[str, Any]) -> dict[str, Any]:
     return {"mode": "standalone", "nodes": ((values["HOST"], values["PORT"]),)}
 
 
-def _check_consistency(source: _Source, settings: Settings) -> None:
+def _check_consistency(source: ConfigSource, settings: Settings) -> None:
     prefix = source.prefix
     if settings.mode == "cluster" and settings.db != 0:
         raise ConfigurationError(f"{prefix}_DB={settings.db} is invalid in Cluster mode: "

@@ -6,15 +6,24 @@ import atexit
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from .clients import MANAGED_OPTIONS, AnyClient, build_client
-from .config import load_settings
+from .config import config_source, settings_from
 from .events import ConnectionEvents, log_event
 from .health import check_health
+from .plugin_context import PluginContext
+from .plugin_manager import Plugins
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .plugins.cache import CachePlugin
+    from .plugins.otp import OtpPlugin
+    from .plugins.presence import PresencePlugin
 
 EXTENSION_KEY = "core_redis"
 
@@ -33,6 +42,8 @@ class RedisState:
         self.options = options
         self.events = ConnectionEvents(settings.prefix)
         self.events.subscribe(log_event)
+        self.plugins: Plugins | None = None
+        self._plugin_commands: click.Group | None = None
         self._client: AnyClient | None = None
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -47,19 +58,53 @@ class RedisState:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = build_client(self.settings, self.events, self.options)
+                    self._client = self._announce(
+                        build_client(self.settings, self.events, self.options))
                 client = self._client
         return client
 
     def duplicate(self) -> AnyClient:
-        client = build_client(self.settings, self.events, self.options, duplicate=True)
+        client = self._announce(
+            build_client(self.settings, self.events, self.options, duplicate=True))
         self._duplicates.add(client)
         return client
 
+    def plugins_enabled(self) -> list[str]:
+        return [record.name for record in self.plugins] if self.plugins else []
+
+    def _announce(self, client: AnyClient) -> AnyClient:
+        if self.plugins is not None:
+            self.plugins.client_created(client)
+        return client
+
+    def attach_plugins(self, plugins: Plugins, app: Flask) -> None:
+        """Set the plugins up for ``app`` and feed them connection events."""
+        plugins.setup(app)
+        self.plugins = plugins
+        self.events.subscribe(plugins.connection_event)
+
+    def plugin_commands(self) -> click.Group:
+        """The subcommands plugins add under ``flask redis``, built once."""
+        if self._plugin_commands is None:
+            group = AppGroup("plugins")
+            if self.plugins is not None:
+                self.plugins.add_commands(group)
+            self._plugin_commands = group
+        return self._plugin_commands
+
     def health(self) -> dict[str, Any]:
-        return check_health(lambda: self.client, self.settings)
+        """The core report plus each plugin's part; ok only if all parts are."""
+        report = check_health(lambda: self.client, self.settings)
+        if self.plugins is not None:
+            parts = self.plugins.health()
+            report["plugins"] = parts
+            report["ok"] = report["ok"] and all(
+                part.get("ok", True) for part in parts.values() if isinstance(part, dict))
+        return report
 
     def close(self) -> None:
+        if self.plugins is not None:
+            self.plugins.closing()
         with self._lock:
             clients = [self._client, *self._duplicates]
             self._client = None
@@ -118,10 +163,13 @@ class CoreRedis:
                 f"A CoreRedis instance with config_prefix={self.config_prefix!r} is already "
                 f"registered on app {app.name!r}. Call init_app once per app, or give the "
                 "second instance its own config_prefix (e.g. 'CACHE_REDIS').")
-        settings = load_settings(self.config_prefix, app.config)
-        registry[self.config_prefix] = RedisState(settings, dict(self.client_options))
-        logger.info("[%s] configured %s mode at %s", settings.prefix, settings.mode,
-                    settings.address)
+        source = config_source(self.config_prefix, app.config)
+        settings = settings_from(source)
+        state = RedisState(settings, dict(self.client_options))
+        state.attach_plugins(Plugins(settings, PluginContext(state, source, app.name)), app)
+        registry[self.config_prefix] = state
+        logger.info("[%s] configured %s mode at %s; plugins: %s", settings.prefix,
+                    settings.mode, settings.address, ", ".join(state.plugins_enabled()))
         from .cli import redis_group
 
         if "redis" not in app.cli.commands:
@@ -166,6 +214,35 @@ class CoreRedis:
         blocking commands: no read timeout, health checks on. Closed by
         :meth:`close` unless you close it first."""
         return self._state().duplicate()
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The current app's enabled plugins, by name."""
+        state = self._state()
+        return {record.name: record.plugin for record in state.plugins or ()}
+
+    def _plugin(self, name: str) -> Any:
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            raise RuntimeError(
+                f"the {name!r} plugin is not enabled on this app; check "
+                f"{self.config_prefix}_PLUGINS and {self.config_prefix}_DISABLED_PLUGINS")
+        return plugin
+
+    @property
+    def presence(self) -> PresencePlugin:
+        """Who is online (the built-in ``presence`` plugin) for the current app."""
+        return self._plugin("presence")  # type: ignore[no-any-return]
+
+    @property
+    def otp(self) -> OtpPlugin:
+        """One-time passwords (the built-in ``otp`` plugin) for the current app."""
+        return self._plugin("otp")  # type: ignore[no-any-return]
+
+    @property
+    def cache(self) -> CachePlugin:
+        """The cache (the built-in ``cache`` plugin) for the current app."""
+        return self._plugin("cache")  # type: ignore[no-any-return]
 
     def health(self) -> dict[str, Any]:
         """A health report of the current app's Redis; never raises because

@@ -37,6 +37,9 @@ class Settings:
     decode_responses: bool = True
     client_name: str | None = None
     health_check_interval: int = 0
+    key_prefix: str = ""
+    plugins: tuple[str, ...] | None = None
+    disabled_plugins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())

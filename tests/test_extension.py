@@ -13,6 +13,7 @@ from .servers import run_forked
 def test_app_factory_pattern_gives_each_app_its_own_client(make_app, memory_url):
     ext = CoreRedis()
     first, second = Flask("first"), Flask("second")
+    first.config["SECRET_KEY"] = second.config["SECRET_KEY"] = "s"
     first.config["REDIS_URL"] = memory_url
     second.config["REDIS_URL"] = memory_url + "-other"
     ext.init_app(first)
@@ -100,7 +101,8 @@ def test_init_app_does_no_network_io_and_logs_mode_and_address(make_app, caplog)
     # Nothing listens on port 1: init_app must still succeed, quietly.
     make_app({"REDIS_URL": "redis://user:pw-not-logged@127.0.0.1:1"})
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["[REDIS] configured standalone mode at 127.0.0.1:1"]
+    assert messages == ["[REDIS] configured standalone mode at 127.0.0.1:1; "
+                        "plugins: presence, otp, cache"]
 
 
 def test_unreachable_redis_is_not_replaced_by_memory(make_app):

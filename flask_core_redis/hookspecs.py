@@ -1,0 +1,58 @@
+"""The hooks a flask-core-redis plugin can implement.
+
+Every hook gets a :class:`~flask_core_redis.plugin_context.PluginContext`, the
+plugin's view of one app's Redis registration: a client, key names under the
+app's prefix, masked settings; never the credentials."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from flask import Flask
+
+    from .events import ConnectionEvent
+    from .plugin_context import PluginContext
+
+PROJECT = "flask_core_redis"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def core_redis_setup(app: Flask, context: PluginContext) -> None:
+    """Set the plugin up for ``app``; raise to refuse (init_app then fails)."""
+
+
+@hookspec
+def core_redis_client_created(context: PluginContext, client: Any) -> None:
+    """A client was built: the shared one, or one made by ``duplicate()``."""
+
+
+@hookspec
+def core_redis_connection_event(context: PluginContext, event: ConnectionEvent) -> None:
+    """A connection connected, disconnected, failed or is being retried."""
+
+
+@hookspec
+def core_redis_commands(context: PluginContext, group: click.Group) -> None:
+    """Add subcommands under ``flask redis``."""
+
+
+@hookspec
+def core_redis_health(context: PluginContext) -> dict[str, Any] | None:
+    """Return this plugin's part of ``ext.health()`` (under its own name)."""
+
+
+@hookspec
+def core_redis_closing(context: PluginContext) -> None:
+    """The app's Redis clients are about to close."""
+
+
+@hookspec(firstresult=True)
+def core_redis_serializer(context: PluginContext) -> Any:
+    """Return the serializer for cached values (``dumps``/``loads``); first wins."""

@@ -1,0 +1,1 @@
+"""Built-in plugins: ordinary plugins, registered like third-party ones."""

@@ -1,0 +1,374 @@
+"""A JSON cache with namespaces, stampede protection and fail-open reads.
+
+Keys (under ``KEY_PREFIX``) of namespace ``ns`` share the hash tag
+``{cache:ns}``: ``{cache:ns}:version`` holds the namespace's version and each
+entry lives at ``{cache:ns}:<version>:<key>``. Invalidating a namespace bumps
+its version (O(1)); the old entries expire by their TTL. An entry is
+``<compute ms>:<expiry ms>:<serialized value>``: what XFetch needs to refresh
+it early, at random, before it expires."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import logging
+import math
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import click
+from flask import Flask
+from redis.exceptions import RedisError
+
+from ..config import Key, _bool, _integer
+from ..hookspecs import hookimpl
+from ..plugin_context import PluginContext
+from ..scripts import LuaScript
+
+logger = logging.getLogger("flask_core_redis")
+
+T = TypeVar("T")
+DEFAULT_NAMESPACE = "default"
+#: XFetch's beta: above 1 refreshes earlier, below 1 later.
+EARLY_REFRESH_BETA = 1.0
+POLL_SECONDS = 0.02
+_DOWN = object()
+
+CONFIG_KEYS = (
+    Key("CACHE_DEFAULT_TTL", 3600, _integer(1), "Cache: seconds an entry lives unless "
+        "`ttl=` says otherwise."),
+    Key("CACHE_FAIL_OPEN", True, _bool, "Cache: with Redis down, reads miss and writes "
+        "are skipped (one WARNING per outage); false raises instead."),
+    Key("CACHE_LOCK_TIMEOUT", 10, _integer(1), "Cache: seconds one caller may spend "
+        "recomputing a missing entry while the others wait for it."),
+)
+
+
+class Serializer(Protocol):
+    def dumps(self, value: Any) -> str | bytes: ...
+
+    def loads(self, data: str | bytes) -> Any: ...
+
+
+class JsonSerializer:
+    """JSON, with orjson when it is installed. Never pickle."""
+
+    def __init__(self) -> None:
+        try:
+            import orjson
+        except ImportError:
+            self._dumps: Callable[[Any], str | bytes] = functools.partial(
+                json.dumps, separators=(",", ":"), ensure_ascii=False)
+            self._loads: Callable[[Any], Any] = json.loads
+        else:
+            self._dumps, self._loads = orjson.dumps, orjson.loads
+
+    def dumps(self, value: Any) -> str | bytes:
+        try:
+            return self._dumps(value)
+        except TypeError as error:
+            raise TypeError(f"the cache stores JSON values; {type(value).__name__} is not "
+                            f"JSON-serializable ({error})") from None
+
+    def loads(self, data: str | bytes) -> Any:
+        return self._loads(data)
+
+
+# KEYS version. ARGV tag, then keys. Values of the current version, or false.
+_GET = LuaScript("""
+local version = redis.call('GET', KEYS[1]) or '0'
+local found = {}
+for i = 2, #ARGV do
+  found[i - 1] = redis.call('GET', ARGV[1] .. ':' .. version .. ':' .. ARGV[i])
+end
+return found
+""")
+
+# KEYS version. ARGV tag, ttl ms, then key, value pairs.
+_SET = LuaScript("""
+local version = redis.call('GET', KEYS[1]) or '0'
+for i = 3, #ARGV, 2 do
+  redis.call('SET', ARGV[1] .. ':' .. version .. ':' .. ARGV[i], ARGV[i + 1], 'PX', ARGV[2])
+end
+return #ARGV / 2 - 1
+""")
+
+# KEYS version. ARGV tag, then keys.
+_DELETE = LuaScript("""
+local version = redis.call('GET', KEYS[1]) or '0'
+local removed = 0
+for i = 2, #ARGV do
+  removed = removed + redis.call('DEL', ARGV[1] .. ':' .. version .. ':' .. ARGV[i])
+end
+return removed
+""")
+
+# KEYS lock. ARGV token. Deletes the lock only if it is still ours.
+_UNLOCK = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
+
+
+class _Entry:
+    __slots__ = ("compute_ms", "expires_ms", "value")
+
+    def __init__(self, value: Any, compute_ms: float, expires_ms: float) -> None:
+        self.value, self.compute_ms, self.expires_ms = value, compute_ms, expires_ms
+
+    def due(self, now_ms: float) -> bool:
+        """XFetch: refresh early with a probability that grows near expiry."""
+        jitter = -math.log(1.0 - random.random())  # exponential, never log(0)
+        return now_ms + self.compute_ms * EARLY_REFRESH_BETA * jitter >= self.expires_ms
+
+
+class _OutageLog:
+    """One WARNING when Redis starts failing, one INFO when it is back."""
+
+    def __init__(self) -> None:
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def failed(self, error: Exception) -> None:
+        with self._lock:
+            first, self._failing = not self._failing, True
+        if first:
+            logger.warning("cache: Redis unavailable, serving misses until it is back: "
+                           "%s: %s", type(error).__name__, error)
+
+    def succeeded(self) -> None:
+        if self._failing:
+            with self._lock:
+                recovered, self._failing = self._failing, False
+            if recovered:
+                logger.info("cache: Redis is back")
+
+
+def _ttl_ms(ttl: object) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return int(ttl * 1000)
+
+
+class CachePlugin:
+    """``ext.cache``: get, set, get_or_set and ``@cached``, in namespaces."""
+
+    context: PluginContext
+
+    @hookimpl
+    def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
+        self.context = context
+        self.default_ttl, self.fail_open, self.lock_timeout = (
+            context.setting(key) for key in CONFIG_KEYS)
+        self._serializer: Serializer | None = None
+        self._outage = _OutageLog()
+
+    @property
+    def serializer(self) -> Serializer:
+        """The first serializer a plugin supplies, else JSON."""
+        if self._serializer is None:
+            self._serializer = self.context.serializer() or JsonSerializer()
+        return self._serializer
+
+    def _tag(self, namespace: str) -> str:
+        if not namespace or not isinstance(namespace, str):
+            raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+        return self.context.slot_tag("cache", namespace)
+
+    def _redis(self, call: Callable[[], T], fallback: T) -> T:
+        """Run one Redis call; with Redis down, return ``fallback`` (fail-open)
+        or raise."""
+        try:
+            result = call()
+        except RedisError as error:
+            if not self.fail_open:
+                raise
+            self._outage.failed(error)
+            return fallback
+        self._outage.succeeded()
+        return result
+
+    # Entries -------------------------------------------------------------
+
+    def _encode(self, value: Any, ttl_ms: int, compute_ms: float) -> bytes:
+        payload = self.serializer.dumps(value)
+        body = payload if isinstance(payload, bytes) else payload.encode()
+        expires_ms = time.time() * 1000 + ttl_ms
+        return f"{compute_ms:.0f}:{expires_ms:.0f}:".encode() + body
+
+    def _decode(self, raw: str | bytes) -> _Entry:
+        if isinstance(raw, str):
+            compute, expires, payload = raw.split(":", 2)
+            return _Entry(self.serializer.loads(payload), float(compute), float(expires))
+        compute_b, expires_b, payload_b = raw.split(b":", 2)
+        return _Entry(self.serializer.loads(payload_b), float(compute_b), float(expires_b))
+
+    def _read(self, keys: list[str], namespace: str) -> list[_Entry | None]:
+        tag = self._tag(namespace)
+        raws = self._redis(lambda: _GET(self.context.client, [f"{tag}:version"],
+                                        [tag, *keys]), [None] * len(keys))
+        return [None if raw is None else self._decode(raw) for raw in raws]
+
+    def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
+        tag = self._tag(namespace)
+        pairs = [part for item in entries.items() for part in item]
+        self._redis(lambda: _SET(self.context.client, [f"{tag}:version"],
+                                 [tag, ttl_ms, *pairs]), None)
+
+    def _resolve_ttl(self, ttl: float | None) -> int:
+        return _ttl_ms(self.default_ttl if ttl is None else ttl)
+
+    # Public API ------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None, *, namespace: str = DEFAULT_NAMESPACE) -> Any:
+        """The cached value, or ``default`` on a miss."""
+        (entry,) = self._read([key], namespace)
+        return default if entry is None else entry.value
+
+    def get_many(self, keys: Iterable[str], *,
+                 namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+        """The hits among ``keys``, in one round trip."""
+        wanted = list(keys)
+        entries = self._read(wanted, namespace) if wanted else []
+        return {key: entry.value for key, entry in zip(wanted, entries, strict=True)
+                if entry is not None}
+
+    def set(self, key: str, value: Any, ttl: float | None = None, *,
+            namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Cache ``value`` (JSON-serializable) for ``ttl`` seconds."""
+        self.set_many({key: value}, ttl, namespace=namespace)
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
+                 namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Cache every item of ``mapping`` for ``ttl`` seconds, in one round trip."""
+        ttl_ms = self._resolve_ttl(ttl)
+        if mapping:
+            self._write({key: self._encode(value, ttl_ms, 0)
+                         for key, value in mapping.items()}, ttl_ms, namespace)
+
+    def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
+        """Remove one entry; True if it was there."""
+        tag = self._tag(namespace)
+        removed = self._redis(lambda: _DELETE(self.context.client, [f"{tag}:version"],
+                                              [tag, key]), 0)
+        return bool(removed)
+
+    def invalidate_namespace(self, namespace: str) -> int:
+        """Drop every entry of ``namespace`` at once (O(1)); the new version."""
+        key = f"{self._tag(namespace)}:version"
+        return int(self._redis(lambda: self.context.client.incr(key), 0))
+
+    def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
+                   namespace: str = DEFAULT_NAMESPACE) -> T:
+        """The cached value, or ``compute()``'s, cached. On a miss one caller,
+        across all processes, computes while the others wait for its result; near
+        expiry one caller refreshes early while the others keep the old value."""
+        ttl_ms = self._resolve_ttl(ttl)
+        (entry,) = self._read([key], namespace)
+        if entry is not None and not entry.due(time.time() * 1000):
+            return entry.value  # type: ignore[no-any-return]
+        token = self._lock(key, namespace)
+        if token is None:  # somebody else computes
+            if entry is not None:
+                return entry.value  # type: ignore[no-any-return]
+            waited = self._wait_for(key, namespace)
+            if waited is not None:
+                return waited.value  # type: ignore[no-any-return]
+        try:
+            return self._compute_and_store(key, compute, ttl_ms, namespace)
+        finally:
+            if token:
+                self._unlock(key, namespace, token)
+
+    def _compute_and_store(self, key: str, compute: Callable[[], T], ttl_ms: int,
+                           namespace: str) -> T:
+        started = time.perf_counter()
+        value = compute()
+        compute_ms = (time.perf_counter() - started) * 1000
+        self._write({key: self._encode(value, ttl_ms, compute_ms)}, ttl_ms, namespace)
+        return value
+
+    def _lock_key(self, key: str, namespace: str) -> str:
+        return f"{self._tag(namespace)}:lock:{key}"
+
+    def _lock(self, key: str, namespace: str) -> str | None:
+        """A token if this caller may compute; "" if Redis is down (compute
+        without a lock); None if another caller holds the lock."""
+        token = secrets.token_hex(8)
+        acquired: Any = self._redis(lambda: self.context.client.set(
+            self._lock_key(key, namespace), token, nx=True, px=self.lock_timeout * 1000),
+            _DOWN)
+        if acquired is _DOWN:
+            return ""
+        return token if acquired else None
+
+    def _unlock(self, key: str, namespace: str, token: str) -> None:
+        lock = self._lock_key(key, namespace)
+        self._redis(lambda: _UNLOCK(self.context.client, [lock], [token]), None)
+
+    def _wait_for(self, key: str, namespace: str) -> _Entry | None:
+        """Poll for the value another caller is computing, until its lock goes."""
+        deadline = time.monotonic() + self.lock_timeout
+        lock = self._lock_key(key, namespace)
+        while time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            (entry,) = self._read([key], namespace)
+            if entry is not None:
+                return entry
+            if not self._redis(lambda: self.context.client.exists(lock), 0):
+                return None
+        return None
+
+    def cached(self, ttl: float | None = None, key: str | Callable[..., str] | None = None,
+               *, namespace: str = DEFAULT_NAMESPACE) -> Callable[[Callable[..., T]],
+                                                                  Callable[..., T]]:
+        """Decorate a function or view to cache its (JSON-serializable) result.
+
+        ``key`` is a format string over the arguments (``"user:{user_id}"``), a
+        callable taking the same arguments, or None for the function's name and
+        a hash of the arguments."""
+        def decorate(func: Callable[..., T]) -> Callable[..., T]:
+            signature = inspect.signature(func)
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> T:
+                name = _cache_key(func, signature, key, args, kwargs)
+                return self.get_or_set(name, lambda: func(*args, **kwargs), ttl,
+                                       namespace=namespace)
+
+            return wrapper
+
+        return decorate
+
+    @hookimpl
+    def core_redis_commands(self, context: PluginContext, group: click.Group) -> None:
+        @group.group("cache")
+        def cache() -> None:
+            """The cache plugin."""
+
+        @cache.command("clear")
+        @click.argument("namespace")
+        def clear(namespace: str) -> None:
+            """Invalidate every entry of NAMESPACE (O(1))."""
+            version = self.invalidate_namespace(namespace)
+            click.echo(f"namespace {namespace!r} invalidated (now version {version})")
+
+
+def _cache_key(func: Callable[..., Any], signature: inspect.Signature,
+               key: str | Callable[..., str] | None, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> str:
+    if callable(key):
+        return key(*args, **kwargs)
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    if key is not None:
+        return key.format(**bound.arguments)
+    arguments = json.dumps(bound.arguments, sort_keys=True, default=repr)
+    digest = hashlib.sha256(arguments.encode()).hexdigest()[:32]
+    return f"{func.__module__}.{func.__qualname__}:{digest}"

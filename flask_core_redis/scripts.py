@@ -1,0 +1,31 @@
+"""Lua scripts run by SHA, loaded on first use on each server (and again
+after a failover or a SCRIPT FLUSH)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+
+class LuaScript:
+    """One Lua script: EVALSHA, falling back to EVAL when the server lacks it.
+    In Cluster every key of one call must be in one slot (use a hash tag)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+#: Lua prelude: the server's clock in milliseconds, so every worker agrees.
+NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
