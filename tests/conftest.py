@@ -157,3 +157,36 @@ def own_cluster(tmp_path: Path) -> Iterator[ClusterDeployment]:
     deployment = ClusterDeployment(tmp_path)
     yield deployment
     deployment.stop()
+
+
+MODES = [
+    pytest.param("memory"),
+    pytest.param("standalone", marks=pytest.mark.integration),
+    pytest.param("sentinel", marks=pytest.mark.integration),
+    pytest.param("cluster", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs on memory, standalone, Sentinel and Cluster."""
+    return str(request.param)
+
+
+@pytest.fixture
+def mode_app(request: pytest.FixtureRequest, mode: str, make_app: AppFactory) -> AppFactory:
+    """Make an app on the current mode's server, under a key prefix of its own."""
+    def url() -> str:
+        if mode == "memory":
+            return f"memory://{uuid.uuid4().hex}"
+        if mode == "standalone":
+            return f"redis://{request.getfixturevalue('redis_server').address}"
+        return str(request.getfixturevalue(mode).url)
+
+    address = url()
+
+    def factory(config: dict[str, Any] | None = None, **options: Any) -> tuple[Flask, CoreRedis]:
+        return make_app({"REDIS_URL": address, "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
+                         **(config or {})}, **options)
+
+    return factory
