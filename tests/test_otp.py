@@ -1,0 +1,155 @@
+"""The OTP plugin, on memory, standalone, Sentinel and Cluster."""
+
+import threading
+
+import pytest
+from flask import Flask
+
+from flask_core_redis import ConfigurationError, CoreRedis
+from flask_core_redis.plugins.otp import OtpRateLimited, OtpUnavailable, normalize_phone
+
+from .servers import wait_until
+
+PHONE = "+1 (555) 010-99 88"
+
+
+@pytest.fixture
+def otp_app(mode_app):
+    return mode_app({"REDIS_OTP_RESEND_COOLDOWN": 0})
+
+
+@pytest.fixture
+def otp(otp_app):
+    app, ext = otp_app
+    with app.app_context():
+        yield ext.otp
+
+
+def test_seed_api_verifies_once(otp):
+    otp.store_otp(PHONE, "123456", ttl=300)
+    assert otp.verify_otp(PHONE, "654321") is False
+    assert otp.verify_otp("+15550109988", "123456") is True  # same phone, normalised
+    assert otp.verify_otp(PHONE, "123456") is False  # consumed
+
+
+def test_issue_gives_six_random_digits_and_replaces_the_previous_code(otp):
+    first = otp.issue(PHONE)
+    second = otp.issue(PHONE)
+    assert len(first) == len(second) == 6 and first.isdigit() and second.isdigit()
+    if first != second:  # one in a million they match
+        assert otp.verify_otp(PHONE, first) is False
+    assert otp.verify_otp(PHONE, second) is True
+
+
+def test_redis_never_holds_the_code(otp_app):
+    app, ext = otp_app
+    with app.app_context():
+        code = ext.otp.issue(PHONE)
+        prefix = ext.settings.key_prefix
+        keys = list(ext.client.scan_iter(match=f"*{prefix}otp*"))
+        assert keys
+        stored = []
+        for key in keys:
+            kind = ext.client.type(key)
+            if kind == "hash":
+                stored += ext.client.hgetall(key).values()
+            elif kind == "string":
+                stored.append(ext.client.get(key))
+            else:
+                stored += ext.client.zrange(key, 0, -1)
+            assert ext.client.pttl(key) > 0, f"{key} has no TTL"
+    assert not [value for value in stored if code in value]
+
+
+def test_five_wrong_attempts_lock_the_code(otp):
+    code = otp.issue(PHONE)
+    wrong = "000000" if code != "000000" else "111111"
+    results = [otp.check(PHONE, wrong) for _ in range(5)]
+    assert [(r.status, r.attempts_left) for r in results] == [
+        ("invalid", 4), ("invalid", 3), ("invalid", 2), ("invalid", 1), ("locked", 0)]
+    assert otp.check(PHONE, code).status == "locked"
+    assert otp.verify_otp(PHONE, code) is False
+
+
+def test_unknown_phone_answers_exactly_like_a_wrong_code(otp):
+    otp.store_otp("+15550000001", "123456")
+    known = [otp.check("+15550000001", "999999") for _ in range(6)]
+    unknown = [otp.check("+15550000002", "999999") for _ in range(6)]
+    assert known == unknown
+    assert known[-1].status == "locked"
+
+
+def test_expired_code(otp):
+    otp.store_otp(PHONE, "123456", ttl=1)
+    wait_until(lambda: otp.check(PHONE, "000000").status == "expired", 10,
+               "the code to expire", interval=0.2)
+    assert otp.verify_otp(PHONE, "123456") is False
+
+
+def test_concurrent_verification_succeeds_exactly_once(otp):
+    code = otp.issue(PHONE)
+    results = []
+    start = threading.Barrier(20)
+
+    def verify():
+        start.wait()
+        results.append(otp.verify_otp(PHONE, code))
+
+    threads = [threading.Thread(target=verify) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 19 + [True]
+
+
+def test_resend_cooldown_and_send_limit(mode_app):
+    app, ext = mode_app({"REDIS_OTP_RESEND_COOLDOWN": 60})
+    with app.app_context():
+        ext.otp.issue(PHONE)
+        with pytest.raises(OtpRateLimited, match="try again in") as caught:
+            ext.otp.issue(PHONE)
+        assert caught.value.reason == "cooldown" and 0 < caught.value.retry_after <= 60
+        ext.otp.issue("+15550000009")  # another phone is not affected
+    app, ext = mode_app({"REDIS_OTP_RESEND_COOLDOWN": 0, "REDIS_OTP_MAX_SENDS": 3})
+    with app.app_context():
+        for _ in range(3):
+            ext.otp.issue(PHONE)
+        with pytest.raises(OtpRateLimited) as caught:
+            ext.otp.store_otp(PHONE, "123456")
+        assert caught.value.reason == "too_many" and 0 < caught.value.retry_after <= 600
+
+
+@pytest.mark.parametrize(("phone", "normalised"), [
+    ("+1 (555) 010-99 88", "+15550109988"), ("8 800 555.35.35", "88005553535"),
+    ("+447911123456", "+447911123456")])
+def test_phone_numbers_are_normalised(phone, normalised):
+    assert normalize_phone(phone) == normalised
+
+
+@pytest.mark.parametrize("phone", ["", "abc", "+12", "12345678901234567", "+1 555 CALL NOW",
+                                   None, 15550109988])
+def test_invalid_phone_numbers_are_refused(otp, phone):
+    with pytest.raises(ValueError, match="invalid phone number"):
+        otp.issue(phone)
+
+
+@pytest.mark.parametrize("code", ["", "12", "12ab56", 123456, None])
+def test_invalid_codes_are_refused(otp, code):
+    with pytest.raises(ValueError, match="invalid code"):
+        otp.verify_otp(PHONE, code)
+
+
+def test_without_secret_key_the_plugin_refuses_to_start():
+    app = Flask("no-secret")
+    app.config["REDIS_URL"] = "memory://"
+    with pytest.raises(ConfigurationError, match="plugin 'otp': SECRET_KEY is not set"):
+        CoreRedis(app)
+    app.config["REDIS_DISABLED_PLUGINS"] = "otp"
+    CoreRedis(app)  # the advice in the message works
+
+
+def test_redis_down_fails_closed(make_app):
+    app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0})
+    with app.app_context(), pytest.raises(OtpUnavailable, match="OTP store is unavailable"):
+        ext.otp.verify_otp(PHONE, "123456")
