@@ -281,6 +281,10 @@ class CachePlugin:
             if waited is not None:
                 return waited.value  # type: ignore[no-any-return]
         try:
+            if token and entry is None:  # the previous holder may have just stored it
+                (fresh,) = self._read([key], namespace)
+                if fresh is not None:
+                    return fresh.value  # type: ignore[no-any-return]
             return self._compute_and_store(key, compute, ttl_ms, namespace)
         finally:
             if token:
@@ -318,11 +322,10 @@ class CachePlugin:
         lock = self._lock_key(key, namespace)
         while time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
-            (entry,) = self._read([key], namespace)
-            if entry is not None:
+            released = not self._redis(lambda: self.context.client.exists(lock), 0)
+            (entry,) = self._read([key], namespace)  # after the check: no gap to miss
+            if entry is not None or released:
                 return entry
-            if not self._redis(lambda: self.context.client.exists(lock), 0):
-                return None
         return None
 
     def cached(self, ttl: float | None = None, key: str | Callable[..., str] | None = None,

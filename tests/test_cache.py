@@ -1,0 +1,221 @@
+"""The cache plugin, on memory, standalone, Sentinel and Cluster."""
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+import redis
+
+from flask_core_redis.plugins.cache import _Entry
+
+
+@pytest.fixture
+def cache_app(mode_app):
+    return mode_app()
+
+
+@pytest.fixture
+def cache(cache_app):
+    app, ext = cache_app
+    with app.app_context():
+        yield ext.cache
+
+
+def test_get_set_delete(cache):
+    assert cache.get("k") is None
+    assert cache.get("k", "fallback") == "fallback"
+    cache.set("k", {"name": "Ann", "tags": [1, 2]})
+    assert cache.get("k") == {"name": "Ann", "tags": [1, 2]}
+    assert cache.delete("k") is True
+    assert cache.delete("k") is False
+    assert cache.get("k") is None
+
+
+def test_many_in_one_call(cache):
+    cache.set_many({f"k{n}": n for n in range(20)}, ttl=60)
+    assert cache.get_many(["k1", "k7", "missing"]) == {"k1": 1, "k7": 7}
+    assert cache.get_many([]) == {}
+
+
+def test_every_write_has_a_ttl(cache_app):
+    app, ext = cache_app
+    with app.app_context():
+        ext.cache.set("default-ttl", 1)
+        ext.cache.set("short", 1, ttl=30)
+        keys = {key.rsplit(":", 1)[1]: key for key in ext.client.scan_iter(
+            match=f"{{{ext.settings.key_prefix}cache:default}}:*")}
+        assert 3_590_000 < ext.client.pttl(keys["default-ttl"]) <= 3_600_000
+        assert 0 < ext.client.pttl(keys["short"]) <= 30_000
+        raw = ext.client.get(keys["short"])
+    assert raw.endswith(":1")  # JSON, not pickle
+
+
+@pytest.mark.parametrize("ttl", [0, -5, "60", True])
+def test_bad_ttl_is_refused(cache, ttl):
+    with pytest.raises(ValueError, match="ttl must be a positive number"):
+        cache.set("k", 1, ttl=ttl)
+
+
+def test_values_must_be_json(cache):
+    with pytest.raises(TypeError, match="JSON-serializable"):
+        cache.set("k", object())
+    assert cache.get("k") is None
+
+
+def test_get_or_set_and_cached_decorator(cache):
+    calls = []
+
+    def load():
+        calls.append(1)
+        return {"n": len(calls)}
+
+    assert cache.get_or_set("profile", load, ttl=60) == {"n": 1}
+    assert cache.get_or_set("profile", load, ttl=60) == {"n": 1}
+    assert len(calls) == 1
+
+    @cache.cached(ttl=60, key="user:{user_id}", namespace="users")
+    def user(user_id, detail=False):
+        calls.append(user_id)
+        return {"id": user_id, "detail": detail}
+
+    assert user(7) == user(7) == {"id": 7, "detail": False}
+    assert calls.count(7) == 1
+    assert cache.get("user:7", namespace="users") == {"id": 7, "detail": False}
+
+    @cache.cached(ttl=60)
+    def by_arguments(a, b=2):
+        calls.append((a, b))
+        return a + b
+
+    assert by_arguments(1) == by_arguments(1, b=2) == 3
+    assert by_arguments(2) == 4
+    assert calls.count((1, 2)) == 1
+
+
+def test_fifty_callers_on_a_cold_key_compute_once(cache):
+    runs = []
+    start = threading.Barrier(50)
+    results = []
+
+    def slow():
+        runs.append(1)
+        time.sleep(0.2)
+        return "fresh"
+
+    def caller():
+        start.wait()
+        results.append(cache.get_or_set("cold", slow, ttl=60))
+
+    threads = [threading.Thread(target=caller) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(runs) == 1
+    assert results == ["fresh"] * 50
+
+
+def test_early_refresh_is_likely_only_near_expiry():
+    now = time.time() * 1000
+    far = _Entry("v", compute_ms=5, expires_ms=now + 3_600_000)
+    near = _Entry("v", compute_ms=1000, expires_ms=now + 100)
+    assert not any(far.due(now) for _ in range(10_000))
+    assert sum(near.due(now) for _ in range(1000)) > 800  # P = e^-0.1, about 0.9
+
+
+def test_near_expiry_one_caller_refreshes_and_the_others_keep_the_old_value(cache):
+    cache.set("hot", "old", ttl=60)
+    # An entry that took a minute to compute is due for refresh at once.
+    tag = cache._tag("default")
+    client = cache.context.client
+    key = f"{tag}:{client.get(f'{tag}:version') or '0'}:hot"
+    client.set(key, cache._encode("old", 60_000, compute_ms=60_000), px=60_000)
+    refreshes = []
+    results = []
+    start = threading.Barrier(10)
+
+    def slow():
+        refreshes.append(1)
+        time.sleep(0.2)
+        return "new"
+
+    def caller():
+        start.wait()
+        results.append(cache.get_or_set("hot", slow, ttl=60))
+
+    threads = [threading.Thread(target=caller) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refreshes) == 1
+    assert sorted(results) == ["new"] + ["old"] * 9
+    assert cache.get("hot") == "new"
+
+
+def test_invalidate_namespace_is_o1_and_leaves_others(cache_app):
+    app, ext = cache_app
+    with app.app_context():
+        ext.cache.set_many({f"p{n}": n for n in range(10)}, namespace="profiles")
+        ext.cache.set("keep", 1, namespace="other")
+        ext.cache.invalidate_namespace("profiles")
+        assert ext.cache.get_many([f"p{n}" for n in range(10)], namespace="profiles") == {}
+        assert ext.cache.get("keep", namespace="other") == 1
+        ext.cache.set("p1", "again", namespace="profiles")
+        assert ext.cache.get("p1", namespace="profiles") == "again"
+    result = app.test_cli_runner().invoke(args=["redis", "cache", "clear", "profiles"])
+    assert result.exit_code == 0 and "invalidated" in result.output
+    with app.app_context():
+        assert ext.cache.get("p1", namespace="profiles") is None
+
+
+def test_key_prefix_separates_apps_sharing_one_redis(mode_app):
+    app_a, ext_a = mode_app({"REDIS_KEY_PREFIX": "app-a:"})
+    app_b, ext_b = mode_app({"REDIS_KEY_PREFIX": "app-b:"})
+    with app_a.app_context():
+        ext_a.cache.set("same-key", "a")
+    with app_b.app_context():
+        assert ext_b.cache.get("same-key") is None
+        ext_b.cache.set("same-key", "b")
+    with app_a.app_context():
+        assert ext_a.cache.get("same-key") == "a"
+
+
+def test_fail_open_when_redis_is_down(make_app, caplog):
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0})
+    runs = []
+    with app.app_context():
+        @ext.cache.cached(ttl=60)
+        def page():
+            runs.append(1)
+            return "rendered"
+
+        assert ext.cache.get("k", "default") == "default"
+        ext.cache.set("k", 1)
+        assert ext.cache.get_or_set("k", lambda: "computed") == "computed"
+        assert page() == page() == "rendered"
+    assert len(runs) == 2
+    warnings = [r for r in caplog.records
+                if r.levelno == logging.WARNING and r.getMessage().startswith("cache:")]
+    assert len(warnings) == 1
+
+
+def test_fail_closed_when_configured(make_app):
+    app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0,
+                         "REDIS_CACHE_FAIL_OPEN": "false"})
+    with app.app_context(), pytest.raises(redis.ConnectionError):
+        ext.cache.get("k")
+
+
+def test_raw_values_are_json_with_xfetch_header(cache_app):
+    app, ext = cache_app
+    with app.app_context():
+        ext.cache.set("doc", {"a": [1, "x"]}, ttl=60)
+        (key,) = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}cache:default}}:*doc"))
+        compute_ms, expires_ms, payload = ext.client.get(key).split(":", 2)
+    assert json.loads(payload) == {"a": [1, "x"]}
+    assert float(expires_ms) > time.time() * 1000
+    assert compute_ms == "0"  # set() computed nothing
