@@ -3,6 +3,8 @@
 from .errors import ConfigurationError
 from .events import ConnectionEvent, ConnectionEvents
 from .extension import CoreRedis
+from .hookspecs import hookimpl, hookspec
+from .plugin_context import PluginContext
 from .retry import LinearBackoff
 from .settings import Settings
 
@@ -14,6 +16,9 @@ __all__ = [
     "ConnectionEvents",
     "CoreRedis",
     "LinearBackoff",
+    "PluginContext",
     "Settings",
     "__version__",
+    "hookimpl",
+    "hookspec",
 ]

@@ -101,8 +101,9 @@ def test_init_app_does_no_network_io_and_logs_mode_and_address(make_app, caplog)
     # Nothing listens on port 1: init_app must still succeed, quietly.
     make_app({"REDIS_URL": "redis://user:pw-not-logged@127.0.0.1:1"})
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["[REDIS] configured standalone mode at 127.0.0.1:1; "
-                        "plugins: presence, otp, cache"]
+    assert len(messages) == 1
+    assert messages[0].startswith("[REDIS] configured standalone mode at 127.0.0.1:1; "
+                                  "plugins: presence, otp, cache")
 
 
 def test_unreachable_redis_is_not_replaced_by_memory(make_app):

@@ -1,0 +1,70 @@
+"""Plugins used by the tests of the plugin system."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from flask_core_redis import hookimpl
+
+
+class RecordingPlugin:
+    """Implements every hook and records what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    @hookimpl
+    def core_redis_setup(self, app, context):
+        self.calls.append(("setup", app.name))
+        self.context = context
+
+    @hookimpl
+    def core_redis_client_created(self, client):
+        self.calls.append(("client_created", client))
+
+    @hookimpl
+    def core_redis_connection_event(self, event):
+        self.calls.append(("event", event.kind))
+
+    @hookimpl
+    def core_redis_commands(self, group):
+        @group.command("recorder-hello")
+        def hello():
+            """Say hello."""
+            click.echo("hello from the recorder")
+
+    @hookimpl
+    def core_redis_health(self):
+        return {"ok": True, "calls": len(self.calls)}
+
+    @hookimpl
+    def core_redis_closing(self, context):
+        self.calls.append(("closing", context.app_name))
+
+    @hookimpl
+    def core_redis_serializer(self):
+        return TaggedJson()
+
+
+class TaggedJson:
+    """A serializer that leaves a visible mark in Redis."""
+
+    def dumps(self, value):
+        return "tagged:" + json.dumps(value)
+
+    def loads(self, data):
+        return json.loads(data.removeprefix("tagged:"))
+
+
+class BoomPlugin:
+    @hookimpl
+    def core_redis_setup(self, context):
+        raise RuntimeError("cannot start without its own database")
+
+
+class UnhealthyPlugin:
+    @hookimpl
+    def core_redis_health(self):
+        raise RuntimeError("lost its marbles")
