@@ -68,6 +68,13 @@ def test_online_many_count_and_pages(presence):
     assert presence.online_users(limit=1)[0] == "user-24"  # most recently active first
 
 
+def test_online_many_takes_ten_thousand_users(presence):
+    presence.mark_online("user-4321", 60)
+    result = presence.online_many([f"user-{n}" for n in range(10_000)])
+    assert len(result) == 10_000
+    assert [user for user, online in result.items() if online] == ["user-4321"]
+
+
 def test_last_seen(presence):
     assert presence.last_seen("nobody") is None
     presence.mark_online("u", 60)

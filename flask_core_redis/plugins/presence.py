@@ -69,12 +69,17 @@ _MARK_OFFLINE = LuaScript(NOW_MS + """
 if ARGV[3] == '' then redis.call('DEL', KEYS[2]) else redis.call('HDEL', KEYS[2], ARGV[3]) end
 """ + _REFILE + "return best")
 
-# KEYS online; ARGV users. Returns 1/0 per user.
+# KEYS online; ARGV users. Returns 1/0 per user. ZMSCORE goes in batches:
+# Lua's unpack() cannot spread more than a few thousand arguments.
 _ONLINE_MANY = LuaScript(NOW_MS + """
-local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV))
 local online = {}
-for i = 1, #ARGV do
-  online[i] = (scores[i] and tonumber(scores[i]) > now) and 1 or 0
+for first = 1, #ARGV, 1000 do
+  local last = math.min(first + 999, #ARGV)
+  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last))
+  for i = first, last do
+    local score = scores[i - first + 1]
+    online[i] = (score and tonumber(score) > now) and 1 or 0
+  end
 end
 return online
 """)
