@@ -222,12 +222,13 @@ class CoreRedis:
         return {record.name: record.plugin for record in state.plugins or ()}
 
     def _plugin(self, name: str) -> Any:
-        plugin = self.plugins.get(name)
-        if plugin is None:
+        plugins = self._state().plugins
+        record = plugins.records.get(name) if plugins is not None else None
+        if record is None:
             raise RuntimeError(
                 f"the {name!r} plugin is not enabled on this app; check "
                 f"{self.config_prefix}_PLUGINS and {self.config_prefix}_DISABLED_PLUGINS")
-        return plugin
+        return record.plugin
 
     @property
     def presence(self) -> PresencePlugin:

@@ -130,8 +130,9 @@ def test_near_expiry_one_caller_refreshes_and_the_others_keep_the_old_value(cach
     # An entry that took a minute to compute is due for refresh at once.
     tag = cache._tag("default")
     client = cache.context.client
-    key = f"{tag}:{client.get(f'{tag}:version') or '0'}:hot"
-    client.set(key, cache._encode("old", 60_000, compute_ms=60_000), px=60_000)
+    version = client.get(f"{tag}#version") or "0"
+    body = cache._encode("old", 60_000, compute_ms=60_000).decode()
+    client.set(f"{tag}:hot", f"{version}:{body}", px=60_000)
     refreshes = []
     results = []
     start = threading.Barrier(10)
@@ -203,6 +204,15 @@ def test_fail_open_when_redis_is_down(make_app, caplog):
     assert len(warnings) == 1
 
 
+def test_bytes_clients_read_their_entries_too(mode_app):
+    app, ext = mode_app({"REDIS_DECODE_RESPONSES": "false"})
+    with app.app_context():
+        ext.cache.set("k", {"x": 1})
+        ext.cache.invalidate_namespace("default")
+        ext.cache.set("k2", [1])
+        assert ext.cache.get_many(["k", "k2"]) == {"k2": [1]}
+
+
 def test_fail_closed_when_configured(make_app):
     app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0,
                          "REDIS_CACHE_FAIL_OPEN": "false"})
@@ -215,7 +225,8 @@ def test_raw_values_are_json_with_xfetch_header(cache_app):
     with app.app_context():
         ext.cache.set("doc", {"a": [1, "x"]}, ttl=60)
         (key,) = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}cache:default}}:*doc"))
-        compute_ms, expires_ms, payload = ext.client.get(key).split(":", 2)
+        version, compute_ms, expires_ms, payload = ext.client.get(key).split(":", 3)
     assert json.loads(payload) == {"a": [1, "x"]}
     assert float(expires_ms) > time.time() * 1000
     assert compute_ms == "0"  # set() computed nothing
+    assert version == "0"  # the namespace was never invalidated

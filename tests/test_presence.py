@@ -112,6 +112,7 @@ def test_connect_racing_a_disconnect_of_the_same_user(presence):
     (lambda p: p.mark_online(None, 60), "user_id must be"),
     (lambda p: p.mark_online("u", 0), "ttl must be a positive"),
     (lambda p: p.mark_online("u", 60, connection_id=""), "connection_id must be"),
+    (lambda p: p.mark_online("a|b", 60), "without '|', '=' or NUL"),
     (lambda p: p.online_users(limit=0), "limit must be"),
 ])
 def test_bad_input_is_refused(presence, call, complaint):
@@ -119,14 +120,30 @@ def test_bad_input_is_refused(presence, call, complaint):
         call(presence)
 
 
-def test_keys_stay_under_the_key_prefix_and_expire(mode_app):
+def test_keys_stay_under_the_key_prefix(mode_app):
     app, ext = mode_app({"REDIS_KEY_PREFIX": "shop-a:"})
     with app.app_context():
         ext.presence.mark_online("u", 60, connection_id="c")
         keys = list(ext.client.scan_iter(match="*shop-a:presence*"))
-        assert keys and all(key.startswith("{shop-a:presence}") for key in keys)
-        connection_key = next(key for key in keys if ":conn:" in key)
-        assert 0 < ext.client.pttl(connection_key) <= 60_000
+    assert sorted(keys) == ["{shop-a:presence}:conns", "{shop-a:presence}:online",
+                            "{shop-a:presence}:sweep"]
+
+
+def test_a_crashed_connection_leaves_nothing_behind(mode_app):
+    app, ext = mode_app()
+    with app.app_context():
+        presence = ext.presence
+        presence.mark_online("ghost", 1, connection_id="worker-7")
+        conns = f"{{{ext.settings.key_prefix}presence}}:conns"
+        assert ext.client.hexists(conns, "ghost")
+
+        def swept():
+            presence.mark_online("someone-else", 60)  # every write sweeps a few entries
+            return not ext.client.hexists(conns, "ghost")
+
+        wait_until(swept, 10, "the sweep to drop the dead connection", interval=0.2)
+        assert presence.is_online("ghost") is False
+        assert presence.last_seen("ghost") is not None
 
 
 def test_cli_count_and_list(mode_app):

@@ -1,11 +1,14 @@
 """A JSON cache with namespaces, stampede protection and fail-open reads.
 
 Keys (under ``KEY_PREFIX``) of namespace ``ns`` share the hash tag
-``{cache:ns}``: ``{cache:ns}:version`` holds the namespace's version and each
-entry lives at ``{cache:ns}:<version>:<key>``. Invalidating a namespace bumps
-its version (O(1)); the old entries expire by their TTL. An entry is
-``<compute ms>:<expiry ms>:<serialized value>``: what XFetch needs to refresh
-it early, at random, before it expires."""
+``{cache:ns}``, so one MGET reads the namespace's version and the entries
+together, in Cluster too: ``{cache:ns}#version`` is the version,
+``{cache:ns}:<key>`` an entry, ``{cache:ns}#lock:<key>`` a recompute lock.
+
+An entry is ``<version>:<compute ms>:<expiry ms>:<serialized value>``. One of
+an older version is a miss, so invalidating a namespace is one INCR and the
+old entries expire by their TTL. Compute time and expiry are what XFetch needs
+to refresh an entry early, at random, before it expires."""
 
 from __future__ import annotations
 
@@ -80,33 +83,14 @@ class JsonSerializer:
         return self._loads(data)
 
 
-# KEYS version. ARGV tag, then keys. Values of the current version, or false.
-_GET = LuaScript("""
-local version = redis.call('GET', KEYS[1]) or '0'
-local found = {}
-for i = 2, #ARGV do
-  found[i - 1] = redis.call('GET', ARGV[1] .. ':' .. version .. ':' .. ARGV[i])
-end
-return found
-""")
-
-# KEYS version. ARGV tag, ttl ms, then key, value pairs.
+# KEYS version. ARGV ttl ms, then key, body pairs. Stamps each body with the
+# namespace's current version, read in the same atomic step.
 _SET = LuaScript("""
 local version = redis.call('GET', KEYS[1]) or '0'
-for i = 3, #ARGV, 2 do
-  redis.call('SET', ARGV[1] .. ':' .. version .. ':' .. ARGV[i], ARGV[i + 1], 'PX', ARGV[2])
+for i = 2, #ARGV, 2 do
+  redis.call('SET', ARGV[i], version .. ':' .. ARGV[i + 1], 'PX', ARGV[1])
 end
-return #ARGV / 2 - 1
-""")
-
-# KEYS version. ARGV tag, then keys.
-_DELETE = LuaScript("""
-local version = redis.call('GET', KEYS[1]) or '0'
-local removed = 0
-for i = 2, #ARGV do
-  removed = removed + redis.call('DEL', ARGV[1] .. ':' .. version .. ':' .. ARGV[i])
-end
-return removed
+return version
 """)
 
 # KEYS lock. ARGV token. Deletes the lock only if it is still ours.
@@ -167,6 +151,7 @@ class CachePlugin:
         self.default_ttl, self.fail_open, self.lock_timeout = (
             context.setting(key) for key in CONFIG_KEYS)
         self._serializer: Serializer | None = None
+        self._tags: dict[str, str] = {}
         self._outage = _OutageLog()
 
     @property
@@ -177,9 +162,12 @@ class CachePlugin:
         return self._serializer
 
     def _tag(self, namespace: str) -> str:
-        if not namespace or not isinstance(namespace, str):
-            raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
-        return self.context.slot_tag("cache", namespace)
+        tag = self._tags.get(namespace)
+        if tag is None:
+            if not namespace or not isinstance(namespace, str):
+                raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+            tag = self._tags[namespace] = self.context.slot_tag("cache", namespace)
+        return tag
 
     def _redis(self, call: Callable[[], T], fallback: T) -> T:
         """Run one Redis call; with Redis down, return ``fallback`` (fail-open)
@@ -202,24 +190,33 @@ class CachePlugin:
         expires_ms = time.time() * 1000 + ttl_ms
         return f"{compute_ms:.0f}:{expires_ms:.0f}:".encode() + body
 
-    def _decode(self, raw: str | bytes) -> _Entry:
-        if isinstance(raw, str):
-            compute, expires, payload = raw.split(":", 2)
-            return _Entry(self.serializer.loads(payload), float(compute), float(expires))
-        compute_b, expires_b, payload_b = raw.split(b":", 2)
-        return _Entry(self.serializer.loads(payload_b), float(compute_b), float(expires_b))
+    def _decode(self, raw: str | bytes, version: str) -> _Entry | None:
+        """The entry, or None if it belongs to an older namespace version."""
+        if isinstance(raw, bytes):  # a client with DECODE_RESPONSES off
+            stamp_b, compute_b, expires_b, payload_b = raw.split(b":", 3)
+            if stamp_b.decode() != version:
+                return None
+            return _Entry(self.serializer.loads(payload_b), float(compute_b),
+                          float(expires_b))
+        stamp, compute, expires, payload = raw.split(":", 3)
+        if stamp != version:
+            return None
+        return _Entry(self.serializer.loads(payload), float(compute), float(expires))
 
     def _read(self, keys: list[str], namespace: str) -> list[_Entry | None]:
+        """Entries of the namespace's current version: one MGET, no script."""
         tag = self._tag(namespace)
-        raws = self._redis(lambda: _GET(self.context.client, [f"{tag}:version"],
-                                        [tag, *keys]), [None] * len(keys))
-        return [None if raw is None else self._decode(raw) for raw in raws]
+        names = [f"{tag}#version", *(f"{tag}:{key}" for key in keys)]
+        missing: list[str | bytes | None] = [None] * len(names)
+        version, *raws = self._redis(lambda: self.context.client.mget(names), missing)
+        current = version.decode() if isinstance(version, bytes) else version or "0"
+        return [None if raw is None else self._decode(raw, current) for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
-        pairs = [part for item in entries.items() for part in item]
-        self._redis(lambda: _SET(self.context.client, [f"{tag}:version"],
-                                 [tag, ttl_ms, *pairs]), None)
+        pairs = [part for key, body in entries.items() for part in (f"{tag}:{key}", body)]
+        self._redis(lambda: _SET(self.context.client, [f"{tag}#version"],
+                                 [ttl_ms, *pairs]), None)
 
     def _resolve_ttl(self, ttl: float | None) -> int:
         return _ttl_ms(self.default_ttl if ttl is None else ttl)
@@ -254,14 +251,12 @@ class CachePlugin:
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Remove one entry; True if it was there."""
-        tag = self._tag(namespace)
-        removed = self._redis(lambda: _DELETE(self.context.client, [f"{tag}:version"],
-                                              [tag, key]), 0)
-        return bool(removed)
+        name = f"{self._tag(namespace)}:{key}"
+        return bool(self._redis(lambda: self.context.client.delete(name), 0))
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version."""
-        key = f"{self._tag(namespace)}:version"
+        key = f"{self._tag(namespace)}#version"
         return int(self._redis(lambda: self.context.client.incr(key), 0))
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
@@ -299,7 +294,7 @@ class CachePlugin:
         return value
 
     def _lock_key(self, key: str, namespace: str) -> str:
-        return f"{self._tag(namespace)}:lock:{key}"
+        return f"{self._tag(namespace)}#lock:{key}"
 
     def _lock(self, key: str, namespace: str) -> str | None:
         """A token if this caller may compute; "" if Redis is down (compute

@@ -5,10 +5,16 @@ heartbeating within its TTL. Every change is one Lua script on keys that share
 one hash tag, so it is atomic and Cluster-safe, and the clock is the server's.
 
 Keys (under ``KEY_PREFIX``), all in the slot of ``{presence}``:
-``online`` a sorted set user -> the latest expiry of their connections (ms);
-``conn:<user>`` a hash connection -> expiry, which expires with its last
-connection; ``seen`` a sorted set user -> last activity (ms), trimmed to
-``PRESENCE_SEEN_DAYS``."""
+
+- ``online``: a sorted set, user -> the latest expiry of their connections
+  (ms) while online; once offline, the time they were last active. It answers
+  ``is_online``, ``online_count`` (one ZCOUNT) and ``last_seen``, and forgets
+  users not seen for ``PRESENCE_SEEN_DAYS``.
+- ``conns``: a hash, user -> ``<last active>|<connection>=<expiry>|...`` for
+  users with live connections. One field per user, not one key, keeps the cost
+  of an online user under 200 bytes. Each write also sweeps a few fields
+  (HSCAN, cursor in ``sweep``), so a worker that crashed leaves nothing behind.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,10 @@ from ..hookspecs import hookimpl
 from ..plugin_context import PluginContext
 from ..scripts import NOW_MS, LuaScript
 
-DEFAULT_CONNECTION = "default"
+#: The connection of callers that name none (the original one-connection API);
+#: short, because it is stored once per online user.
+DEFAULT_CONNECTION = "~"
+SEPARATORS = ("|", "=", "\0")
 
 CONFIG_KEYS = (
     Key("PRESENCE_TTL", 60, _integer(1), "Presence: seconds a connection stays online "
@@ -31,57 +40,93 @@ CONFIG_KEYS = (
     Key("PRESENCE_SEEN_DAYS", 30, _integer(1), "Presence: days `last_seen` is kept."),
 )
 
-# Prunes expired connections of KEYS[2], sets `best` to the latest live expiry
-# (0: none left) and files the user under it in KEYS[1]; records the activity
-# in KEYS[3]. ARGV[1] user, ARGV[2] how long `seen` keeps entries (ms).
-_REFILE = """
-local best = 0
-local fields = redis.call('HGETALL', KEYS[2])
-for i = 1, #fields, 2 do
-  local expiry = tonumber(fields[i + 1])
-  if expiry <= now then
-    redis.call('HDEL', KEYS[2], fields[i])
-  elseif expiry > best then
-    best = expiry
+# Lua helpers. parse: packed field -> last active, {connection = expiry}.
+# pack: drops expired connections -> packed field (nil if none live), latest expiry.
+_PACKING = """
+local function parse(packed)
+  local seen, conns = 0, {}
+  if not packed then return seen, conns end
+  for part in string.gmatch(packed, '[^|]+') do
+    local eq = string.find(part, '=', 1, true)
+    if eq then
+      conns[string.sub(part, 1, eq - 1)] = tonumber(string.sub(part, eq + 1))
+    else
+      seen = tonumber(part)
+    end
   end
+  return seen, conns
 end
-if best > 0 then
-  redis.call('ZADD', KEYS[1], best, ARGV[1])
-  redis.call('PEXPIREAT', KEYS[2], best)
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[2])
+local function pack(seen, conns)
+  local parts, best = {string.format('%d', seen)}, 0
+  for conn, expiry in pairs(conns) do
+    if expiry > now then
+      parts[#parts + 1] = conn .. '=' .. string.format('%d', expiry)
+      if expiry > best then best = expiry end
+    end
+  end
+  if best == 0 then return nil, 0 end
+  return table.concat(parts, '|'), best
 end
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[2]))
 """
 
-# KEYS online, conn:<user>, seen; ARGV user, horizon, connection, ttl ms.
-# Returns {1 if the connection was alive before, latest expiry}.
-_MARK_ONLINE = LuaScript(NOW_MS + """
-local before = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-redis.call('HSET', KEYS[2], ARGV[3], now + tonumber(ARGV[4]))
-""" + _REFILE + "return {before > now and 1 or 0, best}")
-
-# KEYS online, conn:<user>, seen; ARGV user, horizon, connection ('' = all).
-_MARK_OFFLINE = LuaScript(NOW_MS + """
-if ARGV[3] == '' then redis.call('DEL', KEYS[2]) else redis.call('HDEL', KEYS[2], ARGV[3]) end
-""" + _REFILE + "return best")
-
-# KEYS online; ARGV users. Returns 1/0 per user. ZMSCORE goes in batches:
-# Lua's unpack() cannot spread more than a few thousand arguments.
-_ONLINE_MANY = LuaScript(NOW_MS + """
-local online = {}
-for first = 1, #ARGV, 1000 do
-  local last = math.min(first + 999, #ARGV)
-  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last))
-  for i = first, last do
-    local score = scores[i - first + 1]
-    online[i] = (score and tonumber(score) > now) and 1 or 0
+# Files a user's connections (KEYS online, conns, sweep; ARGV[1] user, ARGV[2]
+# how long offline users are remembered, ms), then sweeps and trims.
+_STORE = """
+local packed, best = pack(now, conns)
+if packed then
+  redis.call('HSET', KEYS[2], ARGV[1], packed)
+  redis.call('ZADD', KEYS[1], best, ARGV[1])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+local cursor = redis.call('GET', KEYS[3]) or '0'
+local page = redis.call('HSCAN', KEYS[2], cursor, 'COUNT', 10)
+for i = 1, #page[2], 2 do
+  local gone_seen, gone_conns = parse(page[2][i + 1])
+  if not pack(gone_seen, gone_conns) then
+    redis.call('HDEL', KEYS[2], page[2][i])
+    redis.call('ZADD', KEYS[1], gone_seen, page[2][i])
   end
 end
-return online
+redis.call('SET', KEYS[3], page[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+"""
+
+# ARGV[3] connection, ARGV[4] ttl ms. Returns {1 if it was alive, latest expiry}.
+_MARK_ONLINE = LuaScript(NOW_MS + _PACKING + """
+local seen, conns = parse(redis.call('HGET', KEYS[2], ARGV[1]))
+local before = conns[ARGV[3]] or 0
+conns[ARGV[3]] = now + tonumber(ARGV[4])
+""" + _STORE + "return {before > now and 1 or 0, best}")
+
+# ARGV[3] connection ('' = all). Returns the latest live expiry, 0 if offline.
+_MARK_OFFLINE = LuaScript(NOW_MS + _PACKING + """
+local seen, conns = parse(redis.call('HGET', KEYS[2], ARGV[1]))
+if ARGV[3] == '' then conns = {} else conns[ARGV[3]] = nil end
+""" + _STORE + "return best")
+
+# KEYS online; ARGV[1] users joined by NUL (one argument, however many users:
+# packing and parsing 10,000 separate values would cost more than the lookup).
+# Returns a string of '1'/'0', one per user.
+_ONLINE_MANY = LuaScript(NOW_MS + """
+local users, start, text = {}, 1, ARGV[1]
+while true do
+  local stop = string.find(text, '\0', start, true)
+  if not stop then users[#users + 1] = string.sub(text, start) break end
+  users[#users + 1] = string.sub(text, start, stop - 1)
+  start = stop + 1
+end
+local flags = {}
+for first = 1, #users, 1000 do
+  local last = math.min(first + 999, #users)
+  local scores = redis.call('ZMSCORE', KEYS[1], unpack(users, first, last))
+  for i = first, last do
+    local score = scores[i - first + 1]
+    flags[i] = (score and tonumber(score) > now) and '1' or '0'
+  end
+end
+return table.concat(flags)
 """)
 
 # KEYS online. ARGV 'count' or 'list', offset, limit.
@@ -93,11 +138,19 @@ return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now,
                   'LIMIT', tonumber(ARGV[2]), tonumber(ARGV[3]))
 """)
 
+# KEYS online, conns; ARGV user. Last active (ms), or false if never seen.
+_LAST_SEEN = LuaScript(NOW_MS + _PACKING + """
+local packed = redis.call('HGET', KEYS[2], ARGV[1])
+if packed then return string.format('%d', (parse(packed))) end
+return redis.call('ZSCORE', KEYS[1], ARGV[1])
+""")
+
 
 def _identifier(name: str, value: object) -> str:
     text = str(value) if isinstance(value, str | int) else ""
-    if not text or isinstance(value, bool):
-        raise ValueError(f"{name} must be a non-empty str or int, got {value!r}")
+    if not text or isinstance(value, bool) or any(sep in text for sep in "|=\0"):
+        raise ValueError(f"{name} must be a non-empty str or int without '|', '=' or "
+                         f"NUL, got {value!r}")
     return text
 
 
@@ -122,11 +175,7 @@ class PresencePlugin:
         self.default_ttl = context.setting(CONFIG_KEYS[0])
         self.seen_ms = context.setting(CONFIG_KEYS[1]) * 86_400_000
         tag = context.slot_tag("presence")
-        self._online, self._seen = f"{tag}:online", f"{tag}:seen"
-        self._conn_prefix = f"{tag}:conn:"
-
-    def _keys(self, user: str) -> list[str]:
-        return [self._online, self._conn_prefix + user, self._seen]
+        self._keys = [f"{tag}:online", f"{tag}:conns", f"{tag}:sweep"]
 
     def mark_online(self, user_id: object, ttl: int | None = None, *,
                     connection_id: str = DEFAULT_CONNECTION) -> None:
@@ -142,7 +191,7 @@ class PresencePlugin:
     def _touch(self, user_id: object, connection_id: str, ttl: int | None) -> bool:
         user = _user(user_id)
         seconds = _positive("ttl", self.default_ttl if ttl is None else ttl)
-        was_alive, _ = _MARK_ONLINE(self.context.client, self._keys(user),
+        was_alive, _ = _MARK_ONLINE(self.context.client, self._keys,
                                     [user, self.seen_ms,
                                      _identifier("connection_id", connection_id),
                                      seconds * 1000])
@@ -154,7 +203,7 @@ class PresencePlugin:
         user = _user(user_id)
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
-        latest = _MARK_OFFLINE(self.context.client, self._keys(user),
+        latest = _MARK_OFFLINE(self.context.client, self._keys,
                                [user, self.seen_ms, connection])
         return bool(latest)
 
@@ -163,29 +212,37 @@ class PresencePlugin:
 
     def online_many(self, user_ids: list[Any]) -> dict[str, bool]:
         """Online or not, for every user, in one round trip."""
-        users = [_user(user_id) for user_id in user_ids]
+        # The hot path of a bulk check: validate cheaply, in one pass over the
+        # joined argument rather than per user.
+        users = [user if type(user) is str and user else _user(user) for user in user_ids]
         if not users:
             return {}
-        flags = _ONLINE_MANY(self.context.client, [self._online], users)
-        return {user: bool(flag) for user, flag in zip(users, flags, strict=True)}
+        joined = "\0".join(users)
+        if joined.count("\0") != len(users) - 1:
+            raise ValueError("user ids must not contain NUL")
+        flags = _ONLINE_MANY(self.context.client, self._keys[:1], [joined])
+        if isinstance(flags, bytes):
+            flags = flags.decode()
+        return {user: flag == "1" for user, flag in zip(users, flags, strict=True)}
 
     def online_count(self) -> int:
         """How many users are online: one ZCOUNT, O(log N)."""
-        return int(_ONLINE_QUERY(self.context.client, [self._online], ["count", 0, 0]))
+        return int(_ONLINE_QUERY(self.context.client, self._keys[:1], ["count", 0, 0]))
 
     def online_users(self, limit: int = 100, offset: int = 0) -> list[str]:
         """Online users, most recently active first."""
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
-        users = _ONLINE_QUERY(self.context.client, [self._online], ["list", offset, limit])
+        users = _ONLINE_QUERY(self.context.client, self._keys[:1], ["list", offset, limit])
         return [user.decode() if isinstance(user, bytes) else user for user in users]
 
     def last_seen(self, user_id: object) -> datetime | None:
         """When the user was last marked online, heartbeating or offline."""
-        score = self.context.client.zscore(self._seen, _user(user_id))
+        user = _user(user_id)
+        score = _LAST_SEEN(self.context.client, self._keys[:2], [user])
         if score is None:
             return None
-        return datetime.fromtimestamp(score / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(float(score) / 1000, tz=timezone.utc)
 
     @hookimpl
     def core_redis_health(self, context: PluginContext) -> dict[str, Any]:
