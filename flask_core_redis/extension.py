@@ -9,7 +9,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from flask.cli import AppGroup
 
 from .clients import MANAGED_OPTIONS, AnyClient, build_client
@@ -242,7 +242,13 @@ class CoreRedis:
 
     @property
     def cache(self) -> CachePlugin:
-        """The cache (the built-in ``cache`` plugin) for the current app."""
+        """The cache (the built-in ``cache`` plugin) for the current app. Outside
+        an app context, a stand-in whose ``cached`` decorator resolves the app at
+        each call, so ``@ext.cache.cached()`` works at import time."""
+        if not has_app_context():
+            from .plugins.cache import CacheOfCurrentApp
+
+            return CacheOfCurrentApp(lambda: self._plugin("cache"))  # type: ignore[return-value]
         return self._plugin("cache")  # type: ignore[no-any-return]
 
     def health(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import redis
+from flask import Flask
 
 from flask_core_redis.plugins.cache import _Entry
 
@@ -92,6 +93,27 @@ def test_get_or_set_and_cached_decorator(cache):
     assert by_arguments(1) == by_arguments(1, b=2) == 3
     assert by_arguments(2) == 4
     assert calls.count((1, 2)) == 1
+
+
+def test_cached_at_import_time_uses_the_cache_of_the_app_it_runs_in(make_app, memory_url):
+    first, ext = make_app({"REDIS_URL": memory_url})
+    second = Flask("second")
+    second.config.update(SECRET_KEY="s", REDIS_URL=memory_url + "-second")
+    ext.init_app(second)
+    calls = []
+
+    @ext.cache.cached(ttl=60, key="answer")  # no app context here
+    def answer():
+        calls.append(1)
+        return 42
+
+    for app in (first, second, first):
+        with app.app_context():
+            assert answer() == 42
+    assert len(calls) == 2  # once per app: each has its own Redis
+    with second.app_context():
+        assert ext.cache.get("answer") == 42
+        ext.close()
 
 
 def test_fifty_callers_on_a_cold_key_compute_once(cache):

@@ -331,18 +331,7 @@ class CachePlugin:
         ``key`` is a format string over the arguments (``"user:{user_id}"``), a
         callable taking the same arguments, or None for the function's name and
         a hash of the arguments."""
-        def decorate(func: Callable[..., T]) -> Callable[..., T]:
-            signature = inspect.signature(func)
-
-            @functools.wraps(func)
-            def wrapper(*args: Any, **kwargs: Any) -> T:
-                name = _cache_key(func, signature, key, args, kwargs)
-                return self.get_or_set(name, lambda: func(*args, **kwargs), ttl,
-                                       namespace=namespace)
-
-            return wrapper
-
-        return decorate
+        return cached_through(lambda: self, ttl, key, namespace)
 
     @hookimpl
     def core_redis_commands(self, context: PluginContext, group: click.Group) -> None:
@@ -356,6 +345,41 @@ class CachePlugin:
             """Invalidate every entry of NAMESPACE (O(1))."""
             version = self.invalidate_namespace(namespace)
             click.echo(f"namespace {namespace!r} invalidated (now version {version})")
+
+
+def cached_through(cache: Callable[[], CachePlugin], ttl: float | None,
+                   key: str | Callable[..., str] | None,
+                   namespace: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """The ``cached`` decorator, asking ``cache()`` for the plugin at each call:
+    decorated at import time, a function uses the cache of the app it runs in."""
+    def decorate(func: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            name = _cache_key(func, signature, key, args, kwargs)
+            return cache().get_or_set(name, lambda: func(*args, **kwargs), ttl,
+                                      namespace=namespace)
+
+        return wrapper
+
+    return decorate
+
+
+class CacheOfCurrentApp:
+    """What ``ext.cache`` is outside an app context: ``cached`` works (for
+    decorating at import time); everything else needs an app context."""
+
+    def __init__(self, resolve: Callable[[], CachePlugin]) -> None:
+        self._resolve = resolve
+
+    def cached(self, ttl: float | None = None, key: str | Callable[..., str] | None = None,
+               *, namespace: str = DEFAULT_NAMESPACE) -> Callable[[Callable[..., T]],
+                                                                  Callable[..., T]]:
+        return cached_through(self._resolve, ttl, key, namespace)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resolve(), name)
 
 
 def _cache_key(func: Callable[..., Any], signature: inspect.Signature,
