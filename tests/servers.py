@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -273,3 +274,27 @@ def run_forked(check: Callable[[], bool]) -> bool:
             os._exit(0 if verdict else 1)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
+
+
+def run_concurrently(*calls: Callable[[], T]) -> list[T]:
+    """Start every call in its own thread at the same instant (a barrier);
+    return their results in order, or raise the first error."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int, call: Callable[[], T]) -> None:
+        start.wait()
+        try:
+            results[index] = call()
+        except BaseException as error:  # handed back to the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

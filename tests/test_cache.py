@@ -2,7 +2,6 @@
 
 import json
 import logging
-import threading
 import time
 
 import pytest
@@ -10,6 +9,8 @@ import redis
 from flask import Flask
 
 from flask_core_redis.plugins.cache import _Entry
+
+from .servers import run_concurrently
 
 
 @pytest.fixture
@@ -118,23 +119,13 @@ def test_cached_at_import_time_uses_the_cache_of_the_app_it_runs_in(make_app, me
 
 def test_fifty_callers_on_a_cold_key_compute_once(cache):
     runs = []
-    start = threading.Barrier(50)
-    results = []
 
     def slow():
         runs.append(1)
         time.sleep(0.2)
         return "fresh"
 
-    def caller():
-        start.wait()
-        results.append(cache.get_or_set("cold", slow, ttl=60))
-
-    threads = [threading.Thread(target=caller) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_concurrently(*[lambda: cache.get_or_set("cold", slow, ttl=60)] * 50)
     assert len(runs) == 1
     assert results == ["fresh"] * 50
 
@@ -156,23 +147,13 @@ def test_near_expiry_one_caller_refreshes_and_the_others_keep_the_old_value(cach
     body = cache._encode("old", 60_000, compute_ms=60_000).decode()
     client.set(f"{tag}:hot", f"{version}:{body}", px=60_000)
     refreshes = []
-    results = []
-    start = threading.Barrier(10)
 
     def slow():
         refreshes.append(1)
         time.sleep(0.2)
         return "new"
 
-    def caller():
-        start.wait()
-        results.append(cache.get_or_set("hot", slow, ttl=60))
-
-    threads = [threading.Thread(target=caller) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_concurrently(*[lambda: cache.get_or_set("hot", slow, ttl=60)] * 10)
     assert len(refreshes) == 1
     assert sorted(results) == ["new"] + ["old"] * 9
     assert cache.get("hot") == "new"

@@ -1,14 +1,12 @@
 """The OTP plugin, on memory, standalone, Sentinel and Cluster."""
 
-import threading
-
 import pytest
 from flask import Flask
 
 from flask_core_redis import ConfigurationError, CoreRedis
 from flask_core_redis.plugins.otp import OtpRateLimited, OtpUnavailable, normalize_phone
 
-from .servers import wait_until
+from .servers import run_concurrently, wait_until
 
 PHONE = "+1 (555) 010-99 88"
 
@@ -88,18 +86,7 @@ def test_expired_code(otp):
 
 def test_concurrent_verification_succeeds_exactly_once(otp):
     code = otp.issue(PHONE)
-    results = []
-    start = threading.Barrier(20)
-
-    def verify():
-        start.wait()
-        results.append(otp.verify_otp(PHONE, code))
-
-    threads = [threading.Thread(target=verify) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_concurrently(*[lambda: otp.verify_otp(PHONE, code)] * 20)
     assert sorted(results) == [False] * 19 + [True]
 
 

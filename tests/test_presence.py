@@ -1,11 +1,10 @@
 """The presence plugin, on memory, standalone, Sentinel and Cluster."""
 
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from .servers import wait_until
+from .servers import run_concurrently, wait_until
 
 
 @pytest.fixture
@@ -88,21 +87,8 @@ def test_connect_racing_a_disconnect_of_the_same_user(presence):
     for round_number in range(30):
         user = f"racer-{round_number}"
         presence.mark_online(user, 60, connection_id="B")
-        start = threading.Barrier(2)
-
-        def connect(user=user, start=start):
-            start.wait()
-            presence.mark_online(user, 60, connection_id="A")
-
-        def disconnect(user=user, start=start):
-            start.wait()
-            presence.mark_offline(user, connection_id="B")
-
-        threads = [threading.Thread(target=connect), threading.Thread(target=disconnect)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_concurrently(lambda user=user: presence.mark_online(user, 60, connection_id="A"),
+                         lambda user=user: presence.mark_offline(user, connection_id="B"))
         assert presence.is_online(user), f"round {round_number}: connection A was lost"
     assert presence.online_count() == 30
 
