@@ -154,9 +154,9 @@ class CachePlugin:
         self._tags: dict[str, str] = {}
         self._outage = _OutageLog()
 
-    @property
     def serializer(self) -> Serializer:
-        """The first serializer a plugin supplies, else JSON."""
+        """The first serializer a plugin supplies, else JSON. (A method, not a
+        property: pluggy reads every attribute of a plugin when registering it.)"""
         if self._serializer is None:
             self._serializer = self.context.serializer() or JsonSerializer()
         return self._serializer
@@ -185,7 +185,7 @@ class CachePlugin:
     # Entries -------------------------------------------------------------
 
     def _encode(self, value: Any, ttl_ms: int, compute_ms: float) -> bytes:
-        payload = self.serializer.dumps(value)
+        payload = self.serializer().dumps(value)
         body = payload if isinstance(payload, bytes) else payload.encode()
         expires_ms = time.time() * 1000 + ttl_ms
         return f"{compute_ms:.0f}:{expires_ms:.0f}:".encode() + body
@@ -196,12 +196,12 @@ class CachePlugin:
             stamp_b, compute_b, expires_b, payload_b = raw.split(b":", 3)
             if stamp_b.decode() != version:
                 return None
-            return _Entry(self.serializer.loads(payload_b), float(compute_b),
+            return _Entry(self.serializer().loads(payload_b), float(compute_b),
                           float(expires_b))
         stamp, compute, expires, payload = raw.split(":", 3)
         if stamp != version:
             return None
-        return _Entry(self.serializer.loads(payload), float(compute), float(expires))
+        return _Entry(self.serializer().loads(payload), float(compute), float(expires))
 
     def _read(self, keys: list[str], namespace: str) -> list[_Entry | None]:
         """Entries of the namespace's current version: one MGET, no script."""
