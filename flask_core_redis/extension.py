@@ -18,6 +18,7 @@ from .events import ConnectionEvents, log_event
 from .health import check_health
 from .plugin_context import PluginContext
 from .plugin_manager import Plugins
+from .pubsub import publish, subscribe
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -250,6 +251,16 @@ class CoreRedis:
 
             return CacheOfCurrentApp(lambda: self._plugin("cache"))  # type: ignore[return-value]
         return self._plugin("cache")  # type: ignore[no-any-return]
+
+    def publish(self, channel: str, message: str | bytes) -> int:
+        """Publish on the current app's Redis (sharded in Cluster); the number of
+        subscribers that received it."""
+        return publish(self.client, channel, message)
+
+    def subscribe(self, *channels: str) -> Any:
+        """A PubSub subscribed to ``channels``, on a duplicate connection of its
+        own (no read timeout, health checks on); closed with :meth:`close`."""
+        return subscribe(self.duplicate(), *channels)
 
     def health(self) -> dict[str, Any]:
         """A health report of the current app's Redis; never raises because

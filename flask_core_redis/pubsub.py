@@ -1,0 +1,58 @@
+"""Publish and subscribe on the app's Redis, in every mode.
+
+In Cluster mode both sides use sharded pub/sub (SPUBLISH / SSUBSCRIBE, Redis
+7): a message goes only to the shard that owns its channel instead of being
+broadcast over the cluster bus to every node. The subscription reads the same
+way in every mode (``get_message``); in Cluster messages have the type
+``smessage`` instead of ``message``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.cluster import RedisCluster
+
+
+def publish(client: Any, channel: str, message: str | bytes) -> int:
+    """Send ``message``; the number of subscribers that got it."""
+    if isinstance(client, RedisCluster):
+        return int(client.spublish(channel, message))
+    return int(client.publish(channel, message))
+
+
+class ShardedPubSub:
+    """A Cluster PubSub that reads like any other: ``get_message``,
+    ``subscribe`` and ``unsubscribe`` use the sharded commands; the rest is
+    redis-py's ``ClusterPubSub``."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pubsub, name)
+
+    def get_message(self, ignore_subscribe_messages: bool = False,
+                    timeout: float = 0.0) -> Any:
+        return self.pubsub.get_sharded_message(
+            ignore_subscribe_messages=ignore_subscribe_messages, timeout=timeout)
+
+    def subscribe(self, *channels: str) -> Any:
+        return self.pubsub.ssubscribe(*channels)
+
+    def unsubscribe(self, *channels: str) -> Any:
+        return self.pubsub.sunsubscribe(*channels)
+
+
+def subscribe(client: Any, *channels: str) -> Any:
+    """A PubSub on ``client`` (give it a client of its own, such as
+    ``ext.duplicate()``), subscribed to ``channels``."""
+    if not channels:
+        raise ValueError("subscribe() needs at least one channel")
+    pubsub = client.pubsub()
+    # The PubSub keeps only the pool; without this the client could be
+    # collected, and closing it would close the subscription's connection.
+    pubsub.owner = client
+    if isinstance(client, RedisCluster):
+        pubsub = ShardedPubSub(pubsub)
+    pubsub.subscribe(*channels)
+    return pubsub
