@@ -96,6 +96,23 @@ def _key_prefix(value: Any) -> str:
     return text
 
 
+def _route(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith("/"):
+        raise _Invalid("expected a URL path starting with '/', e.g. /healthz/redis")
+    return text
+
+
+def _ratio(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Invalid("expected a number above 0 and at most 1, e.g. 0.9") from None
+    if not 0 < number <= 1:
+        raise _Invalid("expected a number above 0 and at most 1, e.g. 0.9")
+    return number
+
+
 def _node_list(default_port: int) -> Parser:
     def parse(value: Any) -> tuple[tuple[str, int], ...]:
         text = ",".join(value) if isinstance(value, list | tuple) else str(value)
@@ -163,6 +180,12 @@ KEYS: tuple[Key, ...] = (
     Key("PLUGINS", None, _name_list, "Plugins to enable (list, or names separated by "
         "commas); unset enables the built-ins and every installed plugin."),
     Key("DISABLED_PLUGINS", (), _name_list, "Plugins to leave out, e.g. `otp`."),
+    Key("HEALTH_ROUTE", None, _route, "Serve `ext.health()` as JSON at this path "
+        "(e.g. `/healthz/redis`): 200 when ok, 503 when not."),
+    Key("ERROR_HANDLER", False, _bool, "Turn a Redis connection error or timeout "
+        "escaping a view into a 503 JSON response instead of a 500."),
+    Key("MEMORY_WARNING_RATIO", 0.9, _ratio, "`health()` warns when used memory "
+        "reaches this share of `maxmemory`."),
 )
 
 

@@ -20,6 +20,7 @@ from .plugin_context import PluginContext
 from .plugin_manager import Plugins
 from .pubsub import publish, subscribe
 from .settings import Settings
+from .web import register_web
 
 if TYPE_CHECKING:
     from .plugins.cache import CachePlugin
@@ -169,6 +170,7 @@ class CoreRedis:
         state = RedisState(settings, dict(self.client_options))
         state.attach_plugins(Plugins(settings, PluginContext(state, source, app.name)), app)
         registry[self.config_prefix] = state
+        register_web(app, state)
         logger.info("[%s] configured %s mode at %s; plugins: %s", settings.prefix,
                     settings.mode, settings.address, ", ".join(state.plugins_enabled()))
         from .cli import redis_group

@@ -50,4 +50,13 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
             "cluster_size": int(cluster.get("cluster_size", 0)),
         }
     info = client.info()
-    return {"server_version": info.get("redis_version"), "role": info.get("role")}
+    facts: dict[str, Any] = {"server_version": info.get("redis_version"),
+                             "role": info.get("role"),
+                             "used_memory": info.get("used_memory"),
+                             "maxmemory": info.get("maxmemory")}
+    used, limit = facts["used_memory"] or 0, facts["maxmemory"] or 0
+    if limit and used >= limit * settings.memory_warning_ratio:
+        facts["warnings"] = [f"memory: {used} of {limit} bytes used "
+                             f"({used / limit:.0%}, warning from "
+                             f"{settings.memory_warning_ratio:.0%})"]
+    return facts

@@ -40,6 +40,9 @@ class Settings:
     key_prefix: str = ""
     plugins: tuple[str, ...] | None = None
     disabled_plugins: tuple[str, ...] = ()
+    health_route: str | None = None
+    error_handler: bool = False
+    memory_warning_ratio: float = 0.9
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())

@@ -1,0 +1,37 @@
+"""What the extension adds to the web app when configured: a health endpoint
+(``REDIS_HEALTH_ROUTE``) and a 503 for Redis outages (``REDIS_ERROR_HANDLER``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, jsonify
+from redis.exceptions import ConnectionError, TimeoutError
+
+if TYPE_CHECKING:
+    from .extension import RedisState
+
+logger = logging.getLogger("flask_core_redis")
+
+
+def register_web(app: Flask, state: RedisState) -> None:
+    settings = state.settings
+    if settings.health_route:
+        def health() -> tuple[Response, int]:
+            report = state.health()
+            return jsonify(report), 200 if report["ok"] else 503
+
+        app.add_url_rule(settings.health_route, f"core_redis_health_{settings.prefix.lower()}",
+                         health, methods=["GET"])
+    if settings.error_handler:
+        app.register_error_handler(ConnectionError, _unavailable)
+        app.register_error_handler(TimeoutError, _unavailable)
+
+
+def _unavailable(error: Exception) -> tuple[Response, int]:
+    logger.error("a request failed because Redis is unavailable: %s: %s",
+                 type(error).__name__, error)
+    body = {"error": "redis_unavailable",
+            "message": "A backing service is unavailable; try again shortly."}
+    return jsonify(body), 503
