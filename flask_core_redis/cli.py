@@ -170,6 +170,24 @@ def flush(yes: bool) -> None:
 
 
 @redis_group.command()
+@click.argument("queues", nargs=-1)
+@click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker on QUEUES (default: default); jobs see the app context."""
+    from rq import Worker
+
+    from .queues import make_queue
+
+    state = _state()
+    if state.settings.mode == "memory":
+        raise click.ClickException("in memory mode jobs run when they are enqueued; "
+                                   "there is nothing for a worker to do")
+    names = queues or ("default",)
+    Worker([make_queue(state, name) for name in names],
+           connection=state.queue_client()).work(burst=burst)
+
+
+@redis_group.command()
 def plugins() -> None:
     """List the enabled plugins: name, version, origin and hooks."""
     for record in _state().plugins or ():

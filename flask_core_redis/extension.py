@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from flask import Flask, current_app, has_app_context
 from flask.cli import AppGroup
+from redis import Redis
 
 from .clients import MANAGED_OPTIONS, AnyClient, build_client
 from .config import config_source, settings_from
@@ -19,6 +20,7 @@ from .health import check_health
 from .plugin_context import PluginContext
 from .plugin_manager import Plugins
 from .pubsub import publish, subscribe
+from .queues import make_queue, queue_client
 from .settings import Settings
 from .web import register_web
 
@@ -47,6 +49,7 @@ class RedisState:
         self.plugins: Plugins | None = None
         self._plugin_commands: click.Group | None = None
         self._client: AnyClient | None = None
+        self._queue_client: Redis | None = None
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         _open_states.add(self)
@@ -64,6 +67,14 @@ class RedisState:
                         build_client(self.settings, self.events, self.options))
                 client = self._client
         return client
+
+    def queue_client(self) -> Redis:
+        """RQ's client (bytes, no read timeout), built once."""
+        with self._lock:
+            if self._queue_client is None:
+                self._queue_client = queue_client(self)
+                self._announce(self._queue_client)
+            return self._queue_client
 
     def duplicate(self) -> AnyClient:
         client = self._announce(
@@ -108,8 +119,8 @@ class RedisState:
         if self.plugins is not None:
             self.plugins.closing()
         with self._lock:
-            clients = [self._client, *self._duplicates]
-            self._client = None
+            clients = [self._client, self._queue_client, *self._duplicates]
+            self._client = self._queue_client = None
             self._duplicates = weakref.WeakSet()
         for client in clients:
             if client is not None:
@@ -253,6 +264,11 @@ class CoreRedis:
 
             return CacheOfCurrentApp(lambda: self._plugin("cache"))  # type: ignore[return-value]
         return self._plugin("cache")  # type: ignore[no-any-return]
+
+    def queue(self, name: str = "default", **options: Any) -> Any:
+        """An ``rq.Queue`` on the current app's Redis, with a client of its own.
+        In memory mode jobs run as they are enqueued; Cluster is refused."""
+        return make_queue(self._state(), name, **options)
 
     def publish(self, channel: str, message: str | bytes) -> int:
         """Publish on the current app's Redis (sharded in Cluster); the number of

@@ -1,0 +1,44 @@
+"""RQ job queues on the app's Redis settings.
+
+RQ stores pickled bytes and blocks in BRPOP / BLMOVE for its own timeouts, so
+it gets a client of its own: bytes responses, no read timeout, health checks
+on; never the app's shared client. In ``memory://`` mode jobs run at once, in
+the process that enqueues them, so the demo works with no Redis and no worker.
+RQ does not support Redis Cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, cast
+
+from redis import Redis
+
+from .clients import build_client
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .extension import RedisState
+
+
+def queue_client(state: RedisState) -> Redis:
+    """A new client for RQ built from ``state``'s settings."""
+    settings = state.settings
+    if settings.mode == "cluster":
+        raise ConfigurationError(
+            f"RQ does not support Redis Cluster, and {settings.prefix}_* selects Cluster "
+            "mode. Give queues a standalone or Sentinel Redis, e.g. a second "
+            "CoreRedis(config_prefix='QUEUE_REDIS') with QUEUE_REDIS_URL.")
+    for_rq = dataclasses.replace(settings, decode_responses=False, socket_timeout_ms=None)
+    return cast(Redis, build_client(for_rq, state.events, state.options, duplicate=True))
+
+
+def make_queue(state: RedisState, name: str, **options: Any) -> Any:
+    """An ``rq.Queue`` named ``name`` on ``state``'s queue client."""
+    try:
+        from rq import Queue
+    except ImportError:
+        raise ConfigurationError(
+            "job queues need RQ: pip install 'flask-core-redis[rq]'") from None
+    if state.settings.mode == "memory":
+        options.setdefault("is_async", False)
+    return Queue(name, connection=state.queue_client(), **options)

@@ -1,0 +1,11 @@
+"""Jobs the queue tests enqueue (importable by a worker process)."""
+
+from flask import current_app
+
+
+def add(a, b):
+    return a + b
+
+
+def app_name():
+    return current_app.name

@@ -1,0 +1,28 @@
+"""The app a worker subprocess loads: `flask --app tests.queue_app redis worker`."""
+
+import os
+
+from flask import Flask, jsonify
+
+from flask_core_redis import CoreRedis
+
+from . import jobs
+
+redis_ext = CoreRedis()
+
+
+def create_app() -> Flask:
+    app = Flask("queue-test-app")
+    app.config.update(SECRET_KEY="s", REDIS_URL=os.environ["REDIS_URL"])
+    redis_ext.init_app(app)
+
+    @app.post("/jobs/add/<int:a>/<int:b>")
+    def enqueue_add(a, b):
+        job = redis_ext.queue("math").enqueue(jobs.add, a, b)
+        return jsonify(id=job.id)
+
+    @app.post("/jobs/app-name")
+    def enqueue_app_name():
+        return jsonify(id=redis_ext.queue("math").enqueue(jobs.app_name).id)
+
+    return app

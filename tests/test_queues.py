@@ -1,0 +1,67 @@
+"""RQ job queues: enqueued from a request, run by a real worker process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rq.job import Job
+
+from flask_core_redis import ConfigurationError
+
+from .queue_app import create_app, redis_ext
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_worker(url):
+    environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
+         "worker", "math", "--burst"],
+        env=environment, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def server_url(request, mode):
+    if mode == "standalone":
+        return f"redis://{request.getfixturevalue('own_redis_server').address}"
+    return request.getfixturevalue("own_sentinel").url
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["standalone", "sentinel"])
+def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monkeypatch):
+    url = server_url(request, mode)
+    monkeypatch.setenv("REDIS_URL", url)
+    app = create_app()
+    web = app.test_client()
+    add_id = web.post("/jobs/add/2/3").get_json()["id"]
+    name_id = web.post("/jobs/app-name").get_json()["id"]
+    with app.app_context():
+        connection = redis_ext.queue("math").connection
+        assert Job.fetch(add_id, connection=connection).get_status() == "queued"
+    finished = run_worker(url)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    with app.app_context():
+        assert Job.fetch(add_id, connection=connection).return_value() == 5
+        assert Job.fetch(name_id, connection=connection).return_value() == "queue-test-app"
+        redis_ext.close()
+
+
+def test_memory_mode_runs_jobs_as_they_are_enqueued(make_app, memory_url):
+    from . import jobs
+
+    app, ext = make_app({"REDIS_URL": memory_url})
+    with app.app_context():
+        job = ext.queue().enqueue(jobs.add, 20, 22)
+        assert job.get_status() == "finished" and job.return_value() == 42
+    result = app.test_cli_runner().invoke(args=["redis", "worker", "--burst"])
+    assert result.exit_code == 1 and "nothing for a worker to do" in result.output
+
+
+def test_cluster_is_refused_with_a_reason(make_app):
+    app, ext = make_app({"REDIS_URL": "redis+cluster://127.0.0.1:1"})
+    with app.app_context(), pytest.raises(ConfigurationError,
+                                          match="RQ does not support Redis Cluster"):
+        ext.queue()
