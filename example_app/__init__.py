@@ -12,7 +12,8 @@ import secrets
 from typing import Any
 
 from dotenv import dotenv_values, find_dotenv
-from flask import Flask, jsonify, render_template_string
+from flask import Flask, jsonify, render_template_string, request
+from flask_socketio import SocketIO
 
 from flask_core_redis import CoreRedis
 
@@ -64,12 +65,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             _topology_configured_outside()):
         app.config["REDIS_URL"] = EMBEDDED_URL
     redis_ext.init_app(app)
+    with app.app_context():
+        # Socket.IO servers of this app reach each other through its Redis.
+        socketio = SocketIO(app, client_manager=redis_ext.socketio_manager(),
+                            async_mode="threading")
 
     @app.get("/")
     def index() -> str:
         health = redis_ext.health()
         visits = redis_ext.client.incr("example:visits") if health["ok"] else "?"
         return render_template_string(PAGE, visits=visits, health=health)
+
+    @app.post("/api/broadcast")
+    def broadcast() -> Any:
+        """Send a JSON body to every Socket.IO client of every server."""
+        socketio.emit("broadcast", request.get_json(silent=True) or {})
+        return jsonify(sent=True)
 
     @app.get("/health")
     def health() -> Any:

@@ -15,6 +15,7 @@ from redis import Redis
 
 from .clients import MANAGED_OPTIONS, AnyClient, build_client
 from .config import config_source, settings_from
+from .errors import ConfigurationError
 from .events import ConnectionEvents, log_event
 from .health import check_health
 from .plugin_context import PluginContext
@@ -269,6 +270,21 @@ class CoreRedis:
         """An ``rq.Queue`` on the current app's Redis, with a client of its own.
         In memory mode jobs run as they are enqueued; Cluster is refused."""
         return make_queue(self._state(), name, **options)
+
+    def socketio_manager(self, channel: str = "flask-socketio",
+                         write_only: bool = False) -> Any:
+        """A python-socketio client manager on the current app's Redis:
+        ``SocketIO(app, client_manager=ext.socketio_manager())``. With
+        ``write_only=True`` another process (an RQ job, say) can emit."""
+        try:
+            from .socketio_manager import CoreRedisManager
+        except ImportError:
+            raise ConfigurationError(
+                "Socket.IO needs python-socketio: pip install "
+                "'flask-core-redis[socketio]'") from None
+        state = self._state()
+        return CoreRedisManager(lambda: state.client, state.duplicate, state.events,
+                                channel=channel, write_only=write_only)
 
     def publish(self, channel: str, message: str | bytes) -> int:
         """Publish on the current app's Redis (sharded in Cluster); the number of

@@ -140,11 +140,11 @@ def test_early_refresh_is_likely_only_near_expiry():
 
 def test_near_expiry_one_caller_refreshes_and_the_others_keep_the_old_value(cache):
     cache.set("hot", "old", ttl=60)
-    # An entry that took a minute to compute is due for refresh at once.
+    # An entry that took days to compute is due for refresh (P > 0.9999 per call).
     tag = cache._tag("default")
     client = cache.context.client
     version = client.get(f"{tag}#version") or "0"
-    body = cache._encode("old", 60_000, compute_ms=60_000).decode()
+    body = cache._encode("old", 60_000, compute_ms=10**9).decode()
     client.set(f"{tag}:hot", f"{version}:{body}", px=60_000)
     refreshes = []
 

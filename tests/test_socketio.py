@@ -1,0 +1,119 @@
+"""Socket.IO across processes: two example-app servers share one Redis; a
+client of server B receives what server A emits."""
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import socketio
+
+from .servers import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    """`flask --app example_app run` on a free port, as a real process."""
+
+    def __init__(self, url, workdir):
+        self.port = free_port()
+        self.log = open(workdir / f"server-{self.port}.log", "w")  # noqa: SIM115
+        environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT),
+                       "SECRET_KEY": "socketio-test", "REDIS_CONNECT_TIMEOUT": "500"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "example_app", "run", "--port",
+             str(self.port)], env=environment, cwd=workdir, stdout=self.log,
+            stderr=subprocess.STDOUT)
+        wait_until(self.answers, 30, f"the app server on port {self.port}")
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def answers(self):
+        assert self.process.poll() is None, "the app server exited"
+        with urllib.request.urlopen(f"{self.base}/health", timeout=5) as response:
+            return response.status in (200, 503)
+
+    def broadcast(self, text):
+        request = urllib.request.Request(f"{self.base}/api/broadcast", method="POST",
+                                         data=f'{{"text": "{text}"}}'.encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status == 200
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def servers(request, tmp_path):
+    made = []
+
+    def start(url, count=2):
+        made.extend(Server(url, tmp_path) for _ in range(count))
+        return made[-count:]
+
+    yield start
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture
+def listener():
+    clients = []
+
+    def connect(server):
+        received = []
+        client = socketio.Client()
+        client.on("broadcast", lambda data: received.append(data["text"]))
+        client.connect(server.base, transports=["polling"], wait_timeout=10)
+        clients.append(client)
+        return received
+
+    yield connect
+    for client in clients:
+        client.disconnect()
+
+
+def deliver(sender, received, text, timeout=30):
+    """Broadcast through ``sender`` until ``text`` arrives (a subscription
+    being set up, or a failover, may swallow the first tries)."""
+    def arrived():
+        try:
+            sender.broadcast(text)
+        except OSError:
+            return False
+        time.sleep(0.2)
+        return text in received
+
+    wait_until(arrived, timeout, f"{text!r} to reach the other server", interval=0.3)
+
+
+@pytest.mark.parametrize("mode", ["standalone", "sentinel", "cluster"])
+def test_event_emitted_on_a_reaches_a_client_of_b(request, mode, servers, listener):
+    if mode == "standalone":
+        url = f"redis://{request.getfixturevalue('redis_server').address}"
+    else:
+        url = request.getfixturevalue(mode).url
+    server_a, server_b = servers(url)
+    received = listener(server_b)
+    deliver(server_a, received, f"hello from A ({mode})")
+
+
+def test_events_flow_again_after_a_sentinel_failover(own_sentinel, servers, listener):
+    server_a, server_b = servers(own_sentinel.url)
+    received = listener(server_b)
+    deliver(server_a, received, "before the failover")
+    old_port = own_sentinel.master_port()
+    own_sentinel.process_on(old_port).kill()
+    wait_until(lambda: own_sentinel.master_port() != old_port, 30, "the promotion")
+    deliver(server_a, received, "after the failover", timeout=60)
