@@ -18,11 +18,15 @@ Keys (under ``KEY_PREFIX``), all in the slot of ``{presence}``:
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import click
 from flask import Flask
+from redis.exceptions import RedisError
 
 from ..config import Key, _integer
 from ..hookspecs import hookimpl
@@ -146,6 +150,29 @@ return redis.call('ZSCORE', KEYS[1], ARGV[1])
 """)
 
 
+logger = logging.getLogger("flask_core_redis")
+
+
+class _LocalConnections:
+    """The Socket.IO connections this process serves: sid -> user."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, sid: str, user: str) -> None:
+        with self._lock:
+            self._users[sid] = user
+
+    def pop(self, sid: str) -> str | None:
+        with self._lock:
+            return self._users.pop(sid, None)
+
+    def items(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._users.items())
+
+
 def _identifier(name: str, value: object) -> str:
     text = str(value) if isinstance(value, str | int) else ""
     if not text or isinstance(value, bool) or any(sep in text for sep in "|=\0"):
@@ -243,6 +270,62 @@ class PresencePlugin:
         if score is None:
             return None
         return datetime.fromtimestamp(float(score) / 1000, tz=timezone.utc)
+
+    def bind_socketio(self, socketio: Any, identify: Callable[[Any], object], *,
+                      room: str = "presence", namespace: str = "/",
+                      ttl: int | None = None, heartbeat_every: float | None = None) -> None:
+        """Track Socket.IO connections as presence.
+
+        On connect, ``identify(auth)`` (called in the Socket.IO request context,
+        so ``flask.session`` works) names the user, or returns None to refuse
+        the connection. The connection is marked online and joins ``room``;
+        this process heartbeats its connections every ``heartbeat_every``
+        seconds (default: a third of the TTL); on disconnect it is marked
+        offline. Changes are broadcast to ``room`` as ``presence`` events,
+        ``{"user": ..., "online": bool}``. A killed process stops heartbeating,
+        so its users go offline after the TTL: no ghosts. Registers the
+        namespace's ``connect`` and ``disconnect`` handlers."""
+        from flask import request
+        from flask_socketio import join_room
+
+        seconds = _positive("ttl", self.default_ttl if ttl is None else ttl)
+        every = heartbeat_every or max(seconds / 3, 0.1)
+        local = _LocalConnections()
+
+        def on_connect(auth: Any = None) -> bool:
+            user_id = identify(auth)
+            if user_id is None or user_id is False:
+                return False
+            user = _user(user_id)
+            sid = request.sid  # type: ignore[attr-defined]
+            was_online = self.is_online(user)
+            self.mark_online(user, seconds, connection_id=sid)
+            local.add(sid, user)
+            join_room(room)
+            if not was_online:
+                socketio.emit("presence", {"user": user, "online": True}, to=room,
+                              namespace=namespace)
+            return True
+
+        def on_disconnect(*_: Any) -> None:
+            user = local.pop(request.sid)  # type: ignore[attr-defined]
+            if user is not None and not self.mark_offline(
+                    user, connection_id=request.sid):  # type: ignore[attr-defined]
+                socketio.emit("presence", {"user": user, "online": False}, to=room,
+                              namespace=namespace)
+
+        def heartbeat_forever() -> None:
+            while True:
+                socketio.sleep(every)
+                for sid, user in local.items():
+                    try:
+                        self.heartbeat(user, sid, seconds)
+                    except RedisError as error:  # Redis down: try again next beat
+                        logger.warning("presence heartbeat failed: %s", error)
+
+        socketio.on_event("connect", on_connect, namespace=namespace)
+        socketio.on_event("disconnect", on_disconnect, namespace=namespace)
+        socketio.start_background_task(heartbeat_forever)
 
     @hookimpl
     def core_redis_health(self, context: PluginContext) -> dict[str, Any]:
