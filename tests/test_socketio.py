@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import socketio
+from flask import Flask
 
 from .servers import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "socketio-test-secret"
 
 
 class Server:
@@ -25,7 +27,7 @@ class Server:
         self.port = free_port()
         self.log = open(workdir / f"server-{self.port}.log", "w")  # noqa: SIM115
         environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT),
-                       "SECRET_KEY": "socketio-test", "REDIS_CONNECT_TIMEOUT": "500"}
+                       "SECRET_KEY": SECRET_KEY, "REDIS_CONNECT_TIMEOUT": "500"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "example_app", "run", "--port",
              str(self.port)], env=environment, cwd=workdir, stdout=self.log,
@@ -42,9 +44,10 @@ class Server:
             return response.status in (200, 503)
 
     def broadcast(self, text):
-        request = urllib.request.Request(f"{self.base}/api/broadcast", method="POST",
-                                         data=f'{{"text": "{text}"}}'.encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base}/api/broadcast", method="POST", data=f'{{"text": "{text}"}}'.encode(),
+            headers={"Content-Type": "application/json",
+                     "Cookie": f"session={logged_in_cookie('+15550000008')}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status == 200
 
@@ -67,6 +70,14 @@ def servers(request, tmp_path):
         server.stop()
 
 
+def logged_in_cookie(user):
+    """A session cookie for ``user``, signed with the servers' SECRET_KEY (the
+    demo only lets logged-in users connect)."""
+    app = Flask("cookie-signer")
+    app.secret_key = SECRET_KEY
+    return app.session_interface.get_signing_serializer(app).dumps({"user": user})
+
+
 @pytest.fixture
 def listener():
     clients = []
@@ -75,7 +86,8 @@ def listener():
         received = []
         client = socketio.Client()
         client.on("broadcast", lambda data: received.append(data["text"]))
-        client.connect(server.base, transports=["polling"], wait_timeout=10)
+        client.connect(server.base, transports=["polling"], wait_timeout=10,
+                       headers={"Cookie": f"session={logged_in_cookie('+15550000009')}"})
         clients.append(client)
         return received
 
