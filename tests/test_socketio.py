@@ -23,11 +23,11 @@ SECRET_KEY = "socketio-test-secret"
 class Server:
     """`flask --app example_app run` on a free port, as a real process."""
 
-    def __init__(self, url, workdir):
+    def __init__(self, url, workdir, **settings):
         self.port = free_port()
         self.log = open(workdir / f"server-{self.port}.log", "w")  # noqa: SIM115
         environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT),
-                       "SECRET_KEY": SECRET_KEY, "REDIS_CONNECT_TIMEOUT": "500"}
+                       "SECRET_KEY": SECRET_KEY, "REDIS_CONNECT_TIMEOUT": "500", **settings}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "example_app", "run", "--port",
              str(self.port)], env=environment, cwd=workdir, stdout=self.log,
@@ -52,8 +52,9 @@ class Server:
             return response.status == 200
 
     def stop(self):
-        self.process.terminate()
-        self.process.wait(10)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
         self.log.close()
 
 
@@ -61,8 +62,8 @@ class Server:
 def servers(request, tmp_path):
     made = []
 
-    def start(url, count=2):
-        made.extend(Server(url, tmp_path) for _ in range(count))
+    def start(url, count=2, **settings):
+        made.extend(Server(url, tmp_path, **settings) for _ in range(count))
         return made[-count:]
 
     yield start
@@ -82,12 +83,12 @@ def logged_in_cookie(user):
 def listener():
     clients = []
 
-    def connect(server):
+    def connect(server, user="+15550000009"):
         received = []
         client = socketio.Client()
         client.on("broadcast", lambda data: received.append(data["text"]))
         client.connect(server.base, transports=["polling"], wait_timeout=10,
-                       headers={"Cookie": f"session={logged_in_cookie('+15550000009')}"})
+                       headers={"Cookie": f"session={logged_in_cookie(user)}"})
         clients.append(client)
         return received
 
@@ -129,3 +130,40 @@ def test_events_flow_again_after_a_sentinel_failover(own_sentinel, servers, list
     own_sentinel.process_on(old_port).kill()
     wait_until(lambda: own_sentinel.master_port() != old_port, 30, "the promotion")
     deliver(server_a, received, "after the failover", timeout=60)
+
+
+EMIT_FROM_OUTSIDE = """
+from example_app import create_app, redis_ext
+app = create_app()
+with app.app_context():
+    redis_ext.socketio_manager(write_only=True).emit("broadcast", {"text": "from a job"})
+"""
+
+
+def test_another_process_emits_with_a_write_only_manager(redis_server, servers, listener,
+                                                        tmp_path):
+    url = f"redis://{redis_server.address}"
+    (server,) = servers(url, count=1)
+    received = listener(server)
+    environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT),
+                   "SECRET_KEY": SECRET_KEY}
+
+    def emitted():
+        subprocess.run([sys.executable, "-c", EMIT_FROM_OUTSIDE], env=environment,
+                       cwd=tmp_path, check=True, timeout=60)
+        return "from a job" in received
+
+    wait_until(emitted, 60, "the job's event to reach the client", interval=0.5)
+
+
+def test_a_killed_server_leaves_no_ghost_after_the_ttl(redis_server, servers, listener,
+                                                      make_app):
+    url = f"redis://{redis_server.address}"
+    (server,) = servers(url, count=1, REDIS_PRESENCE_TTL="2")
+    listener(server, user="+15550004242")
+    app, ext = make_app({"REDIS_URL": url})
+    with app.app_context():
+        wait_until(lambda: ext.presence.is_online("+15550004242"), 10, "the user online")
+        server.process.kill()  # no disconnect, no more heartbeats
+        wait_until(lambda: not ext.presence.is_online("+15550004242"), 15,
+                   "the user to time out")
