@@ -9,6 +9,7 @@ without changing ``os.environ``). Key names carry the registration's prefix:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,14 +58,22 @@ def _integer(minimum: int, maximum: int | None = None) -> Parser:
     return parse
 
 
-def _milliseconds(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _Invalid("expected a positive number of milliseconds") from None
-    if not number > 0 or number == float("inf"):
-        raise _Invalid("expected a positive number of milliseconds")
-    return number
+def _number(above: float, at_most: float, expected: str) -> Parser:
+    """A finite number in (above, at_most]."""
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _Invalid(expected) from None
+        if not (above < number <= at_most and math.isfinite(number)):
+            raise _Invalid(expected)
+        return number
+
+    return parse
+
+
+_milliseconds = _number(0, math.inf, "expected a positive number of milliseconds")
+_ratio = _number(0, 1, "expected a number above 0 and at most 1, e.g. 0.9")
 
 
 def _port(value: Any) -> int:
@@ -101,16 +110,6 @@ def _route(value: Any) -> str:
     if not text.startswith("/"):
         raise _Invalid("expected a URL path starting with '/', e.g. /healthz/redis")
     return text
-
-
-def _ratio(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _Invalid("expected a number above 0 and at most 1, e.g. 0.9") from None
-    if not 0 < number <= 1:
-        raise _Invalid("expected a number above 0 and at most 1, e.g. 0.9")
-    return number
 
 
 def _node_list(default_port: int) -> Parser:

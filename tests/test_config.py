@@ -98,6 +98,10 @@ def test_booleans_accept_the_usual_words(value, expected):
     ({"REDIS_DECODE_RESPONSES": "maybe"}, r"REDIS_DECODE_RESPONSES='maybe' is invalid: "
                                           r"expected a boolean"),
     ({"REDIS_SSL_CERT_REQS": "always"}, r"expected one of required, optional, none"),
+    ({"REDIS_MEMORY_WARNING_RATIO": "1.5"}, r"REDIS_MEMORY_WARNING_RATIO='1.5' is invalid: "
+                                            r"expected a number above 0 and at most 1"),
+    ({"REDIS_CONNECT_TIMEOUT": "inf"}, r"REDIS_CONNECT_TIMEOUT='inf' is invalid"),
+    ({"REDIS_PLUGINS": "cache; presence"}, r"REDIS_PLUGINS='cache; presence' is invalid"),
     ({"REDIS_SENTINELS": "s:1", "REDIS_CLUSTER_NODES": "n:2"}, r"both set; set only one"),
     ({"REDIS_CLUSTER_NODES": "n:1", "REDIS_DB": 2}, r"only database 0"),
     ({"REDIS_SSL_CERTFILE": "/c.pem"}, r"SSL_CERTFILE and REDIS_SSL_KEYFILE go together"),
