@@ -8,6 +8,7 @@ way in every mode (``get_message``); in Cluster messages have the type
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from redis.cluster import RedisCluster
@@ -21,7 +22,7 @@ def publish(client: Any, channel: str, message: str | bytes) -> int:
 
 
 class ShardedPubSub:
-    """A Cluster PubSub that reads like any other: ``get_message``,
+    """A Cluster PubSub that reads like any other: ``get_message``, ``listen``,
     ``subscribe`` and ``unsubscribe`` use the sharded commands; the rest is
     redis-py's ``ClusterPubSub``."""
 
@@ -35,6 +36,13 @@ class ShardedPubSub:
                     timeout: float = 0.0) -> Any:
         return self.pubsub.get_sharded_message(
             ignore_subscribe_messages=ignore_subscribe_messages, timeout=timeout)
+
+    def listen(self) -> Iterator[Any]:
+        """Every message as it arrives, subscription confirmations included."""
+        while True:
+            message = self.get_message(timeout=1.0)
+            if message is not None:
+                yield message
 
     def subscribe(self, *channels: str) -> Any:
         return self.pubsub.ssubscribe(*channels)

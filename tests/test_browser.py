@@ -90,6 +90,7 @@ def test_login_presence_and_cache_in_two_browsers(demo, browser):
     log_in(page, demo, "+1 555 000 0001", shot="1-login.png")
     mine = '#online li[data-user="+15550•••01"]'
     page.wait_for_selector(mine)  # the page's own socket marked us online
+    assert page.inner_text(mine).endswith("you")
 
     second = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
     other = second.new_page()

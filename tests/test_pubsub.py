@@ -24,6 +24,11 @@ def test_a_subscriber_receives_what_is_published(mode_app, mode):
         ext.publish("news", "second")
         assert next_message(pubsub)["data"] == "second"
         assert message["type"] == ("smessage" if mode == "cluster" else "message")
+        ext.publish("news", "third")
+        for heard in pubsub.listen():
+            if heard["type"] in ("message", "smessage"):
+                assert heard["data"] == "third"
+                break
         pubsub.close()
 
 

@@ -8,14 +8,24 @@
     return phone.length > 8 ? phone.slice(0, -6) + "\u2022\u2022\u2022" + phone.slice(-2) : phone;
   }
 
+  function entry(shown) {
+    const item = document.createElement("li");
+    item.dataset.user = shown;
+    item.textContent = shown;
+    if (shown === list.dataset.me) {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "you";
+      item.append(" ", tag);
+    }
+    return item;
+  }
+
   function show(user, online) {
     const shown = mask(user);
     const existing = list.querySelector(`li[data-user="${CSS.escape(shown)}"]`);
     if (online && !existing) {
-      const item = document.createElement("li");
-      item.dataset.user = shown;
-      item.textContent = shown;
-      list.appendChild(item);
+      list.appendChild(entry(shown));
     } else if (!online && existing) {
       existing.remove();
     }
@@ -34,10 +44,7 @@
     }
     for (const person of online) {
       if (!list.querySelector(`li[data-user="${CSS.escape(person)}"]`)) {
-        const item = document.createElement("li");
-        item.dataset.user = person;
-        item.textContent = person;
-        list.appendChild(item);
+        list.appendChild(entry(person));
       }
     }
   }, 3000);
