@@ -52,7 +52,8 @@ class RedisState:
         self._client: AnyClient | None = None
         self._queue_client: Redis | None = None
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._lock = threading.Lock()
+        # Reentrant: a plugin's client_created hook may itself ask for a client.
+        self._lock = threading.RLock()
         _open_states.add(self)
 
     def __repr__(self) -> str:
@@ -64,8 +65,10 @@ class RedisState:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._announce(
-                        build_client(self.settings, self.events, self.options))
+                    # Stored before the plugins hear of it, so that a plugin
+                    # asking for the client then gets this one.
+                    self._client = build_client(self.settings, self.events, self.options)
+                    self._announce(self._client)
                 client = self._client
         return client
 

@@ -21,8 +21,9 @@ class RecordingPlugin:
         self.context = context
 
     @hookimpl
-    def core_redis_client_created(self, client):
+    def core_redis_client_created(self, context, client):
         self.calls.append(("client_created", client))
+        assert context.client is not None  # asking for a client here must not deadlock
 
     @hookimpl
     def core_redis_connection_event(self, event):
