@@ -92,9 +92,11 @@ def register_views(app: Flask, socketio: SocketIO) -> None:
         user = session.get("user") or abort(401)
         key = f"profile:{user}"
         started = time.perf_counter()
-        hit = redis_ext.cache.get(key, namespace="profiles") is not None
-        data = redis_ext.cache.get_or_set(key, lambda: _build_profile(user), ttl=120,
-                                          namespace="profiles")
+        data = redis_ext.cache.get(key, namespace="profiles")
+        hit = data is not None
+        if not hit:
+            data = redis_ext.cache.get_or_set(key, lambda: _build_profile(user), ttl=120,
+                                              namespace="profiles")
         elapsed_ms = (time.perf_counter() - started) * 1000
         return render_template("profile.html", user=user, data=data, hit=hit,
                                elapsed_ms=elapsed_ms, panel=_panel())

@@ -16,7 +16,7 @@ from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, describe_error
 from .extension import RedisState, registered_states
 from .plugin_manager import PluginError
 
@@ -30,7 +30,7 @@ class RedisCommandGroup(AppGroup):
         try:
             return super().invoke(ctx)
         except (RedisError, OSError, ConfigurationError, PluginError) as error:
-            raise click.ClickException(f"{type(error).__name__}: {error}") from None
+            raise click.ClickException(describe_error(error)) from None
 
     def _plugin_group(self, ctx: click.Context) -> click.Group | None:
         info = ctx.find_object(ScriptInfo)

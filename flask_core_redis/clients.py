@@ -182,7 +182,9 @@ def build_memory_client(settings: Settings, events: ConnectionEvents,
             f"{settings.prefix}_URL=memory://... needs the embedded server: "
             "pip install 'flask-core-redis[memory]'") from None
     with _memory_lock:
-        server = _memory_servers.setdefault(settings.memory_name, fakeredis.FakeServer())
+        server = _memory_servers.get(settings.memory_name)
+        if server is None:
+            server = _memory_servers[settings.memory_name] = fakeredis.FakeServer()
     # Credentials are left out: the embedded server has no users to check.
     wanted = ("decode_responses", "client_name")
     client: Redis = fakeredis.FakeRedis(

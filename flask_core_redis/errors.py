@@ -10,3 +10,12 @@ class ConfigurationError(ValueError):
     its first request. The message names the key, the offending value (with any
     secret masked) and what would be accepted.
     """
+
+
+def describe_error(error: BaseException | None) -> str:
+    """``"ConnectionError: Error 111 connecting to ..."``: the one way errors are
+    shown in logs, reports and CLI output (redis-py's messages carry addresses,
+    never credentials)."""
+    if error is None:
+        return "unknown error"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import describe_error
+
 EventKind = Literal["connect", "disconnect", "error", "retry"]
 
 logger = logging.getLogger("flask_core_redis")
@@ -64,16 +66,10 @@ def log_event(event: ConnectionEvent) -> None:
     if event.kind == "connect":
         logger.info("%s: connected", where)
     elif event.kind == "disconnect" and event.error is not None:
-        logger.warning("%s: disconnected: %s", where, _describe(event.error))
+        logger.warning("%s: disconnected: %s", where, describe_error(event.error))
     elif event.kind == "disconnect":
         logger.info("%s: connection closed", where)
     elif event.kind == "error":
-        logger.error("%s: connection error: %s", where, _describe(event.error))
+        logger.error("%s: connection error: %s", where, describe_error(event.error))
     else:
         logger.info("%s: retry %s in %.0f ms", where, event.attempt, event.delay_ms)
-
-
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -10,6 +10,7 @@ from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from .errors import describe_error
 from .settings import Settings
 
 
@@ -28,7 +29,7 @@ def check_health(get_client: Callable[[], Redis | RedisCluster],
         report["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         report.update(_server_facts(client, settings))
     except (RedisError, OSError) as error:
-        report["error"] = f"{type(error).__name__}: {error}"
+        report["error"] = describe_error(error)
         return report
     report["ok"] = True
     return report

@@ -16,7 +16,7 @@ import pluggy
 from flask import Flask
 
 from . import hookspecs
-from .errors import ConfigurationError
+from .errors import ConfigurationError, describe_error
 from .events import ConnectionEvent
 from .plugin_context import PluginContext
 from .settings import Settings
@@ -107,7 +107,7 @@ class Plugins:
             self.manager.register(plugin, name=item.name)
         except Exception as error:
             raise PluginError(f"plugin {item.name!r} ({item.source}) could not be "
-                              f"loaded: {type(error).__name__}: {error}") from error
+                              f"loaded: {describe_error(error)}") from error
         hooks = tuple(caller.name for caller in self.manager.get_hookcallers(plugin) or ())
         self.records[item.name] = PluginRecord(item.name, item.version, item.source,
                                                hooks, plugin)
@@ -133,7 +133,7 @@ class Plugins:
                 raise ConfigurationError(f"plugin {impl.plugin_name!r}: {error}") from None
             except Exception as error:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed to set up: "
-                                  f"{type(error).__name__}: {error}") from error
+                                  f"{describe_error(error)}") from error
 
     def client_created(self, client: Any) -> None:
         self.manager.hook.core_redis_client_created(context=self.context, client=client)
@@ -151,7 +151,7 @@ class Plugins:
             try:
                 part = self._call(impl, context=self.context)
             except Exception as error:
-                part = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+                part = {"ok": False, "error": describe_error(error)}
             if part is not None:
                 report[impl.plugin_name] = part
         return report

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, jsonify
 from redis.exceptions import ConnectionError, TimeoutError
 
+from .errors import describe_error
+
 if TYPE_CHECKING:
     from .extension import RedisState
 
@@ -30,8 +32,8 @@ def register_web(app: Flask, state: RedisState) -> None:
 
 
 def _unavailable(error: Exception) -> tuple[Response, int]:
-    logger.error("a request failed because Redis is unavailable: %s: %s",
-                 type(error).__name__, error)
+    logger.error("a request failed because Redis is unavailable: %s",
+                 describe_error(error))
     body = {"error": "redis_unavailable",
             "message": "A backing service is unavailable; try again shortly."}
     return jsonify(body), 503

@@ -30,6 +30,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 
 from ..config import Key, _bool, _integer
+from ..errors import describe_error
 from ..hookspecs import hookimpl
 from ..plugin_context import PluginContext
 from ..scripts import LuaScript
@@ -124,7 +125,7 @@ class _OutageLog:
             first, self._failing = not self._failing, True
         if first:
             logger.warning("cache: Redis unavailable, serving misses until it is back: "
-                           "%s: %s", type(error).__name__, error)
+                           "%s", describe_error(error))
 
     def succeeded(self) -> None:
         if self._failing:

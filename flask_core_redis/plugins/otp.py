@@ -18,7 +18,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 
 from ..config import Key, _integer
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, describe_error
 from ..hookspecs import hookimpl
 from ..plugin_context import PluginContext
 from ..scripts import NOW_MS, LuaScript
@@ -162,8 +162,8 @@ class OtpPlugin:
         try:
             status, number = script(self.context.client, keys, args)
         except RedisError as error:
-            raise OtpUnavailable(f"the OTP store is unavailable: {type(error).__name__}: "
-                                 f"{error}") from error
+            raise OtpUnavailable(f"the OTP store is unavailable: "
+                                 f"{describe_error(error)}") from error
         return (status.decode() if isinstance(status, bytes) else status), int(number)
 
     def issue(self, phone: str, ttl: int | None = None) -> str:

@@ -97,12 +97,17 @@ redis.call('SET', KEYS[3], page[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 """
 
-# ARGV[3] connection, ARGV[4] ttl ms. Returns {1 if it was alive, latest expiry}.
+# ARGV[3] connection, ARGV[4] ttl ms. Returns {1 if this connection was alive,
+# 1 if the user was online through any connection}.
 _MARK_ONLINE = LuaScript(NOW_MS + _PACKING + """
 local seen, conns = parse(redis.call('HGET', KEYS[2], ARGV[1]))
 local before = conns[ARGV[3]] or 0
+local user_was_online = 0
+for _, expiry in pairs(conns) do
+  if expiry > now then user_was_online = 1 end
+end
 conns[ARGV[3]] = now + tonumber(ARGV[4])
-""" + _STORE + "return {before > now and 1 or 0, best}")
+""" + _STORE + "return {before > now and 1 or 0, user_was_online}")
 
 # ARGV[3] connection ('' = all). Returns the latest live expiry, 0 if offline.
 _MARK_OFFLINE = LuaScript(NOW_MS + _PACKING + """
@@ -209,20 +214,26 @@ class PresencePlugin:
         """Mark one connection of the user alive for ``ttl`` seconds."""
         self._touch(user_id, connection_id, ttl)
 
+    def _connect(self, user: str, connection_id: str, ttl: int) -> bool:
+        """Mark a connection online; True if the user was offline until now."""
+        return not self._touch(user, connection_id, ttl)[1]
+
     def heartbeat(self, user_id: object, connection_id: str = DEFAULT_CONNECTION,
                   ttl: int | None = None) -> bool:
         """Keep a connection alive; False if it had already timed out (it is
         alive again now)."""
-        return self._touch(user_id, connection_id, ttl)
+        return self._touch(user_id, connection_id, ttl)[0]
 
-    def _touch(self, user_id: object, connection_id: str, ttl: int | None) -> bool:
+    def _touch(self, user_id: object, connection_id: str,
+               ttl: int | None) -> tuple[bool, bool]:
+        """One script: (this connection was alive, the user was online)."""
         user = _user(user_id)
         seconds = _positive("ttl", self.default_ttl if ttl is None else ttl)
-        was_alive, _ = _MARK_ONLINE(self.context.client, self._keys,
-                                    [user, self.seen_ms,
-                                     _identifier("connection_id", connection_id),
-                                     seconds * 1000])
-        return bool(was_alive)
+        connection_alive, user_online = _MARK_ONLINE(
+            self.context.client, self._keys,
+            [user, self.seen_ms, _identifier("connection_id", connection_id),
+             seconds * 1000])
+        return bool(connection_alive), bool(user_online)
 
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """Close one connection (or all of them); True if the user is still
@@ -298,11 +309,10 @@ class PresencePlugin:
                 return False
             user = _user(user_id)
             sid = request.sid  # type: ignore[attr-defined]
-            was_online = self.is_online(user)
-            self.mark_online(user, seconds, connection_id=sid)
+            came_online = self._connect(user, sid, seconds)  # one round trip
             local.add(sid, user)
             join_room(room)
-            if not was_online:
+            if came_online:
                 socketio.emit("presence", {"user": user, "online": True}, to=room,
                               namespace=namespace)
             return True
