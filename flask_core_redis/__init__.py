@@ -1,24 +1,41 @@
-"""flask-core-redis: one managed Redis connection per Flask app."""
+"""flask-core-redis: one managed Redis connection per Flask app, and plugins
+on top of it.
 
-from .errors import ConfigurationError
-from .events import ConnectionEvent, ConnectionEvents
+The package's layers, from the bottom up: ``config`` (keys, sources, URL
+grammar, settings), ``connection`` (clients per topology, retry, events,
+health check), ``plugin_api`` (hook specs, plugin context, plugin manager),
+``state`` (per-app state and lifecycle), ``integrations`` (pub/sub, RQ,
+Socket.IO), then ``routes``, ``cli`` and the ``CoreRedis`` facade. The
+built-in plugins in ``plugins`` depend on the plugin API only."""
+
+from .config import Key, Settings, parsers
+from .config.parsers import InvalidValue
+from .connection import ConnectionEvent, ConnectionEvents, LinearBackoff
+from .errors import ConfigurationError, PluginError, describe_error
 from .extension import CoreRedis
-from .hookspecs import hookimpl, hookspec
-from .plugin_context import PluginContext
-from .retry import LinearBackoff
-from .settings import Settings
+from .plugin_api import NOW_MS, LuaScript, PluginContext, hookimpl, hookspec
+from .values import as_text, ttl_ms
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NOW_MS",
     "ConfigurationError",
     "ConnectionEvent",
     "ConnectionEvents",
     "CoreRedis",
+    "InvalidValue",
+    "Key",
     "LinearBackoff",
+    "LuaScript",
     "PluginContext",
+    "PluginError",
     "Settings",
     "__version__",
+    "as_text",
+    "describe_error",
     "hookimpl",
     "hookspec",
+    "parsers",
+    "ttl_ms",
 ]

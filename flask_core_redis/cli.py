@@ -16,11 +16,13 @@ from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from .errors import ConfigurationError, describe_error
-from .extension import RedisState, registered_states
-from .plugin_manager import PluginError
+from .errors import ConfigurationError, PluginError, describe_error
+from .integrations.queues import make_queue, queue_connection
+from .state import RedisState, registered_states
+from .values import as_text
 
 PREFIX_KEY = "flask_core_redis.prefix"
+
 
 class RedisCommandGroup(AppGroup):
     """``flask redis``: built-in commands plus the ones the app's plugins add.
@@ -76,12 +78,6 @@ def _state() -> RedisState:
     return states[prefix]
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return str(value)
-
-
 @redis_group.command()
 def ping() -> None:
     """Send PING and print the reply with its latency."""
@@ -125,7 +121,7 @@ def keys(pattern: str, limit: int) -> None:
     client = _state().client
     found = client.scan_iter(match=pattern, count=max(limit, 100))
     for key in itertools.islice(found, limit):
-        click.echo(_text(key))
+        click.echo(as_text(key))
 
 
 @redis_group.command()
@@ -133,7 +129,7 @@ def keys(pattern: str, limit: int) -> None:
 def get(key: str) -> None:
     """Print the string value of KEY, or (nil)."""
     value = _state().client.get(key)
-    click.echo("(nil)" if value is None else _text(value))
+    click.echo("(nil)" if value is None else as_text(value))
 
 
 @redis_group.command()
@@ -176,23 +172,21 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker on QUEUES (default: default); jobs see the app context."""
     from rq import Worker
 
-    from .queues import make_queue
-
     state = _state()
     if state.settings.mode == "memory":
         raise click.ClickException("in memory mode jobs run when they are enqueued; "
                                    "there is nothing for a worker to do")
     names = queues or ("default",)
     Worker([make_queue(state, name) for name in names],
-           connection=state.queue_client()).work(burst=burst)
+           connection=queue_connection(state)).work(burst=burst)
 
 
 @redis_group.command()
 def plugins() -> None:
-    """List the enabled plugins: name, version, origin and hooks."""
-    for record in _state().plugins or ():
+    """List the enabled plugins in hook order: name, version, distribution, hooks."""
+    for record in _state().plugins:
         hooks = ", ".join(hook.removeprefix("core_redis_") for hook in record.hooks)
-        click.echo(f"{record.name} {record.version} [{record.source}] hooks: {hooks}")
+        click.echo(f"{record.name} {record.version} [{record.origin}] hooks: {hooks}")
 
 
 @redis_group.command()

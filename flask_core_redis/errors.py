@@ -1,4 +1,4 @@
-"""Exceptions raised by flask-core-redis."""
+"""Exceptions raised by flask-core-redis, and the one way errors are shown."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ class ConfigurationError(ValueError):
     its first request. The message names the key, the offending value (with any
     secret masked) and what would be accepted.
     """
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or set up; the message names it."""
 
 
 def describe_error(error: BaseException | None) -> str:

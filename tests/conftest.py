@@ -32,7 +32,7 @@ def make_app() -> Iterator[AppFactory]:
     def factory(config: dict[str, Any] | None = None, *, prefix: str = "REDIS",
                 **options: Any) -> tuple[Flask, CoreRedis]:
         app = Flask(f"test-{uuid.uuid4().hex[:8]}")
-        app.config.update(TESTING=True, SECRET_KEY="test-secret-key", **(config or {}))
+        app.config.update({"TESTING": True, "SECRET_KEY": "test-secret-key", **(config or {})})
         ext = CoreRedis(app, config_prefix=prefix, **options)
         made.append((app, ext))
         return app, ext

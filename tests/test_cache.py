@@ -8,7 +8,7 @@ import pytest
 import redis
 from flask import Flask
 
-from flask_core_redis.plugins.cache import _Entry
+from flask_core_redis.plugins.cache.entries import Entry, encode
 
 from .servers import run_concurrently
 
@@ -132,8 +132,8 @@ def test_fifty_callers_on_a_cold_key_compute_once(cache):
 
 def test_early_refresh_is_likely_only_near_expiry():
     now = time.time() * 1000
-    far = _Entry("v", compute_ms=5, expires_ms=now + 3_600_000)
-    near = _Entry("v", compute_ms=1000, expires_ms=now + 100)
+    far = Entry("v", compute_ms=5, expires_ms=now + 3_600_000)
+    near = Entry("v", compute_ms=1000, expires_ms=now + 100)
     assert not any(far.due(now) for _ in range(10_000))
     assert sum(near.due(now) for _ in range(1000)) > 800  # P = e^-0.1, about 0.9
 
@@ -144,7 +144,7 @@ def test_near_expiry_one_caller_refreshes_and_the_others_keep_the_old_value(cach
     tag = cache._tag("default")
     client = cache.context.client
     version = client.get(f"{tag}#version") or "0"
-    body = cache._encode("old", 60_000, compute_ms=10**9).decode()
+    body = encode(cache.serializer(), "old", 60_000, compute_ms=10**9).decode()
     client.set(f"{tag}:hot", f"{version}:{body}", px=60_000)
     refreshes = []
 

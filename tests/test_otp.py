@@ -1,9 +1,10 @@
 """The OTP plugin, on memory, standalone, Sentinel and Cluster."""
 
-import pytest
-from flask import Flask
+import logging
 
-from flask_core_redis import ConfigurationError, CoreRedis
+import pytest
+
+from flask_core_redis import ConfigurationError
 from flask_core_redis.plugins.otp import OtpRateLimited, OtpUnavailable, normalize_phone
 
 from .servers import run_concurrently, wait_until
@@ -127,13 +128,31 @@ def test_invalid_codes_are_refused(otp, code):
         otp.verify_otp(PHONE, code)
 
 
-def test_without_secret_key_the_plugin_refuses_to_start():
-    app = Flask("no-secret")
-    app.config["REDIS_URL"] = "memory://"
-    with pytest.raises(ConfigurationError, match="plugin 'otp': SECRET_KEY is not set"):
-        CoreRedis(app)
-    app.config["REDIS_DISABLED_PLUGINS"] = "otp"
-    CoreRedis(app)  # the advice in the message works
+@pytest.mark.parametrize("use", [
+    lambda otp: otp.issue(PHONE),
+    lambda otp: otp.store_otp(PHONE, "123456"),
+    lambda otp: otp.verify_otp(PHONE, "123456"),
+    lambda otp: otp.check(PHONE, "123456"),
+    lambda otp: otp.check("not a phone", "x"),  # the key is checked before the input
+])
+def test_without_secret_key_every_use_says_how_to_set_one(make_app, memory_url, use,
+                                                          caplog):
+    caplog.set_level(logging.WARNING, "flask_core_redis")
+    app, ext = make_app({"REDIS_URL": memory_url, "SECRET_KEY": None})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "one-time passwords are unavailable" in warnings[0]
+    with app.app_context():
+        with pytest.raises(ConfigurationError, match=r"SECRET_KEY is not set\. Set "
+                                                     r"app\.config\['SECRET_KEY'\]"):
+            use(ext.otp)
+        assert ext.client.dbsize() == 0  # nothing was stored under a missing key
+
+
+def test_without_secret_key_and_with_otp_disabled_nothing_is_said(make_app, memory_url,
+                                                                  caplog):
+    caplog.set_level(logging.WARNING, "flask_core_redis")
+    make_app({"REDIS_URL": memory_url, "SECRET_KEY": None, "REDIS_DISABLED_PLUGINS": "otp"})
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_redis_down_fails_closed(make_app):

@@ -1,6 +1,6 @@
 import pytest
 
-from flask_core_redis.urls import UrlError, mask_url, parse_url
+from flask_core_redis.config.urls import UrlError, mask_url, parse_url
 
 
 @pytest.mark.parametrize(("url", "expected"), [

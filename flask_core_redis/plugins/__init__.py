@@ -1,1 +1,3 @@
-"""Built-in plugins: ordinary plugins, registered like third-party ones."""
+"""The built-in plugins: presence, otp and cache. Each depends on the plugin
+API only, and each is found through the ``flask_core_redis`` entry-point
+group (declared in pyproject.toml) and loaded like any third-party plugin."""

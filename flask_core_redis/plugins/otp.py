@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -17,11 +18,20 @@ from typing import Any, Literal
 from flask import Flask
 from redis.exceptions import RedisError
 
-from ..config import Key, _integer
-from ..errors import ConfigurationError, describe_error
-from ..hookspecs import hookimpl
-from ..plugin_context import PluginContext
-from ..scripts import NOW_MS, LuaScript
+from ..plugin_api import (
+    NOW_MS,
+    ConfigurationError,
+    Key,
+    LuaScript,
+    PluginContext,
+    as_text,
+    describe_error,
+    hookimpl,
+    parsers,
+    ttl_ms,
+)
+
+logger = logging.getLogger("flask_core_redis")
 
 Status = Literal["ok", "invalid", "expired", "locked"]
 
@@ -30,13 +40,20 @@ CODE_DIGITS = 6
 EXPIRED_GRACE_MS = 600_000
 
 CONFIG_KEYS = (
-    Key("OTP_TTL", 300, _integer(1), "OTP: seconds a code stays valid."),
-    Key("OTP_MAX_ATTEMPTS", 5, _integer(1), "OTP: wrong attempts before a code is locked."),
-    Key("OTP_RESEND_COOLDOWN", 60, _integer(0), "OTP: seconds between two codes "
+    Key("OTP_TTL", 300, parsers.integer(1), "OTP: seconds a code stays valid."),
+    Key("OTP_MAX_ATTEMPTS", 5, parsers.integer(1), "OTP: wrong attempts before a code is "
+        "locked."),
+    Key("OTP_RESEND_COOLDOWN", 60, parsers.integer(0), "OTP: seconds between two codes "
         "for one phone."),
-    Key("OTP_MAX_SENDS", 5, _integer(1), "OTP: codes per phone per send window."),
-    Key("OTP_SEND_WINDOW", 600, _integer(1), "OTP: the send window, in seconds."),
+    Key("OTP_MAX_SENDS", 5, parsers.integer(1), "OTP: codes per phone per send window."),
+    Key("OTP_SEND_WINDOW", 600, parsers.integer(1), "OTP: the send window, in seconds."),
 )
+
+_NO_SECRET_KEY = (
+    "the otp plugin keys its code digests with the app's SECRET_KEY, and SECRET_KEY is "
+    "not set. Set app.config['SECRET_KEY'] to a long random value (for example the "
+    "output of: python -c 'import secrets; print(secrets.token_hex(32))'), or add 'otp' "
+    "to {prefix}_DISABLED_PLUGINS if the app does not use one-time passwords")
 
 _PHONE = re.compile(r"\+?\d{7,15}")
 _PHONE_NOISE = re.compile(r"[\s\-().]")
@@ -136,23 +153,34 @@ class OtpPlugin:
 
     @hookimpl
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
-        secret = app.config.get("SECRET_KEY")
-        if not secret:
-            raise ConfigurationError(
-                "SECRET_KEY is not set; the otp plugin keys its code digests with it. Set "
-                f"app.config['SECRET_KEY'], or add 'otp' to {context.config_prefix}"
-                "_DISABLED_PLUGINS")
-        secret_bytes = secret if isinstance(secret, bytes) else str(secret).encode()
-        self._key = hmac.new(secret_bytes, b"flask-core-redis/otp", hashlib.sha256).digest()
         self.context = context
         self.ttl, self.max_attempts, self.cooldown, self.max_sends, self.window = (
             context.setting(key) for key in CONFIG_KEYS)
+        secret = app.config.get("SECRET_KEY")
+        self._key: bytes | None = None
+        if secret:
+            secret_bytes = secret if isinstance(secret, bytes) else str(secret).encode()
+            self._key = hmac.new(secret_bytes, b"flask-core-redis/otp",
+                                 hashlib.sha256).digest()
+        else:  # the app starts; OTP refuses to work until it has a key
+            logger.warning("[%s] one-time passwords are unavailable: %s",
+                           context.config_prefix, self._no_key_message())
+
+    def _no_key_message(self) -> str:
+        return _NO_SECRET_KEY.format(prefix=self.context.config_prefix)
+
+    def _secret(self) -> bytes:
+        """The digest key; ConfigurationError, before anything else, without one."""
+        if self._key is None:
+            raise ConfigurationError(self._no_key_message())
+        return self._key
 
     def __repr__(self) -> str:
         return f"<OtpPlugin {self.context.app_name}>"
 
     def _digest(self, phone: str, code: str) -> str:
-        return hmac.new(self._key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret(), f"{phone}\0{code}".encode(),
+                        hashlib.sha256).hexdigest()
 
     def _keys(self, phone: str) -> list[str]:
         tag = self.context.slot_tag("otp", phone)
@@ -164,9 +192,9 @@ class OtpPlugin:
         except RedisError as error:
             raise OtpUnavailable(f"the OTP store is unavailable: "
                                  f"{describe_error(error)}") from error
-        return (status.decode() if isinstance(status, bytes) else status), int(number)
+        return as_text(status), int(number)
 
-    def issue(self, phone: str, ttl: int | None = None) -> str:
+    def issue(self, phone: str, ttl: float | None = None) -> str:
         """A new 6-digit code for ``phone`` (send it yourself); the previous one
         stops working. Raises OtpRateLimited within the cooldown or past the
         send limit."""
@@ -174,15 +202,14 @@ class OtpPlugin:
         self.store_otp(phone, code, ttl)
         return code
 
-    def store_otp(self, phone: str, code: str, ttl: int | None = None) -> None:
+    def store_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """Store ``code`` for ``phone`` for ``ttl`` seconds, under the same limits
         as :meth:`issue`."""
+        self._secret()
         number = normalize_phone(phone)
-        seconds = self.ttl if ttl is None else ttl
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
-            raise ValueError(f"ttl must be a positive whole number of seconds, got {ttl!r}")
+        lifetime_ms = ttl_ms(self.ttl if ttl is None else ttl)
         status, wait_ms = self._run(_ISSUE, self._keys(number), [
-            self._digest(number, _check_code(code)), seconds * 1000, self.cooldown * 1000,
+            self._digest(number, _check_code(code)), lifetime_ms, self.cooldown * 1000,
             self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, secrets.token_hex(4)])
         if status != "ok":
             raise OtpRateLimited(status, wait_ms / 1000)
@@ -190,6 +217,7 @@ class OtpPlugin:
     def check(self, phone: str, code: str) -> OtpCheck:
         """``ok`` (and the code is used up), ``invalid`` (wrong code or unknown
         phone, indistinguishably), ``expired`` or ``locked``."""
+        self._secret()
         number = normalize_phone(phone)
         status, left = self._run(_CHECK, self._keys(number)[:1], [
             self._digest(number, _check_code(code)), self.max_attempts, self.ttl * 1000,

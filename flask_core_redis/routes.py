@@ -12,12 +12,13 @@ from redis.exceptions import ConnectionError, TimeoutError
 from .errors import describe_error
 
 if TYPE_CHECKING:
-    from .extension import RedisState
+    from .state import RedisState
 
 logger = logging.getLogger("flask_core_redis")
 
 
-def register_web(app: Flask, state: RedisState) -> None:
+def register_routes(app: Flask, state: RedisState) -> None:
+    """The health route and the error handler, when configured."""
     settings = state.settings
     if settings.health_route:
         def health() -> tuple[Response, int]:

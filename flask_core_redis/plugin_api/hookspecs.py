@@ -1,8 +1,12 @@
 """The hooks a flask-core-redis plugin can implement.
 
-Every hook gets a :class:`~flask_core_redis.plugin_context.PluginContext`, the
-plugin's view of one app's Redis registration: a client, key names under the
-app's prefix, masked settings; never the credentials."""
+Every hook gets a :class:`~flask_core_redis.plugin_api.context.PluginContext`,
+the plugin's view of one app's Redis registration: a client, key names under
+the app's prefix, masked settings; never the credentials.
+
+Every hook runs through the enabled plugins in one order: the order of
+``REDIS_PLUGINS`` when it is set, else plugin names in alphabetical order.
+A hook implementation may declare only the arguments it uses."""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ if TYPE_CHECKING:
     import click
     from flask import Flask
 
-    from .events import ConnectionEvent
-    from .plugin_context import PluginContext
+    from ..connection.events import ConnectionEvent
+    from .context import PluginContext
 
 PROJECT = "flask_core_redis"
 
@@ -55,4 +59,5 @@ def core_redis_closing(context: PluginContext) -> None:
 
 @hookspec(firstresult=True)
 def core_redis_serializer(context: PluginContext) -> Any:
-    """Return the serializer for cached values (``dumps``/``loads``); first wins."""
+    """Return the serializer for cached values (``dumps``/``loads``); the first
+    plugin in hook order that returns one wins."""

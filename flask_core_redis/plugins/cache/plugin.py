@@ -1,87 +1,54 @@
-"""A JSON cache with namespaces, stampede protection and fail-open reads.
+"""The cache store: get, set, get_or_set with stampede protection, namespaces,
+fail-open reads.
 
 Keys (under ``KEY_PREFIX``) of namespace ``ns`` share the hash tag
 ``{cache:ns}``, so one MGET reads the namespace's version and the entries
 together, in Cluster too: ``{cache:ns}#version`` is the version,
 ``{cache:ns}:<key>`` an entry, ``{cache:ns}#lock:<key>`` a recompute lock.
-
-An entry is ``<version>:<compute ms>:<expiry ms>:<serialized value>``. One of
-an older version is a miss, so invalidating a namespace is one INCR and the
-old entries expire by their TTL. Compute time and expiry are what XFetch needs
-to refresh an entry early, at random, before it expires."""
+An entry of an older version is a miss, so invalidating a namespace is one
+INCR and the old entries expire by their TTL (see :mod:`.entries`)."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
-import json
 import logging
-import math
-import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import click
 from flask import Flask
 from redis.exceptions import RedisError
 
-from ..config import Key, _bool, _integer
-from ..errors import describe_error
-from ..hookspecs import hookimpl
-from ..plugin_context import PluginContext
-from ..scripts import LuaScript
+from ...plugin_api import (
+    Key,
+    LuaScript,
+    PluginContext,
+    as_text,
+    describe_error,
+    hookimpl,
+    parsers,
+    ttl_ms,
+)
+from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
+from .entries import Entry, decode, encode
+from .serializers import JsonSerializer, Serializer
 
 logger = logging.getLogger("flask_core_redis")
 
 T = TypeVar("T")
-DEFAULT_NAMESPACE = "default"
-#: XFetch's beta: above 1 refreshes earlier, below 1 later.
-EARLY_REFRESH_BETA = 1.0
 POLL_SECONDS = 0.02
 _DOWN = object()
 
 CONFIG_KEYS = (
-    Key("CACHE_DEFAULT_TTL", 3600, _integer(1), "Cache: seconds an entry lives unless "
-        "`ttl=` says otherwise."),
-    Key("CACHE_FAIL_OPEN", True, _bool, "Cache: with Redis down, reads miss and writes "
-        "are skipped (one WARNING per outage); false raises instead."),
-    Key("CACHE_LOCK_TIMEOUT", 10, _integer(1), "Cache: seconds one caller may spend "
-        "recomputing a missing entry while the others wait for it."),
+    Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1), "Cache: seconds an entry lives "
+        "unless `ttl=` says otherwise."),
+    Key("CACHE_FAIL_OPEN", True, parsers.boolean, "Cache: with Redis down, reads miss and "
+        "writes are skipped (one WARNING per outage); false raises instead."),
+    Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1), "Cache: seconds one caller may "
+        "spend recomputing a missing entry while the others wait for it."),
 )
-
-
-class Serializer(Protocol):
-    def dumps(self, value: Any) -> str | bytes: ...
-
-    def loads(self, data: str | bytes) -> Any: ...
-
-
-class JsonSerializer:
-    """JSON, with orjson when it is installed. Never pickle."""
-
-    def __init__(self) -> None:
-        try:
-            import orjson
-        except ImportError:
-            self._dumps: Callable[[Any], str | bytes] = functools.partial(
-                json.dumps, separators=(",", ":"), ensure_ascii=False)
-            self._loads: Callable[[Any], Any] = json.loads
-        else:
-            self._dumps, self._loads = orjson.dumps, orjson.loads
-
-    def dumps(self, value: Any) -> str | bytes:
-        try:
-            return self._dumps(value)
-        except TypeError as error:
-            raise TypeError(f"the cache stores JSON values; {type(value).__name__} is not "
-                            f"JSON-serializable ({error})") from None
-
-    def loads(self, data: str | bytes) -> Any:
-        return self._loads(data)
 
 
 # KEYS version. ARGV ttl ms, then key, body pairs. Stamps each body with the
@@ -99,18 +66,6 @@ _UNLOCK = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """)
-
-
-class _Entry:
-    __slots__ = ("compute_ms", "expires_ms", "value")
-
-    def __init__(self, value: Any, compute_ms: float, expires_ms: float) -> None:
-        self.value, self.compute_ms, self.expires_ms = value, compute_ms, expires_ms
-
-    def due(self, now_ms: float) -> bool:
-        """XFetch: refresh early with a probability that grows near expiry."""
-        jitter = -math.log(1.0 - random.random())  # exponential, never log(0)
-        return now_ms + self.compute_ms * EARLY_REFRESH_BETA * jitter >= self.expires_ms
 
 
 class _OutageLog:
@@ -133,12 +88,6 @@ class _OutageLog:
                 recovered, self._failing = self._failing, False
             if recovered:
                 logger.info("cache: Redis is back")
-
-
-def _ttl_ms(ttl: object) -> int:
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
-        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return int(ttl * 1000)
 
 
 class CachePlugin:
@@ -185,33 +134,15 @@ class CachePlugin:
 
     # Entries -------------------------------------------------------------
 
-    def _encode(self, value: Any, ttl_ms: int, compute_ms: float) -> bytes:
-        payload = self.serializer().dumps(value)
-        body = payload if isinstance(payload, bytes) else payload.encode()
-        expires_ms = time.time() * 1000 + ttl_ms
-        return f"{compute_ms:.0f}:{expires_ms:.0f}:".encode() + body
-
-    def _decode(self, raw: str | bytes, version: str) -> _Entry | None:
-        """The entry, or None if it belongs to an older namespace version."""
-        if isinstance(raw, bytes):  # a client with DECODE_RESPONSES off
-            stamp_b, compute_b, expires_b, payload_b = raw.split(b":", 3)
-            if stamp_b.decode() != version:
-                return None
-            return _Entry(self.serializer().loads(payload_b), float(compute_b),
-                          float(expires_b))
-        stamp, compute, expires, payload = raw.split(":", 3)
-        if stamp != version:
-            return None
-        return _Entry(self.serializer().loads(payload), float(compute), float(expires))
-
-    def _read(self, keys: list[str], namespace: str) -> list[_Entry | None]:
+    def _read(self, keys: list[str], namespace: str) -> list[Entry | None]:
         """Entries of the namespace's current version: one MGET, no script."""
         tag = self._tag(namespace)
         names = [f"{tag}#version", *(f"{tag}:{key}" for key in keys)]
         missing: list[str | bytes | None] = [None] * len(names)
         version, *raws = self._redis(lambda: self.context.client.mget(names), missing)
-        current = version.decode() if isinstance(version, bytes) else version or "0"
-        return [None if raw is None else self._decode(raw, current) for raw in raws]
+        current = as_text(version or "0")
+        serializer = self.serializer()
+        return [None if raw is None else decode(serializer, raw, current) for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
@@ -220,7 +151,7 @@ class CachePlugin:
                                  [ttl_ms, *pairs]), None)
 
     def _resolve_ttl(self, ttl: float | None) -> int:
-        return _ttl_ms(self.default_ttl if ttl is None else ttl)
+        return ttl_ms(self.default_ttl if ttl is None else ttl)
 
     # Public API ------------------------------------------------------------
 
@@ -247,7 +178,7 @@ class CachePlugin:
         """Cache every item of ``mapping`` for ``ttl`` seconds, in one round trip."""
         ttl_ms = self._resolve_ttl(ttl)
         if mapping:
-            self._write({key: self._encode(value, ttl_ms, 0)
+            self._write({key: encode(self.serializer(), value, ttl_ms, 0)
                          for key, value in mapping.items()}, ttl_ms, namespace)
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
@@ -291,7 +222,8 @@ class CachePlugin:
         started = time.perf_counter()
         value = compute()
         compute_ms = (time.perf_counter() - started) * 1000
-        self._write({key: self._encode(value, ttl_ms, compute_ms)}, ttl_ms, namespace)
+        self._write({key: encode(self.serializer(), value, ttl_ms, compute_ms)}, ttl_ms,
+                    namespace)
         return value
 
     def _lock_key(self, key: str, namespace: str) -> str:
@@ -312,7 +244,7 @@ class CachePlugin:
         lock = self._lock_key(key, namespace)
         self._redis(lambda: _UNLOCK(self.context.client, [lock], [token]), None)
 
-    def _wait_for(self, key: str, namespace: str) -> _Entry | None:
+    def _wait_for(self, key: str, namespace: str) -> Entry | None:
         """Poll for the value another caller is computing, until its lock goes."""
         deadline = time.monotonic() + self.lock_timeout
         lock = self._lock_key(key, namespace)
@@ -324,15 +256,17 @@ class CachePlugin:
                 return entry
         return None
 
-    def cached(self, ttl: float | None = None, key: str | Callable[..., str] | None = None,
-               *, namespace: str = DEFAULT_NAMESPACE) -> Callable[[Callable[..., T]],
-                                                                  Callable[..., T]]:
-        """Decorate a function or view to cache its (JSON-serializable) result.
-
-        ``key`` is a format string over the arguments (``"user:{user_id}"``), a
-        callable taking the same arguments, or None for the function's name and
-        a hash of the arguments."""
+    def cached(self, ttl: float | None = None, key: KeySpec = None, *,
+               namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:
+        """Decorate a function or view to cache its (JSON-serializable) result;
+        see :func:`~.decorator.cached_through` for ``key``."""
         return cached_through(lambda: self, ttl, key, namespace)
+
+    @classmethod
+    def outside_app_context(cls, resolve: Callable[[], CachePlugin]) -> CacheOfCurrentApp:
+        """What ``ext.cache`` is outside an app context, so that ``@ext.cache.cached()``
+        works at import time."""
+        return CacheOfCurrentApp(resolve)
 
     @hookimpl
     def core_redis_commands(self, context: PluginContext, group: click.Group) -> None:
@@ -346,52 +280,3 @@ class CachePlugin:
             """Invalidate every entry of NAMESPACE (O(1))."""
             version = self.invalidate_namespace(namespace)
             click.echo(f"namespace {namespace!r} invalidated (now version {version})")
-
-
-def cached_through(cache: Callable[[], CachePlugin], ttl: float | None,
-                   key: str | Callable[..., str] | None,
-                   namespace: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """The ``cached`` decorator, asking ``cache()`` for the plugin at each call:
-    decorated at import time, a function uses the cache of the app it runs in."""
-    def decorate(func: Callable[..., T]) -> Callable[..., T]:
-        signature = inspect.signature(func)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            name = _cache_key(func, signature, key, args, kwargs)
-            return cache().get_or_set(name, lambda: func(*args, **kwargs), ttl,
-                                      namespace=namespace)
-
-        return wrapper
-
-    return decorate
-
-
-class CacheOfCurrentApp:
-    """What ``ext.cache`` is outside an app context: ``cached`` works (for
-    decorating at import time); everything else needs an app context."""
-
-    def __init__(self, resolve: Callable[[], CachePlugin]) -> None:
-        self._resolve = resolve
-
-    def cached(self, ttl: float | None = None, key: str | Callable[..., str] | None = None,
-               *, namespace: str = DEFAULT_NAMESPACE) -> Callable[[Callable[..., T]],
-                                                                  Callable[..., T]]:
-        return cached_through(self._resolve, ttl, key, namespace)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._resolve(), name)
-
-
-def _cache_key(func: Callable[..., Any], signature: inspect.Signature,
-               key: str | Callable[..., str] | None, args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> str:
-    if callable(key):
-        return key(*args, **kwargs)
-    bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    if key is not None:
-        return key.format(**bound.arguments)
-    arguments = json.dumps(bound.arguments, sort_keys=True, default=repr)
-    digest = hashlib.sha256(arguments.encode()).hexdigest()[:32]
-    return f"{func.__module__}.{func.__qualname__}:{digest}"

@@ -9,19 +9,17 @@ RQ does not support Redis Cluster."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from redis import Redis
 
-from .clients import build_client
-from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .extension import RedisState
+from ..connection import build_client
+from ..errors import ConfigurationError
+from ..state import RedisState
 
 
-def queue_client(state: RedisState) -> Redis:
-    """A new client for RQ built from ``state``'s settings."""
+def queue_connection(state: RedisState) -> Redis:
+    """RQ's client for ``state``'s registration, built once."""
     settings = state.settings
     if settings.mode == "cluster":
         raise ConfigurationError(
@@ -29,7 +27,8 @@ def queue_client(state: RedisState) -> Redis:
             "mode. Give queues a standalone or Sentinel Redis, e.g. a second "
             "CoreRedis(config_prefix='QUEUE_REDIS') with QUEUE_REDIS_URL.")
     for_rq = dataclasses.replace(settings, decode_responses=False, socket_timeout_ms=None)
-    return cast(Redis, build_client(for_rq, state.events, state.options, duplicate=True))
+    return cast(Redis, state.own_client("rq", lambda: build_client(
+        for_rq, state.events, state.options, duplicate=True)))
 
 
 def make_queue(state: RedisState, name: str, **options: Any) -> Any:
@@ -41,4 +40,4 @@ def make_queue(state: RedisState, name: str, **options: Any) -> Any:
             "job queues need RQ: pip install 'flask-core-redis[rq]'") from None
     if state.settings.mode == "memory":
         options.setdefault("is_async", False)
-    return Queue(name, connection=state.queue_client(), **options)
+    return Queue(name, connection=queue_connection(state), **options)

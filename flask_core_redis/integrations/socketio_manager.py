@@ -19,9 +19,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from socketio import PubSubManager
 
-from .events import ConnectionEvents
+from ..connection.events import ConnectionEvents
+from ..connection.retry import LinearBackoff
 from .pubsub import publish, subscribe
-from .retry import LinearBackoff
 
 logger = logging.getLogger("flask_core_redis")
 

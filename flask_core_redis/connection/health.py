@@ -10,8 +10,8 @@ from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from .errors import describe_error
-from .settings import Settings
+from ..config import Settings
+from ..errors import describe_error
 
 
 def check_health(get_client: Callable[[], Redis | RedisCluster],

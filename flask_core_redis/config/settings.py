@@ -10,39 +10,45 @@ Mode = Literal["standalone", "sentinel", "cluster", "memory"]
 MASK = "***"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything needed to build a client. Secrets never leave it unmasked:
-    ``repr`` and :meth:`describe` show ``***`` in their place."""
+    ``repr`` and :meth:`describe` show ``***`` in their place.
+
+    Built by :func:`~flask_core_redis.config.loader.load_settings`; the
+    defaults live in the key table (:data:`~flask_core_redis.config.keys.KEYS`),
+    not here."""
 
     prefix: str
     mode: Mode
+    # Where the server is: from the URL or the topology keys.
     nodes: tuple[tuple[str, int], ...] = ()
     unix_socket: str | None = None
     memory_name: str = ""
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, metadata={"secret": True})
-    sentinel_master: str = "mymaster"
-    sentinel_username: str | None = None
-    sentinel_password: str | None = field(default=None, metadata={"secret": True})
-    ssl: bool = False
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_cert_reqs: str = "required"
-    connect_timeout_ms: float = 10_000
-    socket_timeout_ms: float | None = None
-    max_retries: int = 3
-    decode_responses: bool = True
-    client_name: str | None = None
-    health_check_interval: int = 0
-    key_prefix: str = ""
-    plugins: tuple[str, ...] | None = None
-    disabled_plugins: tuple[str, ...] = ()
-    health_route: str | None = None
-    error_handler: bool = False
-    memory_warning_ratio: float = 0.9
+    # One field per configuration key, named after it.
+    db: int
+    username: str | None
+    password: str | None = field(metadata={"secret": True})
+    sentinel_master: str
+    sentinel_username: str | None
+    sentinel_password: str | None = field(metadata={"secret": True})
+    ssl: bool
+    ssl_ca_certs: str | None
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    ssl_cert_reqs: str
+    connect_timeout_ms: float
+    socket_timeout_ms: float | None
+    max_retries: int
+    decode_responses: bool
+    client_name: str | None
+    health_check_interval: int
+    key_prefix: str
+    plugins: tuple[str, ...] | None
+    disabled_plugins: tuple[str, ...]
+    health_route: str | None
+    error_handler: bool
+    memory_warning_ratio: float
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import ConfigSource, Key
+from ..config import ConfigSource, Key, Settings
 
 if TYPE_CHECKING:
-    from .clients import AnyClient
-    from .extension import RedisState
+    from ..connection import AnyClient
+
+
+class Registration(Protocol):
+    """The part of one app registration a plugin context needs: its settings
+    and its clients. (The per-app state provides it.)"""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def client(self) -> AnyClient: ...
+
+    def duplicate(self) -> AnyClient: ...
 
 
 class PluginContext:
@@ -16,13 +29,16 @@ class PluginContext:
     the app's ``KEY_PREFIX``, its own configuration keys, and the settings with
     every secret masked. It never hands out credentials."""
 
-    def __init__(self, state: RedisState, source: ConfigSource, app_name: str) -> None:
-        self._state = state
+    def __init__(self, registration: Registration, source: ConfigSource, app_name: str,
+                 serializer: Callable[[], Any]) -> None:
+        self._registration = registration
         self._source = source
+        self._serializer = serializer
         self.app_name = app_name
-        self.config_prefix = state.settings.prefix
-        self.mode = state.settings.mode
-        self.key_prefix = state.settings.key_prefix
+        settings = registration.settings
+        self.config_prefix = settings.prefix
+        self.mode = settings.mode
+        self.key_prefix = settings.key_prefix
 
     def __repr__(self) -> str:
         return f"<PluginContext {self.app_name} {self.config_prefix} {self.mode}>"
@@ -30,25 +46,25 @@ class PluginContext:
     @property
     def settings(self) -> dict[str, object]:
         """The registration's settings, secrets as ``***``."""
-        return self._state.settings.describe()
+        return self._registration.settings.describe()
 
     @property
     def client(self) -> AnyClient:
         """The app's shared, pooled client."""
-        return self._state.client
+        return self._registration.client
 
     def duplicate(self) -> AnyClient:
         """A client of its own, for pub/sub and blocking commands."""
-        return self._state.duplicate()
+        return self._registration.duplicate()
 
     def serializer(self) -> Any:
-        """The serializer a plugin supplies through ``core_redis_serializer``,
-        or None."""
-        plugins = self._state.plugins
-        return plugins.serializer() if plugins is not None else None
+        """The serializer the first plugin in hook order supplies through
+        ``core_redis_serializer``, or None."""
+        return self._serializer()
 
     def setting(self, key: Key) -> Any:
-        """Read and validate one of the plugin's own keys (``{prefix}_{suffix}``)."""
+        """Read and validate one of the plugin's own keys (``{prefix}_{suffix}``):
+        app.config, then the environment, then ``.env``, then the key's default."""
         return self._source.get(key)
 
     def key(self, namespace: str, *parts: object) -> str:

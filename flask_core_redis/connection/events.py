@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import describe_error
+from ..errors import describe_error
 
 EventKind = Literal["connect", "disconnect", "error", "retry"]
 

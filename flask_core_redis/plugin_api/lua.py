@@ -1,5 +1,5 @@
-"""Lua scripts run by SHA, loaded on first use on each server (and again
-after a failover or a SCRIPT FLUSH)."""
+"""Lua scripts for plugins: run by SHA, loaded on first use on each server
+(and again after a failover or a SCRIPT FLUSH)."""
 
 from __future__ import annotations
 

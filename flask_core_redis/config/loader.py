@@ -1,0 +1,79 @@
+"""Reading and validating one registration's settings: every key of the table
+through a :class:`~.sources.ConfigSource`, then the topology (the URL when set,
+else Sentinel, Cluster or HOST/PORT), then the checks that span several keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigurationError
+from .keys import KEYS, KEYS_BY_SUFFIX, TOPOLOGY_SUFFIXES
+from .settings import Settings
+from .sources import ConfigSource, config_source, shown_value
+from .urls import UrlError, mask_url, parse_url
+
+
+def load_settings(prefix: str, config: Mapping[str, Any],
+                  environ: Mapping[str, str] | None = None,
+                  dotenv: Mapping[str, str | None] | None = None,
+                  default_url: str | None = None) -> Settings:
+    """Read and validate the keys for ``prefix``; raise ConfigurationError early."""
+    return settings_from(config_source(prefix, config, environ, dotenv), default_url)
+
+
+def settings_from(source: ConfigSource, default_url: str | None = None) -> Settings:
+    """Validated settings from ``source``. ``default_url`` is the server used when
+    no layer sets any key that names one (URL, HOST, PORT, SENTINELS, CLUSTER_NODES)."""
+    values = {key.suffix: source.get(key) for key in KEYS}
+    merged = {key.field: values[key.suffix] for key in KEYS if key.field is not None}
+    merged.update(_topology(source, values, default_url))
+    settings = Settings(prefix=source.prefix, **merged)
+    _check_consistency(source, settings)
+    return settings
+
+
+def _topology(source: ConfigSource, values: dict[str, Any],
+              default_url: str | None) -> dict[str, Any]:
+    """Mode and addresses: the URL when set, else Sentinel, Cluster, HOST/PORT,
+    else ``default_url`` when no key names a server at all."""
+    if values["URL"] is not None:
+        url_key = KEYS_BY_SUFFIX["URL"]
+        return _from_url(values["URL"], f"{source.name(url_key)}="
+                                        f"{shown_value(url_key, values['URL'])}")
+    sentinels, cluster = values["SENTINELS"], values["CLUSTER_NODES"]
+    if sentinels is not None and cluster is not None:
+        raise ConfigurationError(
+            f"{source.prefix}_SENTINELS and {source.prefix}_CLUSTER_NODES are both set; "
+            "set only one: Sentinel and Cluster are different topologies")
+    if sentinels is not None:
+        return {"mode": "sentinel", "nodes": sentinels}
+    if cluster is not None:
+        return {"mode": "cluster", "nodes": cluster}
+    if default_url is not None and not any(
+            source.raw(KEYS_BY_SUFFIX[suffix]) is not None for suffix in TOPOLOGY_SUFFIXES):
+        return _from_url(default_url, f"CoreRedis(default_url={mask_url(default_url)!r})")
+    return {"mode": "standalone", "nodes": ((values["HOST"], values["PORT"]),)}
+
+
+def _from_url(url: str, where: str) -> dict[str, Any]:
+    try:
+        parsed = parse_url(url.strip())
+    except UrlError as error:
+        raise ConfigurationError(f"{where} is invalid: {error}") from None
+    # What the URL leaves out (db, credentials, master name) comes from the keys.
+    return {name: value for name, value in vars(parsed).items() if value is not None}
+
+
+def _check_consistency(source: ConfigSource, settings: Settings) -> None:
+    prefix = source.prefix
+    if settings.mode == "cluster" and settings.db != 0:
+        raise ConfigurationError(f"{prefix}_DB={settings.db} is invalid in Cluster mode: "
+                                 "Redis Cluster has only database 0")
+    if settings.ssl and (settings.mode != "standalone" or settings.unix_socket):
+        raise ConfigurationError(
+            f"TLS ({prefix}_SSL or rediss://) is supported for a standalone TCP server "
+            f"only; {settings.mode} mode over TLS is not supported yet")
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        raise ConfigurationError(f"{prefix}_SSL_CERTFILE and {prefix}_SSL_KEYFILE go "
+                                 "together: set both or neither")

@@ -1,0 +1,113 @@
+"""Client building, one function per topology. Each builds its ``Retry``, its
+connection class and its timeouts explicitly: nothing is left to redis-py's
+defaults or to ``from_url``, which drop a configured retry on some paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.connection import (
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
+
+from ..config import Settings
+from .cluster import build_cluster_client
+from .connections import EventedSentinelConnection, evented_class
+from .events import ConnectionEvents
+from .memory import build_memory_client
+from .retry import build_retry
+
+AnyClient = Redis | RedisCluster
+
+DUPLICATE_HEALTH_CHECK_INTERVAL = 30
+
+
+def build_client(settings: Settings, events: ConnectionEvents,
+                 options: Mapping[str, Any], *, duplicate: bool = False) -> AnyClient:
+    """A new client for ``settings``; ``duplicate`` makes one for subscribers and
+    blocking commands: no read timeout, health checks on."""
+    builder = _BUILDERS[settings.mode]
+    kwargs = {**_common_kwargs(settings, duplicate), **options}
+    return builder(settings, events, kwargs)
+
+
+def _common_kwargs(settings: Settings, duplicate: bool) -> dict[str, Any]:
+    interval = settings.health_check_interval
+    return {
+        "username": settings.username,
+        "password": settings.password,
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_timeout": None if duplicate else settings.socket_timeout,
+        "decode_responses": settings.decode_responses,
+        "client_name": settings.client_name,
+        "health_check_interval": (interval or DUPLICATE_HEALTH_CHECK_INTERVAL)
+        if duplicate else interval,
+    }
+
+
+def build_standalone_client(settings: Settings, events: ConnectionEvents,
+                            kwargs: dict[str, Any]) -> Redis:
+    base: type[Connection] | type[UnixDomainSocketConnection]
+    if settings.unix_socket:
+        address: dict[str, Any] = {"path": settings.unix_socket}
+        base = UnixDomainSocketConnection
+    else:
+        (host, port), = settings.nodes
+        address = {"host": host, "port": port}
+        base = SSLConnection if settings.ssl else Connection
+    if settings.ssl:
+        kwargs.update(_ssl_kwargs(settings))
+    pool = ConnectionPool(
+        connection_class=evented_class(base, events),
+        retry=build_retry(settings.max_retries, events, settings.address),
+        db=settings.db, **address, **kwargs)
+    return Redis.from_pool(pool)
+
+
+def _ssl_kwargs(settings: Settings) -> dict[str, Any]:
+    return {
+        "ssl_ca_certs": settings.ssl_ca_certs,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+        "ssl_cert_reqs": settings.ssl_cert_reqs,
+        "ssl_check_hostname": settings.ssl_cert_reqs == "required",
+    }
+
+
+def build_sentinel_client(settings: Settings, events: ConnectionEvents,
+                          kwargs: dict[str, Any]) -> Redis:
+    sentinel = Sentinel(list(settings.nodes), sentinel_kwargs={
+        "username": settings.sentinel_username,
+        "password": settings.sentinel_password,
+        "socket_connect_timeout": settings.connect_timeout,
+        # A sentinel that hangs must not hang master discovery either.
+        "socket_timeout": settings.connect_timeout,
+        "decode_responses": True,
+        # Each lookup asks every sentinel once; the data connection's own
+        # retry policy repeats the whole lookup with its delays.
+        "retry": Retry(NoBackoff(), 0),
+    })
+    connection_class = evented_class(SentinelManagedConnection, events,
+                                     EventedSentinelConnection)
+    client: Redis = sentinel.master_for(
+        settings.sentinel_master, connection_class=connection_class,
+        retry=build_retry(settings.max_retries, events, settings.address),
+        db=settings.db, **kwargs)
+    return client
+
+
+_BUILDERS: dict[str, Callable[[Settings, ConnectionEvents, dict[str, Any]], AnyClient]] = {
+    "standalone": build_standalone_client,
+    "sentinel": build_sentinel_client,
+    "cluster": build_cluster_client,
+    "memory": build_memory_client,
+}

@@ -1,0 +1,70 @@
+"""Redis Cluster: a client whose command retries wait as the policy says."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import Connection
+from redis.exceptions import ConnectionError, RedisClusterException
+from redis.retry import Retry
+
+from ..config import Settings
+from .connections import evented_class
+from .events import ConnectionEvents
+from .retry import build_retry
+
+
+class RetryingRedisCluster(RedisCluster):
+    """RedisCluster whose command retries wait as the policy says.
+
+    redis-py's own cluster loop retries without any delay, which burns every
+    attempt before a failover can finish. Here that loop is given no retries and
+    each command runs under the project's ``Retry`` instead. Commands sent to
+    explicit ``target_nodes`` are not retried, as in redis-py: after a topology
+    change those nodes may no longer be the right ones."""
+
+    def __init__(self, *args: Any, command_retry: Retry, **kwargs: Any) -> None:
+        self.command_retry = command_retry  # the constructor already sends COMMAND
+        super().__init__(*args, **{**kwargs, "retry": Retry(NoBackoff(), 0)})
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        # The pipeline reads its retry count from here when it executes: give
+        # it the policy's count rather than the zero this client's loop uses.
+        pipe.retry = self.command_retry
+        return pipe
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        run = functools.partial(super().execute_command, *args, **kwargs)
+        if kwargs.get("target_nodes") is not None:
+            return run()
+        return self.command_retry.call_with_retry(run, lambda error: None)
+
+
+def build_cluster_client(settings: Settings, events: ConnectionEvents,
+                         kwargs: dict[str, Any]) -> RedisCluster:
+    command_retry = build_retry(settings.max_retries, events, settings.address,
+                                RedisCluster.ERRORS_ALLOW_RETRY)
+
+    (first_host, first_port), *others = settings.nodes
+    host = f"[{first_host}]" if ":" in first_host else first_host
+
+    def connect() -> RedisCluster:
+        try:
+            # Given a URL (without credentials: those stay in kwargs), RedisCluster
+            # builds each node's pool from the keyword arguments, connection_class
+            # included; given only startup nodes, it would drop connection_class.
+            return RetryingRedisCluster(
+                url=f"redis://{host}:{first_port}",
+                startup_nodes=[ClusterNode(h, p) for h, p in others],
+                connection_class=evented_class(Connection, events),
+                command_retry=command_retry, **kwargs)
+        except RedisClusterException as error:  # no startup node reachable
+            raise ConnectionError(str(error)) from error
+
+    # RedisCluster reads the slot map while it is constructed; a cluster that
+    # is down is retried like any command, then reported as a ConnectionError.
+    return command_retry.call_with_retry(connect, lambda error: None)

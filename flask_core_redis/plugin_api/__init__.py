@@ -1,0 +1,18 @@
+"""The plugin API: everything a plugin, built-in or third-party, is written
+against. Hook specs and the ``hookimpl`` marker, the :class:`PluginContext`
+a plugin receives, :class:`Key` and the value parsers for its configuration
+keys, the Lua script helper, and the value helpers the built-ins use.
+
+Built-in plugins import from here and nowhere else in the package."""
+
+from ..config import Key, parsers
+from ..config.parsers import InvalidValue
+from ..errors import ConfigurationError, describe_error
+from ..values import as_text, ttl_ms
+from .context import PluginContext
+from .hookspecs import hookimpl, hookspec
+from .lua import NOW_MS, LuaScript
+
+__all__ = ["NOW_MS", "ConfigurationError", "InvalidValue", "Key", "LuaScript",
+           "PluginContext", "as_text", "describe_error", "hookimpl", "hookspec", "parsers",
+           "ttl_ms"]

@@ -1,0 +1,184 @@
+"""One pluggy manager per app registration. Every plugin, the built-ins
+included, is found through the ``flask_core_redis`` entry-point group and
+loaded by the same code; ``REDIS_PLUGINS`` / ``REDIS_DISABLED_PLUGINS`` choose
+which run and in what order.
+
+Hook order: every hook runs through the enabled plugins in one order, the
+order of ``REDIS_PLUGINS`` when it is set, else plugin names alphabetically.
+pluggy calls the last-registered plugin first, so plugins are registered in
+reverse; the hooks this module calls one plugin at a time (setup, health)
+walk pluggy's own call order."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, TypeVar, cast
+
+import pluggy
+from flask import Flask
+
+from ..config import ConfigSource, Settings
+from ..connection.events import ConnectionEvent
+from ..errors import ConfigurationError, PluginError, describe_error
+from . import hookspecs
+from .context import PluginContext, Registration
+
+ENTRY_POINT_GROUP = "flask_core_redis"
+
+T = TypeVar("T")
+
+
+def plugin_entry_points() -> list[EntryPoint]:
+    """The installed entry points of the ``flask_core_redis`` group: where
+    every plugin, built-in or third-party, is found."""
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+@dataclass(frozen=True)
+class Available:
+    """A plugin that could be enabled: its name, version and distribution."""
+
+    name: str
+    version: str
+    origin: str
+    load: Callable[[], Any] = field(repr=False)
+
+
+def available_plugins() -> dict[str, Available]:
+    """Every installed plugin by name, in name order."""
+    found: dict[str, Available] = {}
+    for entry in sorted(plugin_entry_points(), key=lambda entry: entry.name):
+        dist = entry.dist
+        origin = dist.name if dist is not None else entry.value
+        if entry.name in found:
+            raise ConfigurationError(
+                f"two plugins are named {entry.name!r}: {found[entry.name].origin} and "
+                f"{origin}; uninstall or rename one")
+        found[entry.name] = Available(entry.name, dist.version if dist else "?", origin,
+                                      entry.load)
+    return found
+
+
+def _enabled(settings: Settings, available: dict[str, Available]) -> list[Available]:
+    """The plugins to run, in hook order."""
+    wanted = settings.plugins if settings.plugins is not None else tuple(available)
+    for key, names in (("PLUGINS", wanted), ("DISABLED_PLUGINS", settings.disabled_plugins)):
+        unknown = sorted(set(names) - set(available))
+        if unknown:
+            raise ConfigurationError(
+                f"{settings.prefix}_{key} names unknown plugin(s) {', '.join(unknown)}; "
+                f"available: {', '.join(available) or 'none'}")
+    ordered = dict.fromkeys(wanted)  # a name listed twice runs once, at its first place
+    return [available[name] for name in ordered if name not in settings.disabled_plugins]
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """An enabled plugin as ``flask redis plugins`` lists it."""
+
+    name: str
+    version: str
+    origin: str
+    hooks: tuple[str, ...]
+    plugin: Any = field(repr=False)
+
+
+class Plugins:
+    """The enabled plugins of one app registration and the hooks they answer."""
+
+    def __init__(self, registration: Registration, source: ConfigSource,
+                 app_name: str) -> None:
+        self.context = PluginContext(registration, source, app_name, self.serializer)
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        enabled = _enabled(registration.settings, available_plugins())
+        loaded = {item.name: self._load(item) for item in enabled}
+        for name in reversed(loaded):  # pluggy calls the last registered first
+            self._register(name, loaded[name])
+        self.records = {item.name: self._record(item, loaded[item.name])
+                        for item in enabled}
+
+    @staticmethod
+    def _load(item: Available) -> Any:
+        try:
+            loaded = item.load()
+            return loaded() if inspect.isclass(loaded) else loaded
+        except Exception as error:
+            raise PluginError(f"plugin {item.name!r} ({item.origin}) could not be "
+                              f"loaded: {describe_error(error)}") from error
+
+    def _register(self, name: str, plugin: Any) -> None:
+        try:
+            self.manager.register(plugin, name=name)
+        except Exception as error:
+            raise PluginError(f"plugin {name!r} could not be registered: "
+                              f"{describe_error(error)}") from error
+
+    def _record(self, item: Available, plugin: Any) -> PluginRecord:
+        callers = self.manager.get_hookcallers(plugin) or ()
+        hooks = tuple(sorted(caller.name for caller in callers))
+        return PluginRecord(item.name, item.version, item.origin, hooks, plugin)
+
+    def __iter__(self) -> Iterator[PluginRecord]:
+        return iter(self.records.values())
+
+    def instance_of(self, cls: type[T]) -> T | None:
+        """The enabled plugin that is a ``cls`` (or is ``cls``, for a module)."""
+        for record in self.records.values():
+            if record.plugin is cls or (inspect.isclass(cls)
+                                        and isinstance(record.plugin, cls)):
+                return cast(T, record.plugin)
+        return None
+
+    def _impls(self, hook_name: str) -> list[Any]:
+        """A hook's implementations in the order pluggy calls them."""
+        hook = getattr(self.manager.hook, hook_name)
+        return [impl for impl in reversed(hook.get_hookimpls())
+                if not (impl.hookwrapper or impl.wrapper)]
+
+    @staticmethod
+    def _call(impl: Any, **kwargs: Any) -> Any:
+        """Call one implementation with only the arguments it declares."""
+        return impl.function(**{name: kwargs[name] for name in impl.argnames})
+
+    def setup(self, app: Flask) -> None:
+        """Set every plugin up; the first that raises fails init_app, named."""
+        for impl in self._impls("core_redis_setup"):
+            try:
+                self._call(impl, app=app, context=self.context)
+            except ConfigurationError as error:
+                raise ConfigurationError(f"plugin {impl.plugin_name!r}: {error}") from None
+            except Exception as error:
+                raise PluginError(f"plugin {impl.plugin_name!r} failed to set up: "
+                                  f"{describe_error(error)}") from error
+
+    def client_created(self, client: Any) -> None:
+        self.manager.hook.core_redis_client_created(context=self.context, client=client)
+
+    def connection_event(self, event: ConnectionEvent) -> None:
+        self.manager.hook.core_redis_connection_event(context=self.context, event=event)
+
+    def add_commands(self, group: Any) -> None:
+        self.manager.hook.core_redis_commands(context=self.context, group=group)
+
+    def health(self) -> dict[str, Any]:
+        """Each plugin's contribution by name; a failing one reports its error."""
+        report: dict[str, Any] = {}
+        for impl in self._impls("core_redis_health"):
+            try:
+                part = self._call(impl, context=self.context)
+            except Exception as error:
+                part = {"ok": False, "error": describe_error(error)}
+            if part is not None:
+                report[impl.plugin_name] = part
+        return report
+
+    def closing(self) -> None:
+        self.manager.hook.core_redis_closing(context=self.context)
+
+    def serializer(self) -> Any:
+        """The first serializer a plugin supplies, in hook order, or None."""
+        return self.manager.hook.core_redis_serializer(context=self.context)

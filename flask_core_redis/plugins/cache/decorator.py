@@ -1,0 +1,76 @@
+"""``@ext.cache.cached()``: cache a function's result under a key made from its
+arguments. Usable at import time: outside an app context ``ext.cache`` is a
+:class:`CacheOfCurrentApp`, which finds the app's cache at each call."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_NAMESPACE = "default"
+
+KeySpec = str | Callable[..., str] | None
+Decorator = Callable[[Callable[..., T]], Callable[..., T]]
+
+
+class GetOrSet(Protocol):
+    """What the decorator needs of the cache."""
+
+    def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
+                   namespace: str = ...) -> T: ...
+
+
+def cached_through(cache: Callable[[], GetOrSet], ttl: float | None, key: KeySpec,
+                   namespace: str) -> Decorator[T]:
+    """The ``cached`` decorator, asking ``cache()`` for the cache at each call:
+    decorated at import time, a function uses the cache of the app it runs in.
+
+    ``key`` is a format string over the arguments (``"user:{user_id}"``), a
+    callable taking the same arguments, or None for the function's name and a
+    hash of the arguments."""
+    def decorate(func: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            name = _cache_key(func, signature, key, args, kwargs)
+            return cache().get_or_set(name, lambda: func(*args, **kwargs), ttl,
+                                      namespace=namespace)
+
+        return wrapper
+
+    return decorate
+
+
+class CacheOfCurrentApp:
+    """What ``ext.cache`` is outside an app context: ``cached`` works (for
+    decorating at import time); everything else needs an app context."""
+
+    def __init__(self, resolve: Callable[[], GetOrSet]) -> None:
+        self._resolve = resolve
+
+    def cached(self, ttl: float | None = None, key: KeySpec = None, *,
+               namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:
+        return cached_through(self._resolve, ttl, key, namespace)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resolve(), name)
+
+
+def _cache_key(func: Callable[..., Any], signature: inspect.Signature, key: KeySpec,
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    if callable(key):
+        return key(*args, **kwargs)
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    if key is not None:
+        return key.format(**bound.arguments)
+    arguments = json.dumps(bound.arguments, sort_keys=True, default=repr)
+    digest = hashlib.sha256(arguments.encode()).hexdigest()[:32]
+    return f"{func.__module__}.{func.__qualname__}:{digest}"

@@ -1,0 +1,5 @@
+"""The built-in ``presence`` plugin: who is online, per user and connection."""
+
+from .store import CONFIG_KEYS, PresencePlugin
+
+__all__ = ["CONFIG_KEYS", "PresencePlugin"]

@@ -1,0 +1,197 @@
+"""Per-app state: what one ``CoreRedis`` registration keeps for one app, kept
+in ``app.extensions["core_redis"][config_prefix]``, and the lifecycle of
+every client it opens.
+
+Lifecycle, in one place:
+
+- The shared client is built on first use (``init_app`` does no network I/O)
+  and lives until :meth:`RedisState.close` (``ext.close()``) or process exit.
+  Requests never open or close it.
+- ``duplicate()`` and ``subscribe()`` made by the app inside a request are
+  closed when that request's app context is torn down; inside a CLI command,
+  when the command ends. Made anywhere else (at start-up, in a background
+  thread), they live until ``ext.close()`` or process exit.
+- Clients an integration builds for itself (RQ's) live like the shared one.
+- At process exit every registration still open is closed."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import Flask, current_app, g, has_request_context
+from flask.cli import AppGroup
+
+from .config import ConfigSource, Settings
+from .connection import AnyClient, ConnectionEvents, build_client, log_event
+from .connection.health import check_health
+from .plugin_api.manager import Plugins
+
+EXTENSION_KEY = "core_redis"
+
+Closer = Callable[[], object]
+
+
+class RedisState:
+    """Settings, connection events, plugins and clients of one registration
+    on one app."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any], source: ConfigSource,
+                 app_name: str) -> None:
+        self.settings = settings
+        self.options = options
+        self.events = ConnectionEvents(settings.prefix)
+        self.events.subscribe(log_event)
+        self._client: AnyClient | None = None
+        self._own_clients: dict[str, AnyClient] = {}
+        self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._plugin_commands: click.Group | None = None
+        self._scoped_key = f"_core_redis_scoped_{settings.prefix}"
+        # Reentrant: a plugin's client_created hook may itself ask for a client.
+        self._lock = threading.RLock()
+        self.plugins = Plugins(self, source, app_name)
+        _open_states.add(self)
+
+    def __repr__(self) -> str:
+        return f"<RedisState {self.settings.prefix} {self.settings.mode} {self.settings.address}>"
+
+    def start(self, app: Flask) -> None:
+        """Set the plugins up for ``app``, feed them connection events, and close
+        what requests leave open when their app context ends."""
+        self.plugins.setup(app)
+        self.events.subscribe(self.plugins.connection_event)
+        app.teardown_appcontext(self._close_scoped)
+
+    # Clients -------------------------------------------------------------
+
+    @property
+    def client(self) -> AnyClient:
+        """The shared, pooled client, built on first use."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    # Stored before the plugins hear of it, so that a plugin
+                    # asking for the client then gets this one.
+                    self._client = build_client(self.settings, self.events, self.options)
+                    self._announce(self._client)
+                client = self._client
+        return client
+
+    def own_client(self, name: str, build: Callable[[], AnyClient]) -> AnyClient:
+        """The client an integration (RQ, say) keeps for itself, built once by
+        ``build``, and closed with the shared one."""
+        with self._lock:
+            client = self._own_clients.get(name)
+            if client is None:
+                client = self._own_clients[name] = self._announce(build())
+            return client
+
+    def duplicate(self) -> AnyClient:
+        """A new client with its own pool: no read timeout, health checks on."""
+        client = self._announce(
+            build_client(self.settings, self.events, self.options, duplicate=True))
+        self._duplicates.add(client)
+        return client
+
+    def _announce(self, client: AnyClient) -> AnyClient:
+        self.plugins.client_created(client)
+        return client
+
+    # What requests and CLI commands leave open -----------------------------
+
+    def close_with_unit_of_work(self, closer: Closer) -> None:
+        """Call ``closer`` when the current request's app context is torn down,
+        or when the current CLI command ends; never, anywhere else."""
+        if has_request_context():
+            g.setdefault(self._scoped_key, []).append(closer)
+            return
+        command = click.get_current_context(silent=True)
+        if command is not None:
+            command.call_on_close(closer)
+
+    def _close_scoped(self, error: BaseException | None = None) -> None:
+        for closer in g.pop(self._scoped_key, ()):
+            closer()
+
+    # Plugins' parts ----------------------------------------------------------
+
+    def plugin_commands(self) -> click.Group:
+        """The subcommands plugins add under ``flask redis``, built once."""
+        if self._plugin_commands is None:
+            group = AppGroup("plugins")
+            self.plugins.add_commands(group)
+            self._plugin_commands = group
+        return self._plugin_commands
+
+    def health(self) -> dict[str, Any]:
+        """The core report plus each plugin's part; ok only if all parts are."""
+        report = check_health(lambda: self.client, self.settings)
+        parts = self.plugins.health()
+        report["plugins"] = parts
+        report["ok"] = report["ok"] and all(
+            part.get("ok", True) for part in parts.values() if isinstance(part, dict))
+        return report
+
+    def close(self) -> None:
+        """Close every client of this registration; the next use opens anew."""
+        self.plugins.closing()
+        with self._lock:
+            clients = [self._client, *self._own_clients.values(), *self._duplicates]
+            self._client = None
+            self._own_clients = {}
+            self._duplicates = weakref.WeakSet()
+        for client in clients:
+            if client is not None:
+                close_client(client)
+
+
+def close_client(client: AnyClient) -> None:
+    """Close ``client``'s pool, and for Sentinel the links to the sentinels."""
+    client.close()
+    pool = getattr(client, "connection_pool", None)
+    sentinel = getattr(pool, "sentinel_manager", None)
+    if sentinel is not None:
+        for sentinel_client in sentinel.sentinels:
+            sentinel_client.close()
+
+
+_open_states: weakref.WeakSet[RedisState] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for state in list(_open_states):
+        state.close()
+
+
+def registered_states(app: Flask) -> dict[str, RedisState]:
+    """Every registration on ``app``, by config prefix."""
+    states: dict[str, RedisState] = app.extensions.get(EXTENSION_KEY, {})
+    return states
+
+
+def register(app: Flask, state: RedisState) -> None:
+    """Keep ``state`` as ``app``'s registration for its prefix."""
+    app.extensions.setdefault(EXTENSION_KEY, {})[state.settings.prefix] = state
+
+
+def current_state(prefix: str) -> RedisState:
+    """The current app's registration for ``prefix``; a RuntimeError that says
+    what to do outside an app context or before ``init_app``."""
+    try:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
+        raise RuntimeError(
+            "CoreRedis was used outside an application context. Use it inside a "
+            "request, a CLI command, or `with app.app_context():`.") from None
+    state = registered_states(app).get(prefix)
+    if state is None:
+        raise RuntimeError(
+            f"CoreRedis (config_prefix={prefix!r}) is not registered on app "
+            f"{app.name!r}. Call ext.init_app(app) in your app factory first.")
+    return state

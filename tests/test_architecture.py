@@ -1,0 +1,135 @@
+"""The package's layers, read from its imports (module level, under
+TYPE_CHECKING and inside functions alike): no cycle, the core never imports a
+plugin, built-in plugins import only the plugin API, and every arrow points
+down the layers."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "flask_core_redis"
+NAME = "flask_core_redis"
+
+#: Each module's layer, by the longest matching name; a module may import
+#: only modules of a lower layer, or of its own layer's package.
+LAYERS = {
+    f"{NAME}.errors": 0,
+    f"{NAME}.values": 0,
+    f"{NAME}.config": 1,
+    f"{NAME}.connection": 2,
+    f"{NAME}.plugin_api": 3,
+    f"{NAME}.plugins": 4,
+    f"{NAME}.state": 4,
+    f"{NAME}.integrations": 5,
+    f"{NAME}.routes": 6,
+    f"{NAME}.cli": 6,
+    f"{NAME}.extension": 7,
+    NAME: 8,
+}
+CORE = ("config", "connection", "state", "cli", "routes", "errors", "values", "extension",
+        "integrations", "plugin_api")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imports_of(name: str) -> set[str]:
+    """Every module of the package that ``name`` imports, wherever the import is."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:  # `from . import x` may name a module
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in MODULES else base)
+    return {module for module in found if module in MODULES}
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def layer(name: str) -> int:
+    owner = max((prefix for prefix in LAYERS if name == prefix or
+                 name.startswith(prefix + ".")), key=len)
+    return LAYERS[owner]
+
+
+def top_package(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
+def test_the_graph_sees_imports_of_every_kind():
+    assert len(MODULES) > 30
+    # Module level, under TYPE_CHECKING and inside a function, respectively.
+    assert f"{NAME}.config.settings" in GRAPH[f"{NAME}.config.urls"]
+    assert f"{NAME}.plugin_api.context" in GRAPH[f"{NAME}.plugin_api.hookspecs"]
+    assert f"{NAME}.cli" in GRAPH[f"{NAME}.extension"]
+
+
+def find_cycle(graph):
+    """One cycle as a list of modules, or None."""
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return [*path[path.index(target):], target]
+            if target not in state:
+                cycle = visit(target, [*path, target])
+                if cycle:
+                    return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            cycle = visit(start, [start])
+            if cycle:
+                return cycle
+    return None
+
+
+def test_no_import_cycle():
+    assert find_cycle(GRAPH) is None, " -> ".join(find_cycle(GRAPH))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_down_the_layers(name):
+    upward = sorted(target for target in GRAPH[name] if layer(target) > layer(name)
+                    or (layer(target) == layer(name)
+                        and top_package(target) != top_package(name)))
+    assert not upward, f"{name} (layer {layer(name)}) imports {upward}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.split(".")[1:2] and
+                                        n.split(".")[1] in CORE))
+def test_the_core_never_imports_a_plugin(name):
+    assert not [target for target in GRAPH[name] if target.startswith(f"{NAME}.plugins")]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith(f"{NAME}.plugins")))
+def test_built_in_plugins_import_only_the_plugin_api(name):
+    own = ".".join(name.split(".")[:3])  # its own plugin package
+    allowed = {f"{NAME}.plugin_api"}
+    outside = sorted(target for target in GRAPH[name]
+                     if target not in allowed and not target.startswith(own))
+    assert not outside, f"{name} imports {outside}"
