@@ -1,10 +1,11 @@
-"""Shared fixtures: Flask apps on the embedded server, and real Redis servers
-started on free loopback ports for the whole session (or per test, for the
-tests that kill them)."""
+"""Shared fixtures: isolation from the machine's configuration, Flask apps on
+the embedded server, and real Redis servers started on free loopback ports for
+the whole session (or per test, for the tests that kill them)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +19,36 @@ from flask_core_redis import CoreRedis
 
 from .servers import ClusterDeployment, RedisProcess, SentinelDeployment, free_port
 
+CHECKOUT = Path(__file__).resolve().parent.parent
 ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
 REQUIRE_PASSWORD = "requirepass-s3cret"
 
 AppFactory = Callable[..., tuple[Flask, CoreRedis]]
+
+
+def is_configuration(name: str) -> bool:
+    """An environment variable that would configure an app under test: every
+    Redis key of any prefix (REDIS_*, CACHE_REDIS_*, ...) and SECRET_KEY."""
+    return "REDIS" in name.upper() or name == "SECRET_KEY"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment() -> Iterator[None]:
+    """No test, and no process a test starts, sees the configuration of the
+    shell that runs the suite; Flask's CLI in those processes loads no .env."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if is_configuration(name)]:
+            patch.delenv(name)
+        patch.setenv("FLASK_SKIP_DOTENV", "1")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def outside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in a folder of its own, so a .env in the checkout or its
+    parents is never found (configuration reads .env from the working folder up)."""
+    assert CHECKOUT not in tmp_path.parents, "pytest's temporary folders are in the checkout"
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

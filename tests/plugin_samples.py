@@ -69,3 +69,64 @@ class UnhealthyPlugin:
     @hookimpl
     def core_redis_health(self):
         raise RuntimeError("lost its marbles")
+
+
+#: (hook, plugin name) for every hook call of the ordered samples, in call order.
+CALLS: list[tuple[str, str]] = []
+
+
+class OrderedSample:
+    """Records each hook it answers under its name; supplies a serializer that
+    marks values with that name."""
+
+    name = "?"
+
+    @hookimpl
+    def core_redis_setup(self):
+        CALLS.append(("setup", self.name))
+
+    @hookimpl
+    def core_redis_client_created(self):
+        CALLS.append(("client_created", self.name))
+
+    @hookimpl
+    def core_redis_connection_event(self):
+        CALLS.append(("connection_event", self.name))
+
+    @hookimpl
+    def core_redis_commands(self):
+        CALLS.append(("commands", self.name))
+
+    @hookimpl
+    def core_redis_health(self):
+        CALLS.append(("health", self.name))
+
+    @hookimpl
+    def core_redis_closing(self):
+        CALLS.append(("closing", self.name))
+
+    @hookimpl
+    def core_redis_serializer(self):
+        CALLS.append(("serializer", self.name))
+        return NamedJson(self.name)
+
+
+class AlphaSample(OrderedSample):
+    name = "alpha"
+
+
+class BetaSample(OrderedSample):
+    name = "beta"
+
+
+class NamedJson:
+    """JSON prefixed with the name of the plugin that supplied it."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def dumps(self, value):
+        return f"{self.name}|{json.dumps(value)}"
+
+    def loads(self, data):
+        return json.loads(data.partition("|")[2])

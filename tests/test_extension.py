@@ -3,12 +3,13 @@ import logging
 import pytest
 import redis
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_core_redis import ConfigurationError, CoreRedis
+from flask_core_redis.connection.options import any_mode_options
 from flask_core_redis.plugin_api.manager import available_plugins
 from flask_core_redis.state import registered_states
-
-from .servers import run_forked
 
 
 def test_app_factory_pattern_gives_each_app_its_own_client(make_app, memory_url):
@@ -86,15 +87,51 @@ def test_bad_configuration_fails_at_init_app():
 
 
 def test_options_built_from_configuration_cannot_be_overridden():
-    with pytest.raises(TypeError, match=r"retry.*REDIS_\* configuration"):
+    with pytest.raises(TypeError, match=r"does not take 'retry'.*REDIS_\* configuration"):
         CoreRedis(retry=None)
 
 
-def test_client_options_reach_the_client(make_app, memory_url):
-    app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1"}, socket_keepalive=True)
-    with app.app_context():
-        kwargs = ext.client.connection_pool.connection_kwargs
-    assert kwargs["socket_keepalive"] is True
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("confg_prefix", "config_prefix"), ("max_conections", "max_connections"),
+    ("socket_keep_alive", "socket_keepalive"), ("defaulturl", "default_url")])
+def test_a_misspelt_option_fails_at_construction_naming_the_closest(typo, meant):
+    with pytest.raises(TypeError, match=rf"unknown option '{typo}': no redis-py client "
+                                        rf"takes it; did you mean '{meant}'\?"):
+        CoreRedis(**{typo: 1})
+
+
+@pytest.mark.parametrize(("url", "option"), [
+    ("memory://", "read_from_replicas"),         # Cluster only
+    ("redis://127.0.0.1:1", "ssl_ciphers"),      # TLS only
+    ("redis://127.0.0.1:1", "require_full_coverage"),
+    ("redis+cluster://127.0.0.1:1", "socket_type"),  # RedisCluster would drop it
+])
+def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, url, option):
+    with pytest.raises(TypeError, match=rf"unknown option '{option}': the \w+ client does "
+                                        "not take it"):
+        make_app({"REDIS_URL": url}, **{option: True})
+
+
+@pytest.mark.parametrize(("url", "options"), [
+    ("memory://", {"max_connections": 5, "socket_keepalive": True}),
+    ("redis://127.0.0.1:1", {"max_connections": 5, "retry_on_timeout": False}),
+    ("rediss://127.0.0.1:1", {"ssl_ciphers": "HIGH"}),
+    ("unix:///tmp/nowhere.sock", {"max_connections": 2}),
+    ("redis+sentinel://127.0.0.1:1/m", {"max_connections": 5}),
+    ("redis+cluster://127.0.0.1:1", {"read_from_replicas": True, "max_connections": 9}),
+])
+def test_valid_pool_and_socket_options_pass(make_app, url, options):
+    make_app({"REDIS_URL": url}, **options)
+
+
+@given(name=st.from_regex(r"[a-z][a-z_]{0,24}", fullmatch=True))
+def test_an_option_passes_construction_exactly_when_some_client_takes_it(name):
+    try:
+        CoreRedis(**{name: None})
+    except TypeError as error:
+        assert name not in any_mode_options() and repr(name) in str(error)
+    else:
+        assert name in any_mode_options() or name in {"app", "config_prefix", "default_url"}
 
 
 def test_init_app_does_no_network_io_and_logs_mode_and_address(make_app, caplog):
@@ -181,10 +218,28 @@ def test_health_of_memory_mode(make_app, memory_url):
     assert report["latency_ms"] >= 0
 
 
-def test_fork_gives_the_child_its_own_connections(make_app, memory_url):
-    """gunicorn --preload forks after the parent may have used the client."""
-    app, ext = make_app({"REDIS_URL": memory_url})
+@pytest.mark.parametrize("server", ["memory", pytest.param("real", marks=pytest.mark.integration)])
+def test_an_app_with_only_a_redis_url_serves_requests_and_the_cli(request, server, key):
+    url = f"memory://{key}"
+    if server == "real":
+        url = f"redis://{request.getfixturevalue('redis_server').address}"
+    app = Flask("bare")  # no SECRET_KEY, no other key
+    app.config["REDIS_URL"] = url
+    ext = CoreRedis(app)
+
+    @app.get("/hits")
+    def hits():
+        return {"hits": ext.client.incr(key)}
+
+    assert app.test_client().get("/hits").get_json() == {"hits": 1}
+    runner = app.test_cli_runner()
+    outputs = {}
+    for command in ("ping", "keys", "health"):
+        result = runner.invoke(args=["redis", command, *([key] if command == "keys" else [])])
+        assert result.exit_code == 0, (command, result.output)
+        outputs[command] = result.output
+    assert outputs["ping"].startswith("PONG") and outputs["keys"] == f"{key}\n"
     with app.app_context():
-        ext.client.set("k", "parent")
-        assert run_forked(lambda: ext.client.get("k") == "parent")
-        assert ext.client.get("k") == "parent"
+        with pytest.raises(ConfigurationError, match=r"SECRET_KEY is not set"):
+            ext.otp.issue("+15550109988")
+        ext.close()

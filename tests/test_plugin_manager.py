@@ -8,6 +8,8 @@ from flask import Flask
 from flask_core_redis import ConfigurationError, CoreRedis, PluginError
 from flask_core_redis.plugin_api import manager
 
+from . import plugin_samples
+
 SAMPLES = "tests.plugin_samples"
 
 
@@ -22,6 +24,17 @@ def samples(monkeypatch):
 
 
 @pytest.fixture
+def ordered_samples(monkeypatch):
+    """Two plugins, alpha and beta, that record every hook call in CALLS."""
+    installed = manager.plugin_entry_points()
+    extra = [EntryPoint(name, f"{SAMPLES}:{name.title()}Sample", manager.ENTRY_POINT_GROUP)
+             for name in ("alpha", "beta")]
+    monkeypatch.setattr(manager, "plugin_entry_points", lambda: [*installed, *extra])
+    plugin_samples.CALLS.clear()
+    return plugin_samples.CALLS
+
+
+@pytest.fixture
 def leaderboard_installed():
     """The example third-party plugin, a real distribution that the test command
     always installs: its absence is a failure, never a skip."""
@@ -30,15 +43,57 @@ def leaderboard_installed():
                     "installs it (pip install -e plugins/flask-core-redis-leaderboard)")
 
 
-BUILTINS = ["presence", "otp", "cache"]
+BUILTINS = ["presence", "otp", "cache"]  # in an order of their own, as REDIS_PLUGINS
 
 
-def test_builtins_are_ordinary_plugins_enabled_by_default(make_app, memory_url):
-    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_PLUGINS": BUILTINS})
+def test_every_installed_plugin_is_enabled_by_default_in_name_order(
+        leaderboard_installed, make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url})  # no plugin key at all
     with app.app_context():
-        assert list(ext.plugins) == BUILTINS
+        assert list(ext.plugins) == ["cache", "leaderboard", "otp", "presence"]
         assert ext.presence is ext.plugins["presence"]
         assert ext.otp is ext.plugins["otp"] and ext.cache is ext.plugins["cache"]
+        assert ext.leaderboard is ext.plugins["leaderboard"]
+
+
+def test_built_ins_come_from_the_projects_own_entry_points():
+    ours = {entry.name: entry.value for entry in manager.plugin_entry_points()
+            if entry.dist is not None and entry.dist.name == "flask-core-redis"}
+    assert ours == {"cache": "flask_core_redis.plugins.cache:CachePlugin",
+                    "otp": "flask_core_redis.plugins.otp:OtpPlugin",
+                    "presence": "flask_core_redis.plugins.presence:PresencePlugin"}
+
+
+def test_plugin_by_class_returns_the_apps_typed_instance(leaderboard_installed, make_app,
+                                                         memory_url):
+    from flask_core_redis_leaderboard import LeaderboardPlugin
+
+    from flask_core_redis.plugins.cache import CachePlugin
+    from flask_core_redis.plugins.presence import PresencePlugin
+
+    app, ext = make_app({"REDIS_URL": memory_url})
+    other, _ = make_app({"REDIS_URL": memory_url, "REDIS_PLUGINS": "cache"})
+    with app.app_context():
+        assert ext.plugin(PresencePlugin) is ext.plugins["presence"]
+        assert ext.plugin(LeaderboardPlugin) is ext.plugins["leaderboard"]
+    with other.app_context(), pytest.raises(
+            RuntimeError, match=r"no enabled plugin is a 'PresencePlugin'; enabled: "
+                                r"cache \(CachePlugin\) \(see REDIS_PLUGINS"):
+        ext.plugin(PresencePlugin)
+    runs = []
+    cached = ext.plugin(CachePlugin).cached(ttl=60)(lambda: runs.append(1) or len(runs))
+    with app.app_context():  # decorated outside any app, run inside one
+        assert [cached(), cached()] == [1, 1]
+    with pytest.raises(RuntimeError, match="outside an application context"):
+        ext.plugin(PresencePlugin)
+
+
+def test_an_unknown_attribute_is_an_attribute_error(make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url})
+    with app.app_context(), pytest.raises(AttributeError, match="no installed plugin is "
+                                                                "named 'clinet'"):
+        _ = ext.clinet
+    assert not hasattr(ext, "clinet") and not hasattr(ext, "_private")
 
 
 def test_each_app_gets_its_own_plugin_instances(make_app, memory_url):
@@ -161,3 +216,31 @@ def test_third_party_plugin_can_be_disabled(leaderboard_installed, make_app, mem
         assert "leaderboard" not in ext.plugins
     result = app.test_cli_runner().invoke(args=["redis", "leaderboard", "top", "weekly"])
     assert result.exit_code != 0 and "No such command 'leaderboard'" in result.output
+
+
+HOOKS = ("setup", "client_created", "connection_event", "commands", "health", "closing")
+
+
+@pytest.mark.parametrize(("plugins", "order"), [
+    ("beta,alpha,cache", ["beta", "alpha"]),   # REDIS_PLUGINS' order
+    ("alpha,beta,cache", ["alpha", "beta"]),
+    (None, ["alpha", "beta"]),                 # unset: every plugin, in name order
+])
+def test_every_hook_runs_in_one_order_and_the_first_serializer_wins(
+        ordered_samples, make_app, memory_url, plugins, order):
+    config = {"REDIS_URL": memory_url} | ({"REDIS_PLUGINS": plugins} if plugins else {})
+    app, ext = make_app(config)
+    with app.app_context():
+        ext.client.ping()
+        ext.events.emit("retry", address="somewhere", attempt=1, delay_ms=50)
+        ext.plugin(plugin_samples.AlphaSample)  # enabled
+        ext.cache.set("k", [1])
+        stored = ext.client.get(next(ext.client.scan_iter(match="{cache:default}:k")))
+        assert ext.cache.get("k") == [1]
+        ext.health()
+        app.test_cli_runner().invoke(args=["redis", "--help"])
+        ext.close()
+    for hook in HOOKS:
+        assert [name for called, name in ordered_samples if called == hook] == order, hook
+    assert [name for called, name in ordered_samples if called == "serializer"] == order[:1]
+    assert stored.split(":", 3)[3].startswith(f"{order[0]}|")

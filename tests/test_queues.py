@@ -15,12 +15,14 @@ from .queue_app import create_app, redis_ext
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(url):
+def run_worker(url, folder):
+    """`flask redis worker` as a process of its own, run from ``folder`` (outside
+    the checkout, like every test)."""
     environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
          "worker", "math", "--burst"],
-        env=environment, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        env=environment, capture_output=True, text=True, timeout=120, cwd=folder)
 
 
 def server_url(request, mode):
@@ -31,7 +33,8 @@ def server_url(request, mode):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["standalone", "sentinel"])
-def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monkeypatch):
+def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monkeypatch,
+                                                             tmp_path):
     url = server_url(request, mode)
     monkeypatch.setenv("REDIS_URL", url)
     app = create_app()
@@ -41,7 +44,7 @@ def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monke
     with app.app_context():
         connection = redis_ext.queue("math").connection
         assert Job.fetch(add_id, connection=connection).get_status() == "queued"
-    finished = run_worker(url)
+    finished = run_worker(url, tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     with app.app_context():
         assert Job.fetch(add_id, connection=connection).return_value() == 5

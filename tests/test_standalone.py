@@ -262,15 +262,35 @@ def test_health_of_a_real_server(make_app, redis_server):
     assert "error" not in report
 
 
-def test_forked_worker_opens_its_own_connection(make_app, own_redis_server):
-    """gunicorn --preload: the parent used Redis before forking its workers."""
-    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
-                         "REDIS_CLIENT_NAME": "fcr-fork"})
+def child_has_a_connection_of_its_own(ext, key):
+    """gunicorn --preload: the parent used Redis, then forked a worker. True if
+    the worker's commands reach the server over a connection of its own (told
+    apart by the server's client id, not by replies, which a shared socket
+    would also give) and the parent's connection still serves the parent."""
+    parent_id = ext.client.client_id()
+    child_ok = run_forked(lambda: ext.client.client_id() != parent_id
+                          and ext.client.incr(key) == 1)
+    return child_ok and ext.client.client_id() == parent_id
+
+
+@pytest.mark.parametrize("topology", ["standalone", "sentinel"])
+def test_forked_worker_opens_its_own_connection(request, make_app, topology, key):
+    url = (f"redis://{request.getfixturevalue('redis_server').address}"
+           if topology == "standalone" else request.getfixturevalue("sentinel").url)
+    app, ext = make_app({"REDIS_URL": url})
     with app.app_context():
-        ext.client.set("owner", "parent")
-        assert run_forked(lambda: ext.client.incr("child-writes") == 1
-                          and ext.client.get("owner") == "parent")
-        assert ext.client.get("child-writes") == "1"  # the parent's socket still works
+        assert child_has_a_connection_of_its_own(ext, key)
+        assert ext.client.get(key) == "1"
+
+
+def test_the_fork_check_fails_when_the_pool_ignores_the_fork(make_app, own_redis_server,
+                                                           monkeypatch, key):
+    """The check above can fail: with redis-py's process-id check turned off, the
+    child writes over the parent's socket."""
+    monkeypatch.setattr(redis.ConnectionPool, "_checkpid", lambda pool: None)
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}"})
+    with app.app_context():
+        assert not child_has_a_connection_of_its_own(ext, key)
 
 
 def test_a_command_cut_off_mid_flight_is_retried_at_most_max_retries_times(
@@ -297,3 +317,70 @@ def test_a_command_cut_off_mid_flight_is_retried_at_most_max_retries_times(
     killer.join()
     retries = [m.rsplit(": ", 1)[1] for m in messages(events_log) if ": retry " in m]
     assert retries == ["retry 1 in 50 ms", "retry 2 in 100 ms", "retry 3 in 150 ms"]
+
+
+def connections_named(server, name):
+    with server.client() as admin:
+        return [c for c in admin.client_list() if c["name"] == name]
+
+
+def test_subscriptions_a_request_forgets_are_closed_when_it_ends(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-scoped"})
+    forgotten = []  # kept alive: only the teardown can close them
+
+    @app.get("/listen")
+    def listen():
+        forgotten.append(ext.subscribe("news"))
+        forgotten.append(ext.duplicate())
+        forgotten[-1].ping()
+        return {"n": ext.client.incr("requests")}
+
+    web = app.test_client()
+    for _ in range(100):
+        assert web.get("/listen").status_code == 200
+    wait_until(lambda: len(connections_named(own_redis_server, "fcr-scoped")) <= 1, 10,
+               "the requests' own connections to close")
+    assert len(connections_named(own_redis_server, "fcr-scoped")) == 1  # the shared pool's
+
+
+def test_subscriptions_made_at_start_up_or_in_a_thread_stay_open(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-kept"})
+    with app.app_context():  # at start-up, outside any request
+        at_start_up = ext.subscribe("news")
+    in_thread = []
+
+    def background():
+        with app.app_context():
+            in_thread.append(ext.subscribe("news"))
+
+    worker = threading.Thread(target=background)
+    worker.start()
+    worker.join()
+    app.test_client().get("/nothing-here")  # a request's teardown closes none of them
+    wait_until(lambda: len(connections_named(own_redis_server, "fcr-kept")) == 2, 10,
+               "both subscriptions to be connected")
+    with app.app_context():
+        assert ext.publish("news", "still listening") == 2
+        assert at_start_up.get_message(timeout=5)["type"] == "subscribe"
+        ext.close()
+    wait_until(lambda: not connections_named(own_redis_server, "fcr-kept"), 10,
+               "ext.close() to close them")
+
+
+def test_a_cli_command_closes_what_it_forgot_when_it_ends(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-cli"})
+    counts = []
+
+    @app.cli.command("listen")
+    def listen():
+        ext.subscribe("news")
+        counts.append(len(wait_until(lambda: connections_named(own_redis_server, "fcr-cli"),
+                                     10, "the subscription")))
+
+    assert app.test_cli_runner().invoke(args=["listen"]).exit_code == 0
+    assert counts == [1]
+    wait_until(lambda: not connections_named(own_redis_server, "fcr-cli"), 10,
+               "the command's subscription to close")
