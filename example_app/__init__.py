@@ -14,22 +14,15 @@ import os
 import secrets
 from typing import Any
 
-from dotenv import dotenv_values, find_dotenv
 from flask import Flask, session
 from flask_socketio import SocketIO
 
-from flask_core_redis import CoreRedis
+from flask_core_redis.plugins.presence import PresencePlugin
 
-redis_ext = CoreRedis()
+from .extensions import redis_ext
+from .views import register_views
 
-TOPOLOGY_KEYS = ("REDIS_URL", "REDIS_HOST", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES")
-EMBEDDED_URL = "memory://example-app"
-
-
-def _topology_configured_outside() -> bool:
-    dotenv_path = find_dotenv(usecwd=True)
-    outside = {**(dotenv_values(dotenv_path) if dotenv_path else {}), **os.environ}
-    return any(outside.get(key) for key in TOPOLOGY_KEYS)
+__all__ = ["create_app", "redis_ext"]
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -38,17 +31,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     app.config.update(REDIS_HEALTH_ROUTE="/health", REDIS_ERROR_HANDLER=True)
     app.config.update(config or {})
-    if not any(key in app.config for key in TOPOLOGY_KEYS) and not (
-            _topology_configured_outside()):
-        app.config["REDIS_URL"] = EMBEDDED_URL
     redis_ext.init_app(app)
     with app.app_context():
+        # One SocketIO per app, not one in extensions.py: Flask-SocketIO keeps a
+        # single server per object, so a shared one would serve only the last app.
         # Socket.IO servers of this app reach each other through its Redis.
         socketio = SocketIO(app, client_manager=redis_ext.socketio_manager(),
                             async_mode="threading")
-        redis_ext.presence.bind_socketio(socketio, identify=lambda auth: session.get("user"))
-
-    from .views import register_views
+        redis_ext.plugin(PresencePlugin).bind_socketio(
+            socketio, identify=lambda auth: session.get("user"))
 
     register_views(app, socketio)
     return app

@@ -14,7 +14,7 @@ import hashlib
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
-from . import redis_ext
+from .extensions import redis_ext
 
 OUTBOX_KEY = "demo:sms-outbox:"
 OUTBOX_SECONDS = 600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,23 @@ from flask import (
 from flask_socketio import SocketIO
 from werkzeug.wrappers import Response
 
-from flask_core_redis.plugins.otp import OtpRateLimited, normalize_phone
+from flask_core_redis.plugins.cache import CachePlugin
+from flask_core_redis.plugins.otp import (
+    OtpPlugin,
+    OtpRateLimited,
+    OtpUnavailable,
+    normalize_phone,
+)
+from flask_core_redis.plugins.presence import PresencePlugin
 
-from . import redis_ext
+from .extensions import redis_ext
 from .sms import deliver_sms, last_message_to, seal
 
 SOCKET_IO_CLIENT = (Path(__file__).resolve().parent.parent / "node_modules" /
                     "socket.io-client" / "dist" / "socket.io.min.js")
 PROFILE_COMPUTE_SECONDS = 0.3
+NOT_A_PHONE_NUMBER = "That is not a phone number: use digits, e.g. +1 555 010 9988."
+CODES_UNAVAILABLE = "Login codes are unavailable right now. Please try again in a minute."
 
 
 def masked(phone: str) -> str:
@@ -37,6 +47,7 @@ def masked(phone: str) -> str:
 
 def register_views(app: Flask, socketio: SocketIO) -> None:
     app.jinja_env.filters["masked"] = masked
+    app.context_processor(_redis_panel)
 
     @app.get("/")
     def index() -> str:
@@ -44,22 +55,21 @@ def register_views(app: Flask, socketio: SocketIO) -> None:
         if not user:
             phone = session.get("pending_phone")
             dev_sms = last_message_to(phone) if phone else None
-            return render_template("login.html", phone=phone, dev_sms=dev_sms,
-                                   panel=_panel())
-        return render_template("dashboard.html", user=user, panel=_panel(),
-                               online=redis_ext.presence.online_users(limit=50))
+            return render_template("login.html", phone=phone, dev_sms=dev_sms)
+        return render_template("dashboard.html", user=user, online=_online_users())
 
     @app.post("/login/code")
     def send_code() -> Response:
         try:
             phone = normalize_phone(request.form.get("phone", ""))
-            code = redis_ext.otp.issue(phone)
-        except ValueError as error:
-            flash(str(error).split(":")[0] + ": use digits, e.g. +1 555 010 9988", "error")
-            return redirect(url_for("index"))
-        except OtpRateLimited as error:
-            flash(f"Please wait: {error}.", "error")
-            return redirect(url_for("index"))
+        except ValueError:
+            return _back_with_error(NOT_A_PHONE_NUMBER)
+        try:
+            code = redis_ext.plugin(OtpPlugin).issue(phone)
+        except OtpRateLimited as limited:
+            return _back_with_error(_wait_message(limited))
+        except OtpUnavailable:
+            return _back_with_error(CODES_UNAVAILABLE)
         redis_ext.queue("sms").enqueue(deliver_sms, phone, seal(f"Your login code is {code}"))
         session["pending_phone"] = phone
         flash("We sent you a code. It is valid for 5 minutes.", "info")
@@ -70,16 +80,17 @@ def register_views(app: Flask, socketio: SocketIO) -> None:
         phone = session.get("pending_phone")
         if not phone:
             return redirect(url_for("index"))
+        code = request.form.get("code", "").strip()
         try:
-            result = redis_ext.otp.check(phone, request.form.get("code", "").strip())
+            result = redis_ext.plugin(OtpPlugin).check(phone, code)
         except ValueError:
-            flash("Enter the 6 digits of the code.", "error")
-            return redirect(url_for("index"))
-        if result.ok:
-            session.pop("pending_phone")
-            session["user"] = phone
-            return redirect(url_for("index"))
-        flash(_explain(result.status, result.attempts_left), "error")
+            return _back_with_error("Enter the 6 digits of the code.")
+        except OtpUnavailable:
+            return _back_with_error(CODES_UNAVAILABLE)
+        if not result.ok:
+            return _back_with_error(_explain(result.status, result.attempts_left))
+        session.pop("pending_phone")
+        session["user"] = phone
         return redirect(url_for("index"))
 
     @app.post("/logout")
@@ -91,19 +102,20 @@ def register_views(app: Flask, socketio: SocketIO) -> None:
     def profile() -> str:
         user = session.get("user") or abort(401)
         key = f"profile:{user}"
+        cache = redis_ext.plugin(CachePlugin)
         started = time.perf_counter()
-        data = redis_ext.cache.get(key, namespace="profiles")
+        data = cache.get(key, namespace="profiles")
         hit = data is not None
         if not hit:
-            data = redis_ext.cache.get_or_set(key, lambda: _build_profile(user), ttl=120,
-                                              namespace="profiles")
+            data = cache.get_or_set(key, lambda: _build_profile(user), ttl=120,
+                                    namespace="profiles")
         elapsed_ms = (time.perf_counter() - started) * 1000
         return render_template("profile.html", user=user, data=data, hit=hit,
-                               elapsed_ms=elapsed_ms, panel=_panel())
+                               elapsed_ms=elapsed_ms)
 
     @app.post("/profile/invalidate")
     def invalidate() -> Response:
-        redis_ext.cache.invalidate_namespace("profiles")
+        redis_ext.plugin(CachePlugin).invalidate_namespace("profiles")
         flash("Every cached profile was invalidated (one INCR).", "info")
         return redirect(url_for("profile"))
 
@@ -116,13 +128,25 @@ def register_views(app: Flask, socketio: SocketIO) -> None:
 
     @app.get("/api/online")
     def online() -> dict[str, Any]:
-        return {"online": [masked(u) for u in redis_ext.presence.online_users(limit=50)]}
+        return {"online": [masked(user) for user in _online_users()]}
 
     @app.get("/static/vendor/socket.io.min.js")
     def socket_io_client() -> Response:
         if not SOCKET_IO_CLIENT.exists():  # npm install not run: the page polls
             abort(404)
         return send_file(SOCKET_IO_CLIENT, mimetype="text/javascript")
+
+
+def _back_with_error(message: str) -> Response:
+    flash(message, "error")
+    return redirect(url_for("index"))
+
+
+def _wait_message(limited: OtpRateLimited) -> str:
+    seconds = math.ceil(limited.retry_after)
+    if limited.reason == "cooldown":
+        return f"A code was sent moments ago. You can ask for a new one in {seconds} s."
+    return f"Too many codes were sent to this phone. Try again in {seconds} s."
 
 
 def _explain(status: str, attempts_left: int) -> str:
@@ -139,7 +163,15 @@ def _build_profile(user: str) -> dict[str, Any]:
             "badges": ["early adopter", "verified phone"]}
 
 
-def _panel() -> dict[str, Any]:
-    report = redis_ext.health()
-    report["plugin_names"] = sorted(redis_ext.plugins)
-    return report
+def _online_users() -> list[str]:
+    return redis_ext.plugin(PresencePlugin).online_users(limit=50)
+
+
+def _redis_panel() -> dict[str, Any]:
+    """The Redis panel as the page renders it: configuration only, so that the
+    panel adds no Redis call to a page. Its script (redis-panel.js) fills in
+    the server's state from the health route."""
+    settings = redis_ext.settings
+    return {"panel": {"mode": settings.mode, "address": settings.address,
+                      "plugins": sorted(redis_ext.plugins),
+                      "health_url": settings.health_route}}

@@ -32,14 +32,19 @@ def require(condition, message):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The example app on the embedded server, as `flask run` serves it."""
+    """The example app on the embedded server, as `flask run` serves it, away
+    from the REDIS_* variables and .env files around the checkout."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("demo") / "server.log").open("w")
-    environment = {**os.environ, "REDIS_URL": "memory://browser-test",
+    folder = tmp_path_factory.mktemp("demo")
+    (folder / ".env").write_text("")  # hides any .env in the folders above
+    log = (folder / "server.log").open("w")
+    outside = {name: value for name, value in os.environ.items()
+               if not name.startswith("REDIS_")}
+    environment = {**outside, "REDIS_URL": "memory://browser-test",
                    "REDIS_OTP_RESEND_COOLDOWN": "0", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "example_app", "run", "--port", str(port)],
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
     def answers():
@@ -80,6 +85,11 @@ def log_in(page, base, phone, shot=None):
     page.wait_for_selector("text=Who is online")
 
 
+def panel_status(page):
+    """The panel's status once its first health check has answered."""
+    return page.wait_for_selector("#redis-status.ok, #redis-status.down").inner_text()
+
+
 def online(page):
     return page.locator("#online li")
 
@@ -88,6 +98,8 @@ def test_login_presence_and_cache_in_two_browsers(demo, browser):
     first = browser.new_context(viewport={"width": 1200, "height": 800})
     page = first.new_page()
     log_in(page, demo, "+1 555 000 0001", shot="1-login.png")
+    assert panel_status(page) == "Connected"
+    assert "fakeredis" in page.inner_text("#redis-server")
     mine = '#online li[data-user="+15550•••01"]'
     page.wait_for_selector(mine)  # the page's own socket marked us online
     assert page.inner_text(mine).endswith("you")
@@ -126,4 +138,22 @@ def test_wrong_codes_are_explained(demo, browser):
     page.click("#verify")
     assert "4 attempts left" in page.inner_text(".notice.error")
     page.screenshot(path=str(ARTIFACTS / "5-wrong-code.png"), full_page=True)
+    context.close()
+
+
+@pytest.mark.parametrize("outage", ["503", "no answer"])
+def test_the_panel_shows_an_outage(demo, browser, outage):
+    context = browser.new_context()
+    page = context.new_page()
+    report = {"ok": False, "latency_ms": None, "server_version": None,
+              "error": "ConnectionError: Connection refused"}
+    if outage == "503":
+        page.route("**/health", lambda route: route.fulfill(status=503, json=report))
+    else:
+        page.route("**/health", lambda route: route.abort("connectionrefused"))
+    page.goto(demo)
+    assert panel_status(page) == "Unavailable"
+    expected = report["error"] if outage == "503" else "The health check did not answer."
+    assert page.inner_text("#redis-error") == expected
+    assert page.inner_text("#redis-latency") == "\u2013"
     context.close()

@@ -1,0 +1,11 @@
+"""The demo's extension objects, made once and bound to each app by
+``create_app``: views and jobs import them from here, never from the app
+package, so no module needs the app factory to exist first."""
+
+from __future__ import annotations
+
+from flask_core_redis import CoreRedis
+
+# The embedded server unless the configuration (app.config, the environment or
+# a .env file) names a Redis: REDIS_URL, REDIS_HOST, REDIS_SENTINELS ...
+redis_ext = CoreRedis(default_url="memory://example-app")
