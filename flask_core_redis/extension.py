@@ -4,7 +4,7 @@ per-app state (:mod:`.state`)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import Flask, has_app_context
 
@@ -14,7 +14,7 @@ from .connection.options import accepted_options, any_mode_options, check_option
 from .errors import ConfigurationError
 from .integrations.pubsub import publish, subscribe
 from .integrations.queues import make_queue
-from .plugin_api.manager import available_plugins
+from .plugin_api.manager import Plugins, available_plugins
 from .routes import register_routes
 from .state import RedisState, current_state, register, registered_states
 
@@ -141,42 +141,36 @@ class CoreRedis:
         stand_in = getattr(cls, "outside_app_context", None)
         if stand_in is not None and not has_app_context():
             return stand_in(lambda: self.plugin(cls))  # type: ignore[no-any-return]
-        state = self._state()
-        found = state.plugins.instance_of(cls)
+        plugins = self._state().plugins
+        found = plugins.instance_of(cls)
         if found is None:
-            raise RuntimeError(
-                f"no enabled plugin is a {getattr(cls, '__qualname__', cls)!r}; enabled: "
-                f"{self._enabled_list(state)} (see {self.config_prefix}_PLUGINS and "
-                f"{self.config_prefix}_DISABLED_PLUGINS)")
+            self._not_enabled(f"no enabled plugin is a {getattr(cls, '__qualname__', cls)!r}",
+                              plugins)
         return found
 
     def __getattr__(self, name: str) -> Any:
-        """``ext.<plugin name>``: the current app's plugin of that name."""
+        """``ext.<name>``: the current app's plugin named ``name``."""
         if name.startswith("_") or "config_prefix" not in vars(self):
             raise AttributeError(name)
         if has_app_context():
-            state = self._state()
-            record = state.plugins.records.get(name)
+            record = self._state().plugins.records.get(name)
             if record is not None:
                 return record.plugin
-        available = available_plugins()
-        if name not in available:
+        available = available_plugins().get(name)
+        if available is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}, "
                                  f"and no installed plugin is named {name!r}")
         if not has_app_context():
-            loaded = available[name].load()
-            if hasattr(loaded, "outside_app_context"):
-                return loaded.outside_app_context(lambda: getattr(self, name))
-            self._state()  # raises: outside an application context
-        raise RuntimeError(
-            f"the {name!r} plugin is not enabled on this app; enabled: "
-            f"{self._enabled_list(self._state())} (see {self.config_prefix}_PLUGINS and "
-            f"{self.config_prefix}_DISABLED_PLUGINS)")
+            stand_in = getattr(available.load(), "outside_app_context", None)
+            if stand_in is not None:
+                return stand_in(lambda: getattr(self, name))
+        self._not_enabled(f"the {name!r} plugin is not enabled on this app",
+                          self._state().plugins)
 
-    @staticmethod
-    def _enabled_list(state: RedisState) -> str:
-        records = state.plugins.records.values()
-        return ", ".join(f"{r.name} ({type(r.plugin).__name__})" for r in records) or "none"
+    def _not_enabled(self, what: str, plugins: Plugins) -> NoReturn:
+        raise RuntimeError(f"{what}; enabled: {plugins.summary()} (see "
+                           f"{self.config_prefix}_PLUGINS and "
+                           f"{self.config_prefix}_DISABLED_PLUGINS)")
 
     # Integrations ------------------------------------------------------------
 

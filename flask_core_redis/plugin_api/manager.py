@@ -125,6 +125,11 @@ class Plugins:
     def __iter__(self) -> Iterator[PluginRecord]:
         return iter(self.records.values())
 
+    def summary(self) -> str:
+        """``"cache (CachePlugin), otp (OtpPlugin)"``, in hook order."""
+        return ", ".join(f"{record.name} ({type(record.plugin).__name__})"
+                         for record in self) or "none"
+
     def instance_of(self, cls: type[T]) -> T | None:
         """The enabled plugin that is a ``cls`` (or is ``cls``, for a module)."""
         for record in self.records.values():
