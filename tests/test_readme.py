@@ -1,11 +1,16 @@
-"""The README's promises that are code: its first example runs as written."""
+"""The README's examples run as written."""
 
 import re
 import subprocess
 import sys
+import types
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+
+from flask_core_redis import ConfigurationError
+from flask_core_redis.plugin_api import manager
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -28,3 +33,26 @@ def test_the_first_usage_example_runs_as_written(request, server, tmp_path, key)
     if server == "real":
         with request.getfixturevalue("redis_server").client() as admin:
             assert admin.get(key) == "hello"  # it reached the configured server
+
+
+def block_after(heading: str) -> str:
+    text = README.read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
+
+
+def test_the_plugin_in_writing_a_plugin_works_as_written(make_app, memory_url, monkeypatch):
+    module = types.ModuleType("readme_visits")
+    exec(compile(block_after("### Writing a plugin"), "README.md", "exec"), module.__dict__)
+    monkeypatch.setitem(sys.modules, "readme_visits", module)
+    installed = manager.plugin_entry_points()
+    monkeypatch.setattr(manager, "plugin_entry_points", lambda: [*installed, EntryPoint(
+        "visits", "readme_visits:VisitCounter", manager.ENTRY_POINT_GROUP)])
+    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_VISITS_TTL": "90",
+                         "REDIS_KEY_PREFIX": "shop:"})
+    with app.app_context():
+        counter = ext.plugin(module.VisitCounter)
+        assert [counter.hit("/"), counter.hit("/"), counter.hit("/about")] == [1, 2, 1]
+        assert 0 < ext.client.ttl("shop:visits:/") <= 90
+        assert ext.health()["plugins"]["visits"] == {"ok": True}
+    with pytest.raises(ConfigurationError, match="REDIS_VISITS_TTL='never' is invalid"):
+        make_app({"REDIS_URL": memory_url, "REDIS_VISITS_TTL": "never"})
