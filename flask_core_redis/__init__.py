@@ -11,14 +11,15 @@ built-in plugins in ``plugins`` depend on the plugin API only."""
 from .config import Key, Settings, parsers
 from .config.parsers import InvalidValue
 from .connection import ConnectionEvent, ConnectionEvents, LinearBackoff
-from .errors import ConfigurationError, PluginError, describe_error
+from .errors import ConfigurationError, PluginError, PluginNotAvailable, describe_error
 from .extension import CoreRedis
 from .plugin_api import NOW_MS, LuaScript, PluginContext, hookimpl, hookspec
-from .values import as_text, ttl_ms
+from .values import MAX_TTL_SECONDS, as_text, ttl_ms
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_TTL_SECONDS",
     "NOW_MS",
     "ConfigurationError",
     "ConnectionEvent",
@@ -30,6 +31,7 @@ __all__ = [
     "LuaScript",
     "PluginContext",
     "PluginError",
+    "PluginNotAvailable",
     "Settings",
     "__version__",
     "as_text",

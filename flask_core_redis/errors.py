@@ -13,7 +13,13 @@ class ConfigurationError(ValueError):
 
 
 class PluginError(RuntimeError):
-    """A plugin could not be loaded or set up; the message names it."""
+    """A plugin could not be loaded, set up or run a hook; the message names it."""
+
+
+class PluginNotAvailable(AttributeError, RuntimeError):
+    """``ext.plugin(cls)`` or ``ext.<name>`` for a plugin that is not enabled on
+    the current app, or outside an app context. An AttributeError too, so that
+    ``hasattr(ext, "otp")`` answers False instead of raising."""
 
 
 def describe_error(error: BaseException | None) -> str:

@@ -11,7 +11,7 @@ from flask import Flask, has_app_context
 from .config import Settings, config_source, settings_from
 from .connection import AnyClient, ConnectionEvents
 from .connection.options import accepted_options, any_mode_options, check_options
-from .errors import ConfigurationError
+from .errors import ConfigurationError, PluginNotAvailable
 from .integrations.pubsub import publish, subscribe
 from .integrations.queues import make_queue
 from .plugin_api.manager import Plugins, available_plugins
@@ -39,8 +39,8 @@ class CoreRedis:
 
     def __init__(self, app: Flask | None = None, *, config_prefix: str = "REDIS",
                  default_url: str | None = None, **client_options: Any) -> None:
-        check_options(client_options, any_mode_options(), "no redis-py client takes it",
-                      config_prefix)
+        check_options(client_options, any_mode_options(),
+                      "no client this extension builds takes it", config_prefix)
         self.config_prefix = config_prefix
         self.default_url = default_url
         self.client_options = client_options
@@ -95,11 +95,12 @@ class CoreRedis:
     def duplicate(self) -> AnyClient:
         """A new client with its own pool and the same settings, for pub/sub and
         blocking commands: no read timeout, health checks on. Made inside a
-        request or CLI command, it is closed when that ends; otherwise by
-        :meth:`close`, unless you close it first."""
+        request, it is closed once the response is sent; inside a CLI command,
+        when the command ends; otherwise by :meth:`close`, unless you close it
+        first."""
         state = self._state()
         client = state.duplicate()
-        state.close_with_unit_of_work(client.close)
+        state.close_with_unit_of_work(client)
         return client
 
     def subscribe(self, *channels: str) -> Any:
@@ -113,12 +114,7 @@ class CoreRedis:
         except BaseException:
             client.close()
             raise
-
-        def close() -> None:
-            subscription.close()
-            client.close()
-
-        state.close_with_unit_of_work(close)
+        state.close_with_unit_of_work(subscription, client)
         return subscription
 
     def publish(self, channel: str, message: str | bytes) -> int:
@@ -140,18 +136,15 @@ class CoreRedis:
         defines it (the cache's decorator works at import time)."""
         stand_in = getattr(cls, "outside_app_context", None)
         if stand_in is not None and not has_app_context():
-            return stand_in(lambda: self.plugin(cls))  # type: ignore[no-any-return]
-        plugins = self._state().plugins
-        found = plugins.instance_of(cls)
-        if found is None:
-            self._not_enabled(f"no enabled plugin is a {getattr(cls, '__qualname__', cls)!r}",
-                              plugins)
-        return found
+            return stand_in(lambda: self._instance_of(cls))  # type: ignore[no-any-return]
+        return self._instance_of(cls)
 
     def __getattr__(self, name: str) -> Any:
         """``ext.<name>``: the current app's plugin named ``name``."""
         if name.startswith("_") or "config_prefix" not in vars(self):
             raise AttributeError(name)
+        if hasattr(type(self), name):  # one of ours, which failed inside
+            raise AttributeError(f"{type(self).__name__}.{name} raised AttributeError")
         if has_app_context():
             record = self._state().plugins.records.get(name)
             if record is not None:
@@ -160,17 +153,38 @@ class CoreRedis:
         if available is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}, "
                                  f"and no installed plugin is named {name!r}")
-        if not has_app_context():
-            stand_in = getattr(available.load(), "outside_app_context", None)
-            if stand_in is not None:
-                return stand_in(lambda: getattr(self, name))
-        self._not_enabled(f"the {name!r} plugin is not enabled on this app",
-                          self._state().plugins)
+        if has_app_context():
+            return self._plugin_named(name)  # raises: not enabled
+        stand_in = getattr(available.load(), "outside_app_context", None)
+        if stand_in is None:
+            return self._plugin_named(name)  # raises: outside an app context
+        return stand_in(lambda: self._plugin_named(name))
+
+    def _plugins(self) -> Plugins:
+        try:
+            return self._state().plugins
+        except RuntimeError as error:  # outside an app context, or before init_app
+            raise PluginNotAvailable(str(error)) from None
+
+    def _instance_of(self, cls: type[T]) -> T:
+        plugins = self._plugins()
+        found = plugins.instance_of(cls)
+        if found is None:
+            self._not_enabled(f"no enabled plugin is a {getattr(cls, '__qualname__', cls)!r}",
+                              plugins)
+        return found
+
+    def _plugin_named(self, name: str) -> Any:
+        plugins = self._plugins()
+        record = plugins.records.get(name)
+        if record is None:
+            self._not_enabled(f"the {name!r} plugin is not enabled on this app", plugins)
+        return record.plugin
 
     def _not_enabled(self, what: str, plugins: Plugins) -> NoReturn:
-        raise RuntimeError(f"{what}; enabled: {plugins.summary()} (see "
-                           f"{self.config_prefix}_PLUGINS and "
-                           f"{self.config_prefix}_DISABLED_PLUGINS)")
+        raise PluginNotAvailable(f"{what}; enabled: {plugins.summary()} (see "
+                                 f"{self.config_prefix}_PLUGINS and "
+                                 f"{self.config_prefix}_DISABLED_PLUGINS)")
 
     # Integrations ------------------------------------------------------------
 

@@ -8,32 +8,42 @@ Lifecycle, in one place:
   and lives until :meth:`RedisState.close` (``ext.close()``) or process exit.
   Requests never open or close it.
 - ``duplicate()`` and ``subscribe()`` made by the app inside a request are
-  closed when that request's app context is torn down; inside a CLI command,
-  when the command ends. Made anywhere else (at start-up, in a background
-  thread), they live until ``ext.close()`` or process exit.
+  closed when the response has been sent (so a streamed response can read a
+  subscription its view made), or at the request's teardown if it ended
+  without a response; inside a CLI command, when the command ends. Made
+  anywhere else (at start-up, in a background thread), they live until
+  ``ext.close()`` or process exit. Only weak references are kept: one the app
+  drops is closed by garbage collection, as before.
 - Clients an integration builds for itself (RQ's) live like the shared one.
 - At process exit every registration still open is closed."""
 
 from __future__ import annotations
 
 import atexit
+import functools
+import logging
 import threading
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import click
-from flask import Flask, current_app, g, has_request_context
+from flask import Flask, Response, current_app, has_request_context, request
 from flask.cli import AppGroup
 
 from .config import ConfigSource, Settings
 from .connection import AnyClient, ConnectionEvents, build_client, log_event
 from .connection.health import check_health
+from .errors import describe_error
 from .plugin_api.manager import Plugins
 
 EXTENSION_KEY = "core_redis"
 
-Closer = Callable[[], object]
+logger = logging.getLogger("flask_core_redis")
+
+
+class Closeable(Protocol):
+    def close(self) -> Any: ...
 
 
 class RedisState:
@@ -50,7 +60,7 @@ class RedisState:
         self._own_clients: dict[str, AnyClient] = {}
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
         self._plugin_commands: click.Group | None = None
-        self._scoped_key = f"_core_redis_scoped_{settings.prefix}"
+        self._scoped_key = f"flask_core_redis.close_after.{settings.prefix}"
         # Reentrant: a plugin's client_created hook may itself ask for a client.
         self._lock = threading.RLock()
         self.plugins = Plugins(self, source, app_name)
@@ -61,10 +71,11 @@ class RedisState:
 
     def start(self, app: Flask) -> None:
         """Set the plugins up for ``app``, feed them connection events, and close
-        what requests leave open when their app context ends."""
+        what requests leave open."""
         self.plugins.setup(app)
         self.events.subscribe(self.plugins.connection_event)
-        app.teardown_appcontext(self._close_scoped)
+        app.after_request(self._close_after_response)
+        app.teardown_request(self._close_left_over)
 
     # Clients -------------------------------------------------------------
 
@@ -78,7 +89,11 @@ class RedisState:
                     # Stored before the plugins hear of it, so that a plugin
                     # asking for the client then gets this one.
                     self._client = build_client(self.settings, self.events, self.options)
-                    self._announce(self._client)
+                    try:
+                        self._announce(self._client)
+                    except BaseException:
+                        self._client = None
+                        raise
                 client = self._client
         return client
 
@@ -99,24 +114,37 @@ class RedisState:
         return client
 
     def _announce(self, client: AnyClient) -> AnyClient:
-        self.plugins.client_created(client)
+        """Tell the plugins of a new client; if one fails, close the client."""
+        try:
+            self.plugins.client_created(client)
+        except BaseException:
+            close_client(client)
+            raise
         return client
 
     # What requests and CLI commands leave open -----------------------------
 
-    def close_with_unit_of_work(self, closer: Closer) -> None:
-        """Call ``closer`` when the current request's app context is torn down,
-        or when the current CLI command ends; never, anywhere else."""
+    def close_with_unit_of_work(self, *resources: Closeable) -> None:
+        """Close ``resources`` when the current request's response has been
+        sent, or when the current CLI command ends; never, anywhere else."""
+        held = [weakref.ref(resource) for resource in resources]
         if has_request_context():
-            g.setdefault(self._scoped_key, []).append(closer)
+            request.environ.setdefault(self._scoped_key, []).extend(held)
             return
         command = click.get_current_context(silent=True)
         if command is not None:
-            command.call_on_close(closer)
+            command.call_on_close(functools.partial(_close_alive, held))
 
-    def _close_scoped(self, error: BaseException | None = None) -> None:
-        for closer in g.pop(self._scoped_key, ()):
-            closer()
+    def _close_after_response(self, response: Response) -> Response:
+        held = request.environ.pop(self._scoped_key, None)
+        if held:
+            response.call_on_close(functools.partial(_close_alive, held))
+        return response
+
+    def _close_left_over(self, error: BaseException | None = None) -> None:
+        """A request that ended without a response, or a stream's request
+        context that made them while streaming."""
+        _close_alive(request.environ.pop(self._scoped_key, ()))
 
     # Plugins' parts ----------------------------------------------------------
 
@@ -148,6 +176,19 @@ class RedisState:
         for client in clients:
             if client is not None:
                 close_client(client)
+
+
+def _close_alive(held: Iterable[weakref.ref[Closeable]]) -> None:
+    """Close what is still alive; a failure is logged, never raised, since it
+    happens after the response or command is over."""
+    for reference in held:
+        resource = reference()
+        try:
+            if resource is not None:
+                resource.close()
+        except Exception as error:
+            logger.warning("closing a %s failed: %s", type(resource).__name__,
+                           describe_error(error))
 
 
 def close_client(client: AnyClient) -> None:

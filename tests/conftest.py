@@ -19,7 +19,6 @@ from flask_core_redis import CoreRedis
 
 from .servers import ClusterDeployment, RedisProcess, SentinelDeployment, free_port
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
 REQUIRE_PASSWORD = "requirepass-s3cret"
 
@@ -45,9 +44,10 @@ def isolated_environment() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def outside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in a folder of its own, so a .env in the checkout or its
-    parents is never found (configuration reads .env from the working folder up)."""
-    assert CHECKOUT not in tmp_path.parents, "pytest's temporary folders are in the checkout"
+    """Every test runs in a folder of its own, with an empty .env: configuration
+    reads the first .env found from the working folder up, so none in the
+    checkout, in /tmp or anywhere above is ever read."""
+    (tmp_path / ".env").touch()
     monkeypatch.chdir(tmp_path)
 
 

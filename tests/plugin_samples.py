@@ -130,3 +130,17 @@ class NamedJson:
 
     def loads(self, data):
         return json.loads(data.partition("|")[2])
+
+
+class BrokenHookPlugin:
+    """A typo in a hook: the AttributeError must reach the user, named."""
+
+    @hookimpl
+    def core_redis_client_created(self, client):
+        client.no_such_method()
+
+
+class WrapperPlugin:
+    @hookimpl(wrapper=True)
+    def core_redis_health(self):
+        return (yield)

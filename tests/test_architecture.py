@@ -39,12 +39,15 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
-def imports_of(name: str) -> set[str]:
-    """Every module of the package that ``name`` imports, wherever the import is."""
-    path = MODULES[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+DYNAMIC_IMPORTS = {"__import__", "import_module", "resolve_name"}
+
+
+def imports_in(source: str, package: str) -> set[str]:
+    """Every module name ``source`` imports, from inside ``package``: import
+    statements wherever they stand, and calls of __import__, import_module and
+    pkgutil.resolve_name with a literal name."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -56,7 +59,19 @@ def imports_of(name: str) -> set[str]:
             for alias in node.names:  # `from . import x` may name a module
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if candidate in MODULES else base)
-    return {module for module in found if module in MODULES}
+        elif isinstance(node, ast.Call) and node.args and isinstance(
+                node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if called in DYNAMIC_IMPORTS:
+                found.add(node.args[0].value.partition(":")[0])
+    return found
+
+
+def imports_of(name: str) -> set[str]:
+    """Every module of the package that module ``name`` imports."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return {module for module in imports_in(path.read_text(), package) if module in MODULES}
 
 
 GRAPH = {name: imports_of(name) for name in MODULES}
@@ -74,6 +89,13 @@ def top_package(name: str) -> str:
 
 def test_the_graph_sees_imports_of_every_kind():
     assert len(MODULES) > 30
+    dynamic = imports_in("import importlib\n"
+                         "def load():\n"
+                         "    importlib.import_module('flask_core_redis.plugins.otp')\n"
+                         "    __import__('flask_core_redis.extension')\n"
+                         "    pkgutil.resolve_name('flask_core_redis.cli:redis_group')\n",
+                         f"{NAME}.state")
+    assert {f"{NAME}.plugins.otp", f"{NAME}.extension", f"{NAME}.cli"} <= dynamic
     # Module level, under TYPE_CHECKING and inside a function, respectively.
     assert f"{NAME}.config.settings" in GRAPH[f"{NAME}.config.urls"]
     assert f"{NAME}.plugin_api.context" in GRAPH[f"{NAME}.plugin_api.hookspecs"]

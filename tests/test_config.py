@@ -1,6 +1,9 @@
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_core_redis import ConfigurationError
 from flask_core_redis.config import KEYS, key_table, load_settings
@@ -138,3 +141,28 @@ def test_every_key_is_documented_in_the_readme_tables():
         assert key_table(keys) in readme, "a configuration table in the README is stale"
     suffixes = [key.suffix for key in KEYS + plugin_keys]
     assert len(set(suffixes)) == len(suffixes)
+
+
+@pytest.mark.parametrize("url", [
+    "redis//:Sup3rSecret@cache.internal:6379/0",    # ':' missing after the scheme
+    ":Sup3rSecret@cache.internal:6379",             # no scheme at all
+    "redis://:Sup3r/Secret@cache.internal:6379/0",  # unencoded '/' in the password
+    "redis://:Sup3r#Secret@cache.internal:6379/0",  # unencoded '#'
+    "redis://:Sup3r?Secret@cache.internal:6379/0",  # unencoded '?'
+    "redis://user:Sup3rSecret@cache.internal:63 79/0",
+    "redis+sentinel://:Sup3r/Secret@s1,s2/mymaster",
+])
+def test_a_malformed_url_never_shows_its_password(url):
+    with pytest.raises(ConfigurationError) as caught:
+        load({"REDIS_URL": url})
+    assert not [part for part in ("Sup3r", "Secret") if part in str(caught.value)]
+
+
+@given(st.text(alphabet="QXZW/#?@:%", min_size=4))
+def test_no_fragment_of_a_password_reaches_the_error(password):
+    url = f"redis://app:{password}@cache.internal:6379/0"
+    try:
+        load({"REDIS_URL": url})
+    except ConfigurationError as error:
+        fragments = {run for run in re.findall(r"[QXZW]{2,}", password)}
+        assert not [run for run in fragments if run in str(error)], str(error)

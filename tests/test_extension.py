@@ -87,23 +87,43 @@ def test_bad_configuration_fails_at_init_app():
 
 
 def test_options_built_from_configuration_cannot_be_overridden():
-    with pytest.raises(TypeError, match=r"does not take 'retry'.*REDIS_\* configuration"):
+    with pytest.raises(TypeError, match=r"does not take 'retry': set REDIS_MAX_RETRIES"):
         CoreRedis(retry=None)
+    with pytest.raises(TypeError, match=r"does not take 'connection_class': the extension "
+                                        r"builds it from REDIS_\* configuration"):
+        CoreRedis(connection_class=None)
+
+
+@pytest.mark.parametrize("option", ["nodes_flag", "unix_socket_path", "queue_class"])
+def test_cluster_keywords_its_node_connections_cannot_take_are_refused(option):
+    with pytest.raises(TypeError, match=rf"unknown option '{option}': no client this "
+                                        "extension builds takes it"):
+        CoreRedis(**{option: 1})
 
 
 @pytest.mark.parametrize(("typo", "meant"), [
     ("confg_prefix", "config_prefix"), ("max_conections", "max_connections"),
     ("socket_keep_alive", "socket_keepalive"), ("defaulturl", "default_url")])
 def test_a_misspelt_option_fails_at_construction_naming_the_closest(typo, meant):
-    with pytest.raises(TypeError, match=rf"unknown option '{typo}': no redis-py client "
-                                        rf"takes it; did you mean '{meant}'\?"):
+    with pytest.raises(TypeError, match=rf"unknown option '{typo}': no client this extension "
+                                        rf"builds takes it; did you mean '{meant}'\?"):
         CoreRedis(**{typo: 1})
+
+
+@pytest.mark.parametrize(("option", "key"), [
+    ("db", "REDIS_DB"), ("password", "REDIS_PASSWORD"), ("ssl_ca_certs", "REDIS_SSL_CA_CERTS"),
+    ("socket_timeout", "REDIS_SOCKET_TIMEOUT"), ("decode_responses", "REDIS_DECODE_RESPONSES"),
+    ("ssl_check_hostname", "REDIS_SSL_CERT_REQS"), ("host", "REDIS_URL")])
+def test_an_option_that_configuration_sets_names_its_key(option, key):
+    with pytest.raises(TypeError, match=rf"does not take '{option}': set {key} instead"):
+        CoreRedis(**{option: 1})
 
 
 @pytest.mark.parametrize(("url", "option"), [
     ("memory://", "read_from_replicas"),         # Cluster only
     ("redis://127.0.0.1:1", "ssl_ciphers"),      # TLS only
     ("redis://127.0.0.1:1", "require_full_coverage"),
+    ("redis://127.0.0.1:1", "check_connection"),  # Sentinel only
     ("redis+cluster://127.0.0.1:1", "socket_type"),  # RedisCluster would drop it
 ])
 def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, url, option):
@@ -117,7 +137,8 @@ def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, ur
     ("redis://127.0.0.1:1", {"max_connections": 5, "retry_on_timeout": False}),
     ("rediss://127.0.0.1:1", {"ssl_ciphers": "HIGH"}),
     ("unix:///tmp/nowhere.sock", {"max_connections": 2}),
-    ("redis+sentinel://127.0.0.1:1/m", {"max_connections": 5}),
+    ("redis+sentinel://127.0.0.1:1/m", {"max_connections": 5, "check_connection": True}),
+    ("redis://127.0.0.1:1", {"protocol": 3, "cache_config": None}),
     ("redis+cluster://127.0.0.1:1", {"read_from_replicas": True, "max_connections": 9}),
 ])
 def test_valid_pool_and_socket_options_pass(make_app, url, options):

@@ -155,6 +155,22 @@ def test_without_secret_key_and_with_otp_disabled_nothing_is_said(make_app, memo
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_a_secret_key_set_after_init_app_is_used(make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url, "SECRET_KEY": None})
+    app.config["SECRET_KEY"] = "set-by-a-later-config-step"
+    with app.app_context():
+        code = ext.otp.issue(PHONE)
+        assert ext.otp.verify_otp(PHONE, code) is True
+
+
+@pytest.mark.parametrize("key", ["REDIS_OTP_TTL", "REDIS_OTP_SEND_WINDOW",
+                                 "REDIS_CACHE_DEFAULT_TTL", "REDIS_PRESENCE_TTL"])
+def test_a_ttl_key_beyond_what_any_call_accepts_fails_at_init_app(make_app, memory_url, key):
+    with pytest.raises(ConfigurationError, match=rf"{key}=4000000000 is invalid: expected an "
+                                                 r"integer >= \d and <= 3153600000"):
+        make_app({"REDIS_URL": memory_url, key: 4_000_000_000})
+
+
 def test_redis_down_fails_closed(make_app):
     app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0})
     with app.app_context(), pytest.raises(OtpUnavailable, match="OTP store is unavailable"):

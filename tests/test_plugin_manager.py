@@ -19,7 +19,9 @@ def samples(monkeypatch):
     installed = manager.plugin_entry_points()
     extra = [EntryPoint(name, f"{SAMPLES}:{attribute}", manager.ENTRY_POINT_GROUP)
              for name, attribute in (("recorder", "RecordingPlugin"), ("boom", "BoomPlugin"),
-                                     ("unhealthy", "UnhealthyPlugin"))]
+                                     ("unhealthy", "UnhealthyPlugin"),
+                                     ("broken", "BrokenHookPlugin"),
+                                     ("wrapper", "WrapperPlugin"))]
     monkeypatch.setattr(manager, "plugin_entry_points", lambda: [*installed, *extra])
 
 
@@ -138,8 +140,8 @@ def test_unknown_plugin_names_are_configuration_errors(make_app, memory_url, key
 def test_a_plugin_failing_setup_fails_init_app_naming_it(samples, memory_url):
     app = Flask("boom-app")
     app.config.update(SECRET_KEY="s", REDIS_URL=memory_url, REDIS_PLUGINS="cache,boom")
-    with pytest.raises(PluginError, match="plugin 'boom' failed to set up: RuntimeError: "
-                                          "cannot start without its own database"):
+    with pytest.raises(PluginError, match="plugin 'boom' failed in core_redis_setup: "
+                                          "RuntimeError: cannot start without its own database"):
         CoreRedis(app)
     assert "REDIS" not in app.extensions.get("core_redis", {})
 
@@ -244,3 +246,41 @@ def test_every_hook_runs_in_one_order_and_the_first_serializer_wins(
         assert [name for called, name in ordered_samples if called == hook] == order, hook
     assert [name for called, name in ordered_samples if called == "serializer"] == order[:1]
     assert stored.split(":", 3)[3].startswith(f"{order[0]}|")
+
+
+def test_a_failing_hook_is_named_and_the_client_is_not_kept_unannounced(samples, make_app,
+                                                                        memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_PLUGINS": "broken"})
+    with app.app_context():
+        for _ in range(2):  # the second try fails alike: no client kept half-announced
+            with pytest.raises(PluginError, match="plugin 'broken' failed in "
+                                                  "core_redis_client_created: AttributeError"):
+                _ = ext.client
+
+
+def test_hook_wrappers_are_refused_with_the_plugins_name(samples, memory_url):
+    app = Flask("wrapped")
+    app.config.update(REDIS_URL=memory_url, REDIS_PLUGINS="wrapper")
+    with pytest.raises(PluginError, match="plugin 'wrapper' wraps core_redis_health; hook "
+                                          "wrappers are not supported"):
+        CoreRedis(app)
+
+
+def test_hasattr_answers_for_plugins_that_are_not_there(make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_DISABLED_PLUGINS": "otp"})
+    assert not hasattr(ext, "otp")  # outside an app context
+    with app.app_context():
+        assert not hasattr(ext, "otp") and hasattr(ext, "presence")
+        with pytest.raises(RuntimeError, match="'otp' plugin is not enabled on this app"):
+            _ = ext.otp
+
+
+def test_the_caches_import_time_stand_in_says_what_to_do_outside_an_app(make_app,
+                                                                        memory_url):
+    from flask_core_redis.plugins.cache import CachePlugin
+
+    _, ext = make_app({"REDIS_URL": memory_url})
+    cached = ext.cache.cached(ttl=60)(lambda: 42)
+    for call in (cached, lambda: ext.cache.get("k"), lambda: ext.plugin(CachePlugin).get("k")):
+        with pytest.raises(RuntimeError, match="outside an application context"):
+            call()

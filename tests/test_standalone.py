@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import redis
-from flask import jsonify
+from flask import Response, current_app, jsonify
 
 from .conftest import ACL_PASSWORD, ACL_USER, REQUIRE_PASSWORD
 from .servers import free_port, run_forked, wait_until
@@ -338,7 +338,9 @@ def test_subscriptions_a_request_forgets_are_closed_when_it_ends(make_app, own_r
 
     web = app.test_client()
     for _ in range(100):
-        assert web.get("/listen").status_code == 200
+        response = web.get("/listen")
+        assert response.status_code == 200
+        response.close()  # as every WSGI server does once the response is sent
     wait_until(lambda: len(connections_named(own_redis_server, "fcr-scoped")) <= 1, 10,
                "the requests' own connections to close")
     assert len(connections_named(own_redis_server, "fcr-scoped")) == 1  # the shared pool's
@@ -372,11 +374,11 @@ def test_subscriptions_made_at_start_up_or_in_a_thread_stay_open(make_app, own_r
 def test_a_cli_command_closes_what_it_forgot_when_it_ends(make_app, own_redis_server):
     app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
                          "REDIS_CLIENT_NAME": "fcr-cli"})
-    counts = []
+    counts, forgotten = [], []  # kept alive: only the command's end can close it
 
     @app.cli.command("listen")
     def listen():
-        ext.subscribe("news")
+        forgotten.append(ext.subscribe("news"))
         counts.append(len(wait_until(lambda: connections_named(own_redis_server, "fcr-cli"),
                                      10, "the subscription")))
 
@@ -384,3 +386,55 @@ def test_a_cli_command_closes_what_it_forgot_when_it_ends(make_app, own_redis_se
     assert counts == [1]
     wait_until(lambda: not connections_named(own_redis_server, "fcr-cli"), 10,
                "the command's subscription to close")
+
+
+def test_a_streamed_response_reads_its_views_subscription_until_it_is_closed(
+        make_app, own_redis_server):
+    """Server-sent events: the view subscribes, the response's generator reads.
+    The request's app context is torn down when the view returns (Flask 3.1
+    does so even under stream_with_context); the subscription lives on until
+    the response is closed."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CLIENT_NAME": "fcr-stream"})
+
+    @app.get("/events")
+    def events():
+        subscription = ext.subscribe("news")
+
+        def stream():
+            for message in subscription.listen():
+                if message["type"] == "message":
+                    yield f"data: {message['data']}\n\n"
+
+        return Response(stream(), mimetype="text/event-stream")
+
+    def publish_once_subscribed():
+        with app.app_context():
+            wait_until(lambda: ext.publish("news", "hello") == 1, 10, "the subscription")
+
+    publisher = threading.Thread(target=publish_once_subscribed)
+    publisher.start()
+    # The test client reads the first chunk; the view has returned by then.
+    response = app.test_client().get("/events", buffered=False)
+    publisher.join()
+    assert next(iter(response.response)) == b"data: hello\n\n"
+    response.close()
+    wait_until(lambda: len(connections_named(own_redis_server, "fcr-stream")) <= 1, 10,
+               "the stream's subscription to close with the response")
+
+
+def test_a_nested_app_context_in_a_request_does_not_close_its_subscription(
+        make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}"})
+
+    def subscribe_in_a_helper():
+        with current_app.app_context():
+            return ext.subscribe("news")
+
+    @app.get("/nested")
+    def nested():
+        subscription = subscribe_in_a_helper()
+        confirmed = subscription.get_message(timeout=5)
+        return {"type": confirmed["type"], "still": subscription.subscribed}
+
+    assert app.test_client().get("/nested").get_json() == {"type": "subscribe", "still": True}

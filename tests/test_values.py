@@ -77,14 +77,14 @@ def test_boolean_accepts_the_words_and_nothing_else(value):
         assert parsed is (value is True or str(value).strip().lower() in parsers.TRUE_WORDS)
 
 
-@given(ANYTHING)
+@given(st.one_of(ANYTHING, st.integers(min_value=10**300, max_value=10**400)))
 def test_number_is_finite_and_within_its_bounds(value):
     try:
         parsed = parsers.number(0, 1)(value)
     except InvalidValue as error:
         assert "above 0 and at most 1" in str(error)
     else:
-        assert 0 < parsed <= 1
+        assert 0 < parsed <= 1 and not isinstance(value, bool)
 
 
 SECRET = Key("API_TOKEN", None, int, "A plugin's secret, parsed by a plain function.",

@@ -67,9 +67,11 @@ def number(above: float, at_most: float = math.inf, expected: str | None = None)
     message = expected or f"expected a finite number above {above:g} and at most {at_most:g}"
 
     def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise InvalidValue(message)
         try:
             parsed = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a huge int
             raise InvalidValue(message) from None
         if not (above < parsed <= at_most and math.isfinite(parsed)):
             raise InvalidValue(message)

@@ -57,17 +57,17 @@ class ParsedUrl:
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    """Return ``url`` with everything between the scheme and the last ``@`` but
+    the user name replaced by ``***``. The last ``@``, since a password with an
+    unencoded ``/``, ``?`` or ``#`` would fool a URL parser; with or without a
+    scheme, since a mistyped one must not expose the password either."""
+    at = url.rfind("@")
+    if at == -1:
         return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    masked = f"{user}:***" if colon else "***"
-    return f"{scheme}://{masked}@{hosts}{slash}{tail}"
+    scheme, sep, _ = url.partition("://")
+    start = len(scheme) + len(sep) if sep else 0
+    user, colon, _ = url[start:at].partition(":")
+    return f"{url[:start]}{user + ':***' if colon else '***'}{url[at:]}"
 
 
 def parse_url(url: str) -> ParsedUrl:
@@ -76,9 +76,17 @@ def parse_url(url: str) -> ParsedUrl:
     scheme = scheme.lower()
     if not sep or scheme not in SCHEMES:
         accepted = ", ".join(f"{name}://" for name in SCHEMES)
-        raise UrlError(f"unknown scheme {scheme + '://' if sep else 'in ' + repr(url)}; "
-                       f"accepted: {accepted}")
-    parts = urlsplit(url)
+        shown = f"{scheme}://" if sep else f"in {mask_url(url)!r}"
+        raise UrlError(f"unknown scheme {shown}; accepted: {accepted}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # e.g. an unclosed [ in an IPv6 host
+        raise UrlError(str(error)) from None
+    if "@" in url and "@" not in parts.netloc and (parts.netloc or scheme != "unix"):
+        # The password holds a / ? or #: what follows would be read as the
+        # host, path or query, and shown in the errors below.
+        raise UrlError("the credentials end after the host part begins: percent-encode "
+                       "'/', '?', '#' and '@' in the user name and password")
     mode = SCHEMES[scheme]
     username, password = _credentials(parts.netloc)
     if scheme == "unix":

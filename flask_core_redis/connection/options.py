@@ -24,12 +24,20 @@ from redis.connection import (
 
 from ..config import Settings
 
-#: Options that the extension derives from configuration; passing them
-#: would silently undo the configured policy or address.
-MANAGED_OPTIONS = frozenset({
-    "retry", "connection_class", "connection_pool", "host", "port", "path",
-    "startup_nodes", "url",
-})
+#: Options that the extension builds from configuration, with the key that
+#: sets each (None: no key; the extension builds it from several). Passing one
+#: would undo the configured policy or address, or clash with it.
+MANAGED_OPTIONS: dict[str, str | None] = {
+    "host": "URL", "port": "URL", "path": "URL", "url": "URL", "startup_nodes": "URL",
+    "db": "DB", "username": "USERNAME", "password": "PASSWORD",
+    "socket_connect_timeout": "CONNECT_TIMEOUT", "socket_timeout": "SOCKET_TIMEOUT",
+    "retry": "MAX_RETRIES", "decode_responses": "DECODE_RESPONSES",
+    "client_name": "CLIENT_NAME", "health_check_interval": "HEALTH_CHECK_INTERVAL",
+    "ssl": "SSL", "ssl_ca_certs": "SSL_CA_CERTS", "ssl_certfile": "SSL_CERTFILE",
+    "ssl_keyfile": "SSL_KEYFILE", "ssl_cert_reqs": "SSL_CERT_REQS",
+    "ssl_check_hostname": "SSL_CERT_REQS",
+    "connection_class": None, "connection_pool": None,
+}
 
 #: CoreRedis's own keywords: offered as suggestions for a misspelt option.
 OWN_KEYWORDS = ("config_prefix", "default_url")
@@ -42,34 +50,51 @@ def _keywords(*callables: Callable[..., Any]) -> frozenset[str]:
                      if parameter.kind in kinds and parameter.name != "self")
 
 
+#: What a ConnectionPool reads from its keyword arguments besides its own
+#: parameters (client-side caching).
+POOL_KEYWORDS = frozenset({"cache", "cache_config"})
+#: What Sentinel's pool reads (whether to PING a master before using it).
+SENTINEL_POOL_KEYWORDS = frozenset({"check_connection"})
+
+
 @functools.cache
 def _pool_and_connection(*connection_classes: type[AbstractConnection]) -> frozenset[str]:
-    """What a ConnectionPool of these connection classes passes on and accepts."""
-    return _keywords(ConnectionPool.__init__, AbstractConnection.__init__,
-                     *(cls.__init__ for cls in connection_classes))
+    """What a ConnectionPool of these connection classes accepts."""
+    return POOL_KEYWORDS | _keywords(ConnectionPool.__init__, AbstractConnection.__init__,
+                                     *(cls.__init__ for cls in connection_classes))
+
+
+@functools.cache
+def _cluster() -> frozenset[str]:
+    """RedisCluster's own keywords, and the connection keywords it hands its
+    nodes' pools: it drops any other without a word, and this extension's
+    node connections are plain ``Connection``s."""
+    handed_on = frozenset(REDIS_ALLOWED_KEYS) & _pool_and_connection(Connection)
+    return _keywords(RedisCluster.__init__) | handed_on
 
 
 def accepted_options(settings: Settings) -> frozenset[str]:
     """The keywords the client of ``settings``' mode accepts, managed ones aside."""
     if settings.mode == "cluster":
-        # RedisCluster drops any other keyword without a word.
-        names = _keywords(RedisCluster.__init__) | frozenset(REDIS_ALLOWED_KEYS)
+        names = _cluster()
+    elif settings.mode == "sentinel":
+        names = _pool_and_connection(Connection) | SENTINEL_POOL_KEYWORDS
     elif settings.unix_socket:
         names = _pool_and_connection(UnixDomainSocketConnection)
     elif settings.ssl or settings.mode == "memory":  # memory stands in for any server
         names = _pool_and_connection(Connection, SSLConnection)
-    else:  # a standalone TCP server, or the master behind Sentinel
+    else:
         names = _pool_and_connection(Connection)
-    return names - MANAGED_OPTIONS - {"connection_kwargs"}
+    return names - MANAGED_OPTIONS.keys() - {"connection_kwargs"}
 
 
 @functools.cache
 def any_mode_options() -> frozenset[str]:
     """The keywords some mode's client accepts."""
-    return (_keywords(RedisCluster.__init__) | frozenset(REDIS_ALLOWED_KEYS)
-            | _pool_and_connection(Connection, SSLConnection)
-            | _pool_and_connection(UnixDomainSocketConnection)) - MANAGED_OPTIONS - {
-                "connection_kwargs"}
+    names = (_cluster() | SENTINEL_POOL_KEYWORDS
+             | _pool_and_connection(Connection, SSLConnection)
+             | _pool_and_connection(UnixDomainSocketConnection))
+    return names - MANAGED_OPTIONS.keys() - {"connection_kwargs"}
 
 
 def check_options(options: Mapping[str, Any], accepted: Iterable[str], refusal: str,
@@ -79,9 +104,10 @@ def check_options(options: Mapping[str, Any], accepted: Iterable[str], refusal: 
     accepted = frozenset(accepted)
     for name in sorted(options):
         if name in MANAGED_OPTIONS:
-            raise TypeError(
-                f"CoreRedis() does not take {name!r}: the extension builds it from "
-                f"{config_prefix}_* configuration (see the README)")
+            key = MANAGED_OPTIONS[name]
+            instead = (f"set {config_prefix}_{key} instead" if key else
+                       f"the extension builds it from {config_prefix}_* configuration")
+            raise TypeError(f"CoreRedis() does not take {name!r}: {instead}")
         if name not in accepted:
             close = difflib.get_close_matches(name, [*OWN_KEYWORDS, *accepted], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -5,13 +5,15 @@ which run and in what order.
 
 Hook order: every hook runs through the enabled plugins in one order, the
 order of ``REDIS_PLUGINS`` when it is set, else plugin names alphabetically.
-pluggy calls the last-registered plugin first, so plugins are registered in
-reverse; the hooks this module calls one plugin at a time (setup, health)
-walk pluggy's own call order."""
+pluggy registers and validates the implementations, and orders them (it calls
+the last-registered first, so plugins are registered in reverse); this module
+then calls them one plugin at a time, in that order, so that a failure names
+its plugin."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -29,6 +31,8 @@ from .context import PluginContext, Registration
 ENTRY_POINT_GROUP = "flask_core_redis"
 
 T = TypeVar("T")
+
+logger = logging.getLogger("flask_core_redis")
 
 
 def plugin_entry_points() -> list[EntryPoint]:
@@ -116,6 +120,11 @@ class Plugins:
         except Exception as error:
             raise PluginError(f"plugin {name!r} could not be registered: "
                               f"{describe_error(error)}") from error
+        for caller in self.manager.get_hookcallers(plugin) or ():
+            if any(impl.plugin is plugin and (impl.hookwrapper or impl.wrapper)
+                   for impl in caller.get_hookimpls()):
+                raise PluginError(f"plugin {name!r} wraps {caller.name}; hook wrappers "
+                                  "are not supported")
 
     def _record(self, item: Available, plugin: Any) -> PluginRecord:
         callers = self.manager.get_hookcallers(plugin) or ()
@@ -139,51 +148,63 @@ class Plugins:
         return None
 
     def _impls(self, hook_name: str) -> list[Any]:
-        """A hook's implementations in the order pluggy calls them."""
-        hook = getattr(self.manager.hook, hook_name)
-        return [impl for impl in reversed(hook.get_hookimpls())
-                if not (impl.hookwrapper or impl.wrapper)]
+        """A hook's implementations in hook order (pluggy's call order)."""
+        return list(reversed(getattr(self.manager.hook, hook_name).get_hookimpls()))
 
-    @staticmethod
-    def _call(impl: Any, **kwargs: Any) -> Any:
-        """Call one implementation with only the arguments it declares."""
-        return impl.function(**{name: kwargs[name] for name in impl.argnames})
+    def _call_one(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:
+        """One implementation, with only the arguments it declares. An exception
+        is a PluginError naming the plugin; a ConfigurationError stays one."""
+        try:
+            return impl.function(**{name: kwargs[name] for name in impl.argnames})
+        except ConfigurationError as error:
+            raise ConfigurationError(f"plugin {impl.plugin_name!r}: {error}") from None
+        except Exception as error:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                              f"{describe_error(error)}") from error
+
+    def _call(self, hook_name: str, **kwargs: Any) -> None:
+        """Every implementation in hook order; the first failure stops the rest."""
+        for impl in self._impls(hook_name):
+            self._call_one(impl, hook_name, context=self.context, **kwargs)
 
     def setup(self, app: Flask) -> None:
         """Set every plugin up; the first that raises fails init_app, named."""
-        for impl in self._impls("core_redis_setup"):
-            try:
-                self._call(impl, app=app, context=self.context)
-            except ConfigurationError as error:
-                raise ConfigurationError(f"plugin {impl.plugin_name!r}: {error}") from None
-            except Exception as error:
-                raise PluginError(f"plugin {impl.plugin_name!r} failed to set up: "
-                                  f"{describe_error(error)}") from error
+        self._call("core_redis_setup", app=app)
 
     def client_created(self, client: Any) -> None:
-        self.manager.hook.core_redis_client_created(context=self.context, client=client)
+        self._call("core_redis_client_created", client=client)
 
     def connection_event(self, event: ConnectionEvent) -> None:
-        self.manager.hook.core_redis_connection_event(context=self.context, event=event)
+        self._call("core_redis_connection_event", event=event)
 
     def add_commands(self, group: Any) -> None:
-        self.manager.hook.core_redis_commands(context=self.context, group=group)
+        self._call("core_redis_commands", group=group)
 
     def health(self) -> dict[str, Any]:
         """Each plugin's contribution by name; a failing one reports its error."""
         report: dict[str, Any] = {}
         for impl in self._impls("core_redis_health"):
             try:
-                part = self._call(impl, context=self.context)
-            except Exception as error:
-                part = {"ok": False, "error": describe_error(error)}
+                part = self._call_one(impl, "core_redis_health", context=self.context)
+            except (PluginError, ConfigurationError) as error:
+                part = {"ok": False, "error": describe_error(error.__cause__ or error)}
             if part is not None:
                 report[impl.plugin_name] = part
         return report
 
     def closing(self) -> None:
-        self.manager.hook.core_redis_closing(context=self.context)
+        """Tell every plugin the clients close. A failure is logged and the
+        others still hear of it: the clients close anyway."""
+        for impl in self._impls("core_redis_closing"):
+            try:
+                self._call_one(impl, "core_redis_closing", context=self.context)
+            except (PluginError, ConfigurationError) as error:
+                logger.error("[%s] %s", self.context.config_prefix, error)
 
     def serializer(self) -> Any:
         """The first serializer a plugin supplies, in hook order, or None."""
-        return self.manager.hook.core_redis_serializer(context=self.context)
+        for impl in self._impls("core_redis_serializer"):
+            supplied = self._call_one(impl, "core_redis_serializer", context=self.context)
+            if supplied is not None:
+                return supplied
+        return None

@@ -19,6 +19,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 
 from ..plugin_api import (
+    MAX_TTL_SECONDS,
     NOW_MS,
     ConfigurationError,
     Key,
@@ -40,13 +41,15 @@ CODE_DIGITS = 6
 EXPIRED_GRACE_MS = 600_000
 
 CONFIG_KEYS = (
-    Key("OTP_TTL", 300, parsers.integer(1), "OTP: seconds a code stays valid."),
+    Key("OTP_TTL", 300, parsers.integer(1, MAX_TTL_SECONDS), "OTP: seconds a code stays "
+        "valid."),
     Key("OTP_MAX_ATTEMPTS", 5, parsers.integer(1), "OTP: wrong attempts before a code is "
         "locked."),
-    Key("OTP_RESEND_COOLDOWN", 60, parsers.integer(0), "OTP: seconds between two codes "
-        "for one phone."),
+    Key("OTP_RESEND_COOLDOWN", 60, parsers.integer(0, MAX_TTL_SECONDS), "OTP: seconds "
+        "between two codes for one phone."),
     Key("OTP_MAX_SENDS", 5, parsers.integer(1), "OTP: codes per phone per send window."),
-    Key("OTP_SEND_WINDOW", 600, parsers.integer(1), "OTP: the send window, in seconds."),
+    Key("OTP_SEND_WINDOW", 600, parsers.integer(1, MAX_TTL_SECONDS), "OTP: the send "
+        "window, in seconds."),
 )
 
 _NO_SECRET_KEY = (
@@ -156,31 +159,29 @@ class OtpPlugin:
         self.context = context
         self.ttl, self.max_attempts, self.cooldown, self.max_sends, self.window = (
             context.setting(key) for key in CONFIG_KEYS)
-        secret = app.config.get("SECRET_KEY")
-        self._key: bytes | None = None
-        if secret:
-            secret_bytes = secret if isinstance(secret, bytes) else str(secret).encode()
-            self._key = hmac.new(secret_bytes, b"flask-core-redis/otp",
-                                 hashlib.sha256).digest()
-        else:  # the app starts; OTP refuses to work until it has a key
-            logger.warning("[%s] one-time passwords are unavailable: %s",
-                           context.config_prefix, self._no_key_message())
+        self._config = app.config  # SECRET_KEY is read at each use: it may come later
+        if not self._config.get("SECRET_KEY"):  # the app starts; OTP refuses to work
+            logger.warning("[%s] one-time passwords are unavailable until SECRET_KEY is "
+                           "set: %s", context.config_prefix, self._no_key_message())
 
     def _no_key_message(self) -> str:
         return _NO_SECRET_KEY.format(prefix=self.context.config_prefix)
 
-    def _secret(self) -> bytes:
-        """The digest key; ConfigurationError, before anything else, without one."""
-        if self._key is None:
+    def _digest_key(self) -> bytes:
+        """The key of this app's code digests, derived from SECRET_KEY; a
+        ConfigurationError, before anything else is done, without one."""
+        secret = self._config.get("SECRET_KEY")
+        if not secret:
             raise ConfigurationError(self._no_key_message())
-        return self._key
+        secret_bytes = secret if isinstance(secret, bytes) else str(secret).encode()
+        return hmac.new(secret_bytes, b"flask-core-redis/otp", hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return f"<OtpPlugin {self.context.app_name}>"
 
-    def _digest(self, phone: str, code: str) -> str:
-        return hmac.new(self._secret(), f"{phone}\0{code}".encode(),
-                        hashlib.sha256).hexdigest()
+    @staticmethod
+    def _digest(key: bytes, phone: str, code: str) -> str:
+        return hmac.new(key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
 
     def _keys(self, phone: str) -> list[str]:
         tag = self.context.slot_tag("otp", phone)
@@ -205,11 +206,11 @@ class OtpPlugin:
     def store_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """Store ``code`` for ``phone`` for ``ttl`` seconds, under the same limits
         as :meth:`issue`."""
-        self._secret()
+        key = self._digest_key()
         number = normalize_phone(phone)
         lifetime_ms = ttl_ms(self.ttl if ttl is None else ttl)
         status, wait_ms = self._run(_ISSUE, self._keys(number), [
-            self._digest(number, _check_code(code)), lifetime_ms, self.cooldown * 1000,
+            self._digest(key, number, _check_code(code)), lifetime_ms, self.cooldown * 1000,
             self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, secrets.token_hex(4)])
         if status != "ok":
             raise OtpRateLimited(status, wait_ms / 1000)
@@ -217,10 +218,10 @@ class OtpPlugin:
     def check(self, phone: str, code: str) -> OtpCheck:
         """``ok`` (and the code is used up), ``invalid`` (wrong code or unknown
         phone, indistinguishably), ``expired`` or ``locked``."""
-        self._secret()
+        key = self._digest_key()
         number = normalize_phone(phone)
         status, left = self._run(_CHECK, self._keys(number)[:1], [
-            self._digest(number, _check_code(code)), self.max_attempts, self.ttl * 1000,
+            self._digest(key, number, _check_code(code)), self.max_attempts, self.ttl * 1000,
             EXPIRED_GRACE_MS])
         return OtpCheck(status, left)
 

@@ -22,6 +22,7 @@ from flask import Flask
 from redis.exceptions import RedisError
 
 from ...plugin_api import (
+    MAX_TTL_SECONDS,
     Key,
     LuaScript,
     PluginContext,
@@ -42,12 +43,12 @@ POLL_SECONDS = 0.02
 _DOWN = object()
 
 CONFIG_KEYS = (
-    Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1), "Cache: seconds an entry lives "
-        "unless `ttl=` says otherwise."),
+    Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
+        "an entry lives unless `ttl=` says otherwise."),
     Key("CACHE_FAIL_OPEN", True, parsers.boolean, "Cache: with Redis down, reads miss and "
         "writes are skipped (one WARNING per outage); false raises instead."),
-    Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1), "Cache: seconds one caller may "
-        "spend recomputing a missing entry while the others wait for it."),
+    Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
+        "one caller may spend recomputing a missing entry while the others wait for it."),
 )
 
 

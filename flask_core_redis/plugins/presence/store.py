@@ -25,7 +25,15 @@ from typing import Any
 import click
 from flask import Flask
 
-from ...plugin_api import Key, PluginContext, as_text, hookimpl, parsers, ttl_ms
+from ...plugin_api import (
+    MAX_TTL_SECONDS,
+    Key,
+    PluginContext,
+    as_text,
+    hookimpl,
+    parsers,
+    ttl_ms,
+)
 from .scripts import LAST_SEEN, MARK_OFFLINE, MARK_ONLINE, ONLINE_MANY, ONLINE_QUERY
 from .socketio_binding import bind_socketio
 
@@ -35,10 +43,10 @@ DEFAULT_CONNECTION = "~"
 #: What user and connection ids may not contain: the packed field's separators.
 SEPARATORS = ("|", "=", "\0")
 
-TTL = Key("PRESENCE_TTL", 60, parsers.integer(1), "Presence: seconds a connection stays "
-          "online without a heartbeat.")
-SEEN_DAYS = Key("PRESENCE_SEEN_DAYS", 30, parsers.integer(1), "Presence: days "
-                "`last_seen` is kept.")
+TTL = Key("PRESENCE_TTL", 60, parsers.integer(1, MAX_TTL_SECONDS), "Presence: seconds a "
+          "connection stays online without a heartbeat.")
+SEEN_DAYS = Key("PRESENCE_SEEN_DAYS", 30, parsers.integer(1, MAX_TTL_SECONDS // 86_400),
+                "Presence: days `last_seen` is kept.")
 CONFIG_KEYS = (TTL, SEEN_DAYS)
 
 
