@@ -8,7 +8,7 @@ from typing import Any, NoReturn, TypeVar
 
 from flask import Flask, has_app_context
 
-from .config import Settings, config_source, settings_from
+from .config import Settings, config_source, load_settings, settings_from
 from .connection import AnyClient, ConnectionEvents
 from .connection.options import accepted_options, any_mode_options, check_options
 from .errors import ConfigurationError, PluginNotAvailable
@@ -41,6 +41,8 @@ class CoreRedis:
                  default_url: str | None = None, **client_options: Any) -> None:
         check_options(client_options, any_mode_options(),
                       "no client this extension builds takes it", config_prefix)
+        if default_url is not None:  # its grammar, now rather than on some later app
+            load_settings(config_prefix, {}, {}, {}, default_url)
         self.config_prefix = config_prefix
         self.default_url = default_url
         self.client_options = client_options

@@ -159,17 +159,18 @@ def ping_and_info_calls(admin):
 @pytest.mark.integration
 def test_rendering_pages_sends_no_ping_and_no_info(own_redis_server, demo_app):
     app = demo_app({"REDIS_URL": f"redis://{own_redis_server.address}"})
-    visitor, user = app.test_client(), app.test_client()
-    with visitor.session_transaction() as session:
-        session["pending_phone"] = "+15550109988"  # the login page reads the outbox
-    with user.session_transaction() as session:
-        session["user"] = "+15550109977"
+    signed = app.session_interface.get_signing_serializer(app).dumps
+    # The login page reads the pending phone's outbox; the others render for a user.
+    visitor = {"Cookie": f"session={signed({'pending_phone': '+15550109988'})}"}
+    user = {"Cookie": f"session={signed({'user': '+15550109977'})}"}
+    web = app.test_client(use_cookies=False)  # each request sends only its cookie
     with own_redis_server.client() as admin:
         before = ping_and_info_calls(admin)
-        for web, path in [(visitor, "/"), (user, "/"), (user, "/profile"), (user, "/profile")]:
-            assert web.get(path).status_code == 200
+        for cookie, path in [(visitor, "/"), (user, "/"), (user, "/profile"),
+                             (user, "/profile")]:
+            assert web.get(path, headers=cookie).status_code == 200
         after_pages = ping_and_info_calls(admin)
-        assert user.get("/health").get_json()["ok"] is True
+        assert web.get("/health").get_json()["ok"] is True
         after_health = ping_and_info_calls(admin)
     # INFO counts a call once it has answered: each reading adds one to the next.
     assert after_pages == {"ping": before["ping"], "info": before["info"] + 1}

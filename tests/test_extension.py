@@ -264,3 +264,23 @@ def test_an_app_with_only_a_redis_url_serves_requests_and_the_cli(request, serve
         with pytest.raises(ConfigurationError, match=r"SECRET_KEY is not set"):
             ext.otp.issue("+15550109988")
         ext.close()
+
+
+def test_default_url_is_used_only_when_no_key_names_a_server(make_app, memory_url,
+                                                             monkeypatch):
+    app, ext = make_app({}, default_url=memory_url)
+    with app.app_context():
+        assert ext.settings.address == memory_url
+    app, ext = make_app({"REDIS_PORT": 6380}, default_url=memory_url)
+    with app.app_context():
+        assert ext.settings.address == "redis:6380"
+    monkeypatch.setenv("REDIS_SENTINELS", "s1:26379")
+    app, ext = make_app({}, default_url=memory_url)
+    with app.app_context():
+        assert ext.settings.mode == "sentinel"
+
+
+def test_a_malformed_default_url_fails_at_construction():
+    with pytest.raises(ConfigurationError, match=r"CoreRedis\(default_url='redis://:\*\*\*@h"
+                                                 r":99999'\) is invalid: port 99999"):
+        CoreRedis(default_url="redis://:hunter2@h:99999")
