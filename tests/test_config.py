@@ -2,7 +2,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from flask_core_redis import ConfigurationError
@@ -158,7 +158,9 @@ def test_a_malformed_url_never_shows_its_password(url):
     assert not [part for part in ("Sup3r", "Secret") if part in str(caught.value)]
 
 
-@given(st.text(alphabet="QXZW/#?@:%", min_size=4))
+@given(st.text(alphabet="QXZW/#?@:%[]", min_size=2))
+@example("@QQ:Q/")  # an unencoded '@' and '/': the host part would start inside it
+@example("[QQ]")  # brackets, which the URL parser reads as an IPv6 host anywhere
 def test_no_fragment_of_a_password_reaches_the_error(password):
     url = f"redis://app:{password}@cache.internal:6379/0"
     try:

@@ -80,11 +80,13 @@ def parse_url(url: str) -> ParsedUrl:
         raise UrlError(f"unknown scheme {shown}; accepted: {accepted}")
     try:
         parts = urlsplit(url)
-    except ValueError as error:  # e.g. an unclosed [ in an IPv6 host
-        raise UrlError(str(error)) from None
-    if "@" in url and "@" not in parts.netloc and (parts.netloc or scheme != "unix"):
-        # The password holds a / ? or #: what follows would be read as the
-        # host, path or query, and shown in the errors below.
+    except ValueError:  # its message may quote the credentials
+        raise UrlError("brackets are for an IPv6 host ([::1]:6379) only; percent-encode "
+                       "'[' and ']' in the user name and password") from None
+    netloc_end = len(scheme) + len("://") + len(parts.netloc)
+    if url.rfind("@") >= netloc_end and (parts.netloc or scheme != "unix"):
+        # The password holds a / ? or #: part of it would be read as the host,
+        # path or query, and shown in the errors below.
         raise UrlError("the credentials end after the host part begins: percent-encode "
                        "'/', '?', '#' and '@' in the user name and password")
     mode = SCHEMES[scheme]
