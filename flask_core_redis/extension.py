@@ -8,6 +8,7 @@ from typing import Any, NoReturn, TypeVar
 
 from flask import Flask, has_app_context
 
+from .cli import redis_group
 from .config import Settings, config_source, load_settings, settings_from
 from .connection import AnyClient, ConnectionEvents
 from .connection.options import accepted_options, any_mode_options, check_options
@@ -70,8 +71,6 @@ class CoreRedis:
         register_routes(app, state)
         logger.info("[%s] configured %s mode at %s; plugins: %s", settings.prefix,
                     settings.mode, settings.address, ", ".join(state.plugins.records))
-        from .cli import redis_group
-
         if "redis" not in app.cli.commands:
             app.cli.add_command(redis_group)
 
