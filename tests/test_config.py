@@ -58,6 +58,21 @@ def test_dotenv_file_in_the_working_directory_is_read(tmp_path, monkeypatch):
     assert load_settings("REDIS", {}, {}).nodes == (("from-dotenv", 6390),)
 
 
+def test_node_lists_take_host_port_pairs_and_ipv6_in_brackets():
+    assert load({"REDIS_SENTINELS": [("s1", 26379), ("s2", "26380")]}).nodes == (
+        ("s1", 26379), ("s2", 26380))
+    assert load({"REDIS_CLUSTER_NODES": "[::1]:7000,[::1]:7001"}).nodes == (
+        ("::1", 7000), ("::1", 7001))
+    assert load({"REDIS_HOST": "[::1]"}).nodes == (("::1", 6379),)
+    assert load({"REDIS_URL": "redis://[::1]:6380"}).nodes == (("::1", 6380),)
+
+
+def test_a_plugin_key_with_a_malformed_value_names_it(make_app, memory_url):
+    with pytest.raises(ConfigurationError, match=r"plugin 'presence': REDIS_PRESENCE_TTL="
+                                                 r"'--60' is invalid: expected an integer"):
+        make_app({"REDIS_URL": memory_url, "REDIS_PRESENCE_TTL": "--60"})
+
+
 def test_sentinel_and_cluster_keys_select_their_modes():
     sentinel = load({"REDIS_SENTINELS": "s1:26379, s2", "REDIS_SENTINEL_MASTER": "m",
                      "REDIS_SENTINEL_PASSWORD": "spw"})
@@ -110,6 +125,20 @@ def test_booleans_accept_the_usual_words(value, expected):
     ({"REDIS_SSL_CERTFILE": "/c.pem"}, r"SSL_CERTFILE and REDIS_SSL_KEYFILE go together"),
     ({"REDIS_URL": "redis+cluster://n:1", "REDIS_SSL": "yes"}, None),  # URL wins
     ({"REDIS_SENTINELS": "s:1", "REDIS_SSL": "yes"}, r"not supported yet"),
+    ({"REDIS_DB": "--5"}, r"REDIS_DB='--5' is invalid: expected an integer >= 0, in ASCII"),
+    ({"REDIS_DB": "\u00b2"}, r"REDIS_DB='\u00b2' is invalid"),  # a superscript 2
+    ({"REDIS_MAX_RETRIES": "--1"}, r"REDIS_MAX_RETRIES='--1' is invalid"),
+    ({"REDIS_PORT": "\u0663"}, r"REDIS_PORT='\u0663' is invalid: expected an integer from 1"),
+    ({"REDIS_PORT": "+80"}, r"REDIS_PORT='\+80' is invalid"),
+    ({"REDIS_URL": "redis://[::1"}, r"REDIS_URL='redis://\[::1' is invalid: brackets"),
+    ({"REDIS_HOST": "redis://u:hunter2@h"}, r"REDIS_HOST='redis://u:\*\*\*@h' is invalid: "
+                                            r"expected a host name"),
+    ({"REDIS_HOST": "u:hunter2@h"}, r"REDIS_HOST='u:\*\*\*@h' is invalid"),
+    ({"REDIS_SENTINELS": "u:hunter2@s1:26379"}, r"REDIS_SENTINELS='u:\*\*\*@s1:26379' is "
+                                                r"invalid: .* is not a host name"),
+    ({"REDIS_CLUSTER_NODES": "::1:7000"}, r"an IPv6 address goes in brackets"),
+    ({"REDIS_CLUSTER_NODES": [("n1", 7000, 1)]}, r"is not a \(host, port\) pair"),
+    ({"REDIS_SENTINELS": [("s1", "port")]}, r"port 'port' in 's1:port' is invalid"),
 ])
 def test_bad_values_fail_with_key_value_and_what_is_accepted(config, complaint):
     if complaint is None:
@@ -168,3 +197,15 @@ def test_no_fragment_of_a_password_reaches_the_error(password):
     except ConfigurationError as error:
         fragments = {run for run in re.findall(r"[QXZW]{2,}", password)}
         assert not [run for run in fragments if run in str(error)], str(error)
+
+
+@pytest.mark.parametrize("config", [
+    {"REDIS_SENTINELS": "u:Sup3rSecret@s1:26379"},
+    {"REDIS_SENTINELS": [("u:Sup3rSecret@s1", 26379)]},
+    {"REDIS_CLUSTER_NODES": "redis://:Sup3rSecret@n1:7000"},
+    {"REDIS_HOST": "Sup3rSecret@h"},
+])
+def test_credentials_put_in_a_host_key_are_refused_and_never_shown(config):
+    with pytest.raises(ConfigurationError) as caught:
+        load(config)
+    assert "Sup3r" not in str(caught.value) and "Secret" not in str(caught.value)

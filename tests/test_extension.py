@@ -282,5 +282,5 @@ def test_default_url_is_used_only_when_no_key_names_a_server(make_app, memory_ur
 
 def test_a_malformed_default_url_fails_at_construction():
     with pytest.raises(ConfigurationError, match=r"CoreRedis\(default_url='redis://:\*\*\*@h"
-                                                 r":99999'\) is invalid: port 99999"):
+                                                 r":99999'\) is invalid: port '99999'"):
         CoreRedis(default_url="redis://:hunter2@h:99999")

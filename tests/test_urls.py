@@ -1,4 +1,8 @@
+from urllib.parse import quote
+
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from flask_core_redis.config.urls import UrlError, mask_url, parse_url
 
@@ -29,9 +33,19 @@ def test_accepted_urls_parse_into_their_parts(url, expected):
 @pytest.mark.parametrize(("url", "complaint"), [
     ("http://h", "unknown scheme http://"),
     ("localhost:6379", "unknown scheme"),
-    ("redis://h:notaport", "'notaport' in 'h:notaport' is not a number"),
-    ("redis://h:70000", "port 70000 in 'h:70000' is out of range"),
-    ("redis://h:0", "out of range"),
+    ("redis://h:notaport", "port 'notaport' in 'h:notaport' is invalid; expected an "
+                           "integer from 1 to 65535"),
+    ("redis://h:70000", "port '70000' in 'h:70000' is invalid"),
+    ("redis://h:0", "port '0' in 'h:0' is invalid"),
+    ("redis://h:+80", "port '\\+80' in 'h:\\+80' is invalid"),
+    ("redis://h:\u0663", "port '\u0663' in 'h:\u0663' is invalid"),  # an Arabic-Indic 3
+    ("redis://h/\u0663", "database number '\u0663' is not a non-negative integer in ASCII"),
+    ("redis://h/\u00b2", "database number"),  # a superscript 2
+    ("redis://::1", "an IPv6 address goes in brackets, as in \\[::1\\]:6379"),
+    ("redis://[::1", "brackets are for an IPv6 host"),
+    ("redis+cluster://[::1:7000", "brackets are for an IPv6 host"),
+    ("redis://app:4242#x@host", "percent-encode"),  # not host app, port 4242
+    ("redis://:S3cr#3tPw@host:6379/0", "percent-encode"),
     ("redis://a:1,b:2", "exactly one host"),
     ("redis://h/x", "database number 'x'"),
     ("redis://h/1/2", "unexpected path segment"),
@@ -48,6 +62,16 @@ def test_rejected_urls_say_what_is_wrong(url, complaint):
         parse_url(url)
 
 
+@pytest.mark.parametrize(("nodes", "expected"), [
+    ("[::1]:7000,h:7001", (("::1", 7000), ("h", 7001))),
+    ("[fe80::1]", (("fe80::1", 26379),)),
+])
+def test_ipv6_node_lists_use_brackets(nodes, expected):
+    from flask_core_redis.config.urls import parse_nodes
+
+    assert parse_nodes(nodes, 26379) == expected
+
+
 @pytest.mark.parametrize(("url", "masked"), [
     ("redis://u:secret@h:1/0", "redis://u:***@h:1/0"),
     ("redis://:secret@h", "redis://:***@h"),
@@ -57,3 +81,18 @@ def test_rejected_urls_say_what_is_wrong(url, complaint):
 ])
 def test_mask_url_hides_only_the_password(url, masked):
     assert mask_url(url) == masked
+
+
+FRAME = "redis://app:@cache.internal:6379/0"
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1))
+def test_percent_encoded_passwords_round_trip_and_masking_shows_no_piece(password):
+    assume(not any(password[i:i + 4] in FRAME for i in range(len(password))))
+    url = f"redis://app:{quote(password, safe='')}@cache.internal:6379/0"
+    assert parse_url(url).password == password
+    masked = mask_url(url)
+    assert masked == "redis://app:***@cache.internal:6379/0"
+    encoded = quote(password, safe="")
+    assert not [encoded[i:i + 4] for i in range(max(len(encoded) - 3, 1))
+                if encoded[i:i + 4] in masked]

@@ -2,6 +2,7 @@
 over whole spaces of inputs."""
 
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -67,6 +68,16 @@ def test_integer_reads_back_what_it_is_given_as_text(number):
     assert parsers.integer(0)(f" {number} ") == number
 
 
+@given(st.text())
+def test_integer_text_is_ascii_digits_with_an_optional_minus(text):
+    try:
+        parsers.integer(-(10**9))(text)
+    except InvalidValue:
+        assert not re.fullmatch(r"-?[0-9]+", text.strip()) or int(text) < -(10**9)
+    else:
+        assert re.fullmatch(r"-?[0-9]+", text.strip())
+
+
 @given(ANYTHING)
 def test_boolean_accepts_the_words_and_nothing_else(value):
     try:
@@ -103,7 +114,7 @@ def test_a_secret_keys_bad_value_never_appears_in_the_error(token):
 def test_a_plugins_parser_error_names_the_key_and_the_value():
     key = Key("VISITS_TTL", 60, parsers.integer(1), "Visits: seconds a counter lives.")
     with pytest.raises(ConfigurationError, match=r"^SHOP_VISITS_TTL='soon' is invalid: "
-                                                 r"expected an integer >= 1$"):
+                                                 r"expected an integer >= 1, in ASCII digits$"):
         config_source("SHOP", {}, {"SHOP_VISITS_TTL": "soon"}, {}).get(key)
     assert config_source("SHOP", {}, {}, {"SHOP_VISITS_TTL": "90"}).get(key) == 90
     assert config_source("SHOP", {}, {}, {}).get(key) == 60

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import parsers
 from .parsers import InvalidValue, Parser
-from .urls import DEFAULT_PORTS, UrlError, parse_nodes, parse_port
+from .urls import DEFAULT_PORTS, UrlError, check_host, parse_nodes, parse_port
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,43 @@ def _port(value: Any) -> int:
     try:
         return parse_port(str(value).strip(), "the port")
     except UrlError:
-        raise InvalidValue("expected an integer from 1 to 65535") from None
+        raise InvalidValue("expected an integer from 1 to 65535, in ASCII digits") from None
+
+
+def _host(value: Any) -> str:
+    """A host name or address; an IPv6 address with or without brackets."""
+    text = str(value).strip()
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return check_host(host, "the host")
+    except UrlError:
+        raise InvalidValue("expected a host name or address, without credentials, scheme, "
+                           "path or white space (put a URL in the URL key)") from None
 
 
 def _node_list(default_port: int) -> Parser:
+    """Nodes as ``"h1:p1,h2:p2"``, a list of such strings, or a list of
+    ``(host, port)`` pairs (the form Flask-Caching documents)."""
     def parse(value: Any) -> tuple[tuple[str, int], ...]:
-        text = ",".join(value) if isinstance(value, list | tuple) else str(value)
+        items = value if isinstance(value, list | tuple) else [value]
         try:
-            return parse_nodes(text, default_port)
+            nodes = tuple(node for item in items for node in _nodes_of(item, default_port))
         except UrlError as error:
             raise InvalidValue(str(error)) from None
+        if not nodes:
+            raise InvalidValue("the node list is empty; expected host:port[,host:port...]")
+        return nodes
 
     return parse
+
+
+def _nodes_of(item: Any, default_port: int) -> tuple[tuple[str, int], ...]:
+    if isinstance(item, list | tuple):
+        if len(item) != 2:
+            raise UrlError(f"{item!r} is not a (host, port) pair")
+        host, port = (str(part).strip() for part in item)
+        return ((check_host(host, host), parse_port(port, f"{host}:{port}")),)
+    return parse_nodes(str(item), default_port)
 
 
 def _name_list(value: Any) -> tuple[str, ...]:
@@ -80,7 +105,7 @@ _milliseconds = parsers.number(0, expected="expected a positive number of millis
 KEYS: tuple[Key, ...] = (
     Key("URL", None, parsers.text, "Connection URL; wins over every key below when set "
         "(see the URL grammar).", setting=None),
-    Key("HOST", "redis", parsers.text, "Host of a standalone server.", setting=None),
+    Key("HOST", "redis", _host, "Host of a standalone server.", setting=None),
     Key("PORT", DEFAULT_PORTS["standalone"], _port, "Port of a standalone server.",
         setting=None),
     Key("DB", 0, parsers.integer(0), "Database number (standalone and Sentinel)."),

@@ -14,6 +14,7 @@ name and the offending value are added by the caller."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -43,17 +44,18 @@ def boolean(value: Any) -> bool:
 
 
 def integer(minimum: int, maximum: int | None = None) -> Parser:
-    """A parser of whole numbers from ``minimum`` to ``maximum`` (inclusive)."""
+    """A parser of whole numbers from ``minimum`` to ``maximum`` (inclusive),
+    written in ASCII digits with an optional ``-`` (not ``+5``, ``٣`` or ``²``)."""
     expected = f"expected an integer >= {minimum}" + (
         f" and <= {maximum}" if maximum is not None else "")
 
     def parse(value: Any) -> int:
         if isinstance(value, bool):
             raise InvalidValue(expected)
-        try:
-            number = value if isinstance(value, int) else int(str(value).strip(), 10)
-        except ValueError:
-            raise InvalidValue(expected) from None
+        text = str(value).strip()
+        if not isinstance(value, int) and not re.fullmatch(r"-?[0-9]+", text):
+            raise InvalidValue(f"{expected}, in ASCII digits")
+        number = int(text)
         if number < minimum or (maximum is not None and number > maximum):
             raise InvalidValue(expected)
         return number

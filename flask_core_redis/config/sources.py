@@ -57,7 +57,7 @@ def shown_value(key: Key, value: Any) -> str:
     """``value`` as an error message may show it: secrets and URL passwords masked."""
     if key.secret:
         return MASK
-    return repr(mask_url(value) if isinstance(value, str) else value)
+    return repr(mask_url(value)) if isinstance(value, str) else mask_url(repr(value))
 
 
 def config_source(prefix: str, config: Mapping[str, Any],

@@ -16,6 +16,7 @@ passwords.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -114,7 +115,7 @@ def parse_url(url: str) -> ParsedUrl:
 
 
 def parse_nodes(text: str, default_port: int) -> tuple[tuple[str, int], ...]:
-    """Parse ``"h1:p1,h2:p2"``; a missing port is ``default_port``."""
+    """Parse ``"h1:p1,h2:p2,[::1]:p3"``; a missing port is ``default_port``."""
     entries = [entry.strip() for entry in text.split(",") if entry.strip()]
     if not entries:
         raise UrlError("the node list is empty; expected host:port[,host:port...]")
@@ -122,26 +123,41 @@ def parse_nodes(text: str, default_port: int) -> tuple[tuple[str, int], ...]:
 
 
 def _node(entry: str, default_port: int) -> tuple[str, int]:
+    shown = mask_url(entry)  # a URL put in a node list must not show its password
+    if "@" in entry:
+        raise UrlError(f"{shown!r} is not a host name: a host holds no credentials "
+                       "(put a URL in REDIS_URL)")
     if entry.startswith("["):  # [ipv6]:port
-        host, _, rest = entry[1:].partition("]")
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise UrlError(f"node {shown!r} is not [IPv6 address]:port")
         port_text = rest.removeprefix(":")
+    elif entry.count(":") > 1:
+        raise UrlError(f"node {shown!r}: an IPv6 address goes in brackets, as in "
+                       "[::1]:6379")
     else:
-        host, _, port_text = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        host, _, port_text = entry.partition(":")
+    check_host(host, shown)
+    return host, parse_port(port_text, shown) if port_text else default_port
+
+
+def check_host(host: str, where: str) -> str:
+    """``host``, or UrlError if it is empty or holds what no host name holds
+    (credentials, a scheme, a path, white space); ``where`` is shown masked."""
     if not host:
-        raise UrlError(f"node {entry!r} has no host; expected host:port")
-    return host, parse_port(port_text, entry) if port_text else default_port
+        raise UrlError(f"{mask_url(where)!r} has no host; expected host:port")
+    if any(char in host for char in "@/\\?#") or any(char.isspace() for char in host):
+        raise UrlError(f"{mask_url(where)!r} is not a host name: a host holds no '@', '/', "
+                       "'?', '#' or white space (put a URL in REDIS_URL)")
+    return host
 
 
 def parse_port(text: str, where: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise UrlError(f"port {text!r} in {where!r} is not a number; "
-                       "expected an integer from 1 to 65535") from None
-    if not 1 <= port <= 65535:
-        raise UrlError(f"port {port} in {where!r} is out of range; "
-                       "expected an integer from 1 to 65535")
-    return port
+    """A port from 1 to 65535, written in ASCII digits."""
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= 65535:
+        raise UrlError(f"port {text!r} in {where!r} is invalid; expected an integer from "
+                       "1 to 65535")
+    return int(text)
 
 
 def _credentials(netloc: str) -> tuple[str | None, str | None]:
@@ -158,8 +174,8 @@ def _db(segments: list[str], index: int, what: str) -> int | None:
     if len(segments) > index + 1:
         raise UrlError(f"unexpected path segment {segments[index + 1]!r} after the {what}")
     text = segments[index]
-    if not text.isdigit():
-        raise UrlError(f"{what} {text!r} is not a non-negative integer")
+    if not re.fullmatch(r"[0-9]+", text):
+        raise UrlError(f"{what} {text!r} is not a non-negative integer in ASCII digits")
     return int(text)
 
 
