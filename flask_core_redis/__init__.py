@@ -11,7 +11,13 @@ built-in plugins in ``plugins`` depend on the plugin API only."""
 from .config import Key, Settings, parsers
 from .config.parsers import InvalidValue
 from .connection import ConnectionEvent, ConnectionEvents, LinearBackoff
-from .errors import ConfigurationError, PluginError, PluginNotAvailable, describe_error
+from .errors import (
+    ConfigurationError,
+    PluginError,
+    PluginNotAvailable,
+    RedisUnavailable,
+    describe_error,
+)
 from .extension import CoreRedis
 from .plugin_api import NOW_MS, LuaScript, PluginContext, hookimpl, hookspec
 from .values import MAX_TTL_SECONDS, as_text, ttl_ms
@@ -32,6 +38,7 @@ __all__ = [
     "PluginContext",
     "PluginError",
     "PluginNotAvailable",
+    "RedisUnavailable",
     "Settings",
     "__version__",
     "as_text",

@@ -22,6 +22,12 @@ class PluginNotAvailable(AttributeError, RuntimeError):
     ``hasattr(ext, "otp")`` answers False instead of raising."""
 
 
+class RedisUnavailable(RuntimeError):
+    """Redis could not be reached, said in a plugin's own words: a plugin that
+    wraps redis-py's ConnectionError or TimeoutError raises this, or a subclass,
+    so that ``REDIS_ERROR_HANDLER`` answers 503 for it as for the original."""
+
+
 def describe_error(error: BaseException | None) -> str:
     """``"ConnectionError: Error 111 connecting to ..."``: the one way errors are
     shown in logs, reports and CLI output (redis-py's messages carry addresses,

@@ -1,5 +1,7 @@
 """What the extension adds to the web app when configured: a health endpoint
-(``REDIS_HEALTH_ROUTE``) and a 503 for Redis outages (``REDIS_ERROR_HANDLER``)."""
+(``REDIS_HEALTH_ROUTE``) and a 503 for Redis outages (``REDIS_ERROR_HANDLER``):
+redis-py's connection errors and timeouts, and :class:`RedisUnavailable`, the
+one a plugin raises in its own words."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, jsonify
 from redis.exceptions import ConnectionError, TimeoutError
 
-from .errors import describe_error
+from .errors import RedisUnavailable, describe_error
 
 if TYPE_CHECKING:
     from .state import RedisState
 
 logger = logging.getLogger("flask_core_redis")
+
+#: What the error handler answers with a 503.
+_OUTAGES: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, RedisUnavailable)
 
 
 def register_routes(app: Flask, state: RedisState) -> None:
@@ -28,8 +33,8 @@ def register_routes(app: Flask, state: RedisState) -> None:
         app.add_url_rule(settings.health_route, f"core_redis_health_{settings.prefix.lower()}",
                          health, methods=["GET"])
     if settings.error_handler:
-        app.register_error_handler(ConnectionError, _unavailable)
-        app.register_error_handler(TimeoutError, _unavailable)
+        for outage in _OUTAGES:
+            app.register_error_handler(outage, _unavailable)
 
 
 def _unavailable(error: Exception) -> tuple[Response, int]:

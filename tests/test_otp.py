@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from flask_core_redis import ConfigurationError
+from flask_core_redis import ConfigurationError, RedisUnavailable
 from flask_core_redis.plugins.otp import OtpRateLimited, OtpUnavailable, normalize_phone
 
 from .servers import run_concurrently, wait_until
@@ -175,3 +175,36 @@ def test_redis_down_fails_closed(make_app):
     app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0})
     with app.app_context(), pytest.raises(OtpUnavailable, match="OTP store is unavailable"):
         ext.otp.verify_otp(PHONE, "123456")
+
+
+def otp_view_app(make_app, **config):
+    """An app with Redis down: one view lets OtpUnavailable escape, the other
+    redis-py's ConnectionError."""
+    app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_MAX_RETRIES": 0,
+                         **config})
+
+    @app.post("/login/verify")
+    def verify():
+        return {"ok": ext.otp.verify_otp(PHONE, "123456")}
+
+    @app.get("/counter")
+    def counter():
+        return {"n": ext.client.incr("n")}
+
+    return app
+
+
+def test_an_otp_outage_in_a_view_is_the_redis_outage_503(make_app, caplog):
+    client = otp_view_app(make_app, REDIS_ERROR_HANDLER=True).test_client()
+    response = client.post("/login/verify")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "redis_unavailable"
+    assert response.data == client.get("/counter").data  # the same body as redis-py's
+    assert "OtpUnavailable: the OTP store is unavailable" in caplog.text
+
+
+def test_without_the_error_handler_an_otp_outage_propagates(make_app):
+    app = otp_view_app(make_app)
+    with pytest.raises(OtpUnavailable) as caught:
+        app.test_client().post("/login/verify")
+    assert isinstance(caught.value, RedisUnavailable)

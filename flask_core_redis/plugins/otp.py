@@ -25,6 +25,7 @@ from ..plugin_api import (
     Key,
     LuaScript,
     PluginContext,
+    RedisUnavailable,
     as_text,
     describe_error,
     hookimpl,
@@ -106,8 +107,9 @@ return {'invalid', max - attempts}
 """)
 
 
-class OtpUnavailable(RuntimeError):
-    """Redis could not be reached: the code can be neither stored nor checked."""
+class OtpUnavailable(RedisUnavailable):
+    """Redis could not be reached: the code can be neither stored nor checked.
+    A :class:`RedisUnavailable`, so ``REDIS_ERROR_HANDLER`` answers 503."""
 
 
 class OtpRateLimited(RuntimeError):
