@@ -58,6 +58,14 @@ def test_dotenv_file_in_the_working_directory_is_read(tmp_path, monkeypatch):
     assert load_settings("REDIS", {}, {}).nodes == (("from-dotenv", 6390),)
 
 
+def test_a_dotenv_file_in_a_parent_folder_is_never_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("REDIS_URL=redis://attacker:6390\n")
+    below = tmp_path / "one" / "two"
+    below.mkdir(parents=True)
+    monkeypatch.chdir(below)
+    assert load_settings("REDIS", {}, {}).nodes == (("redis", 6379),)
+
+
 def test_node_lists_take_host_port_pairs_and_ipv6_in_brackets():
     assert load({"REDIS_SENTINELS": [("s1", 26379), ("s2", "26380")]}).nodes == (
         ("s1", 26379), ("s2", 26380))
@@ -122,8 +130,17 @@ def test_booleans_accept_the_usual_words(value, expected):
     ({"REDIS_PLUGINS": "cache; presence"}, r"REDIS_PLUGINS='cache; presence' is invalid"),
     ({"REDIS_SENTINELS": "s:1", "REDIS_CLUSTER_NODES": "n:2"}, r"both set; set only one"),
     ({"REDIS_CLUSTER_NODES": "n:1", "REDIS_DB": 2}, r"only database 0"),
-    ({"REDIS_SSL_CERTFILE": "/c.pem"}, r"SSL_CERTFILE and REDIS_SSL_KEYFILE go together"),
-    ({"REDIS_URL": "redis+cluster://n:1", "REDIS_SSL": "yes"}, None),  # URL wins
+    ({"REDIS_SSL": "1", "REDIS_SSL_CERTFILE": "/c.pem"},
+     r"SSL_CERTFILE and REDIS_SSL_KEYFILE go together"),
+    ({"REDIS_URL": "redis+cluster://n:1", "REDIS_SSL": "yes"}, r"REDIS_SSL asks for TLS, but "
+                                                               r"the connection would be "
+                                                               r"plain text"),
+    ({"REDIS_URL": "redis://h", "REDIS_SSL": "true"}, r"use a rediss:// URL"),
+    ({"REDIS_URL": "redis://h", "REDIS_SSL_CA_CERTS": "/ca.pem"}, r"REDIS_SSL_CA_CERTS asks"),
+    ({"REDIS_SSL_CERT_REQS": "none"}, r"REDIS_SSL_CERT_REQS asks for TLS"),
+    ({"REDIS_URL": "redis://h", "REDIS_SSL": "false"}, None),  # off, as the URL says
+    ({"REDIS_URL": "rediss://h", "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),
+    ({"REDIS_SSL": "true", "REDIS_SSL_CERT_REQS": "none"}, None),
     ({"REDIS_SENTINELS": "s:1", "REDIS_SSL": "yes"}, r"not supported yet"),
     ({"REDIS_DB": "--5"}, r"REDIS_DB='--5' is invalid: expected an integer >= 0, in ASCII"),
     ({"REDIS_DB": "\u00b2"}, r"REDIS_DB='\u00b2' is invalid"),  # a superscript 2

@@ -65,8 +65,28 @@ def _from_url(url: str, where: str) -> dict[str, Any]:
     return {name: value for name, value in vars(parsed).items() if value is not None}
 
 
+#: The keys that only mean something over TLS.
+TLS_SUFFIXES = ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE", "SSL_CERT_REQS")
+
+
+def _check_tls_asked(source: ConfigSource, settings: Settings) -> None:
+    """TLS asked for by a key but not in effect (a redis:// URL wins over the
+    keys) would send the password in plain text: refuse it."""
+    if settings.ssl:
+        return
+    asked = [suffix for suffix in TLS_SUFFIXES if source.raw(KEYS_BY_SUFFIX[suffix]) is not None]
+    if source.get(KEYS_BY_SUFFIX["SSL"]):
+        asked.insert(0, "SSL")
+    if asked:
+        names = ", ".join(f"{source.prefix}_{suffix}" for suffix in asked)
+        raise ConfigurationError(
+            f"{names} asks for TLS, but the connection would be plain text: use a "
+            f"rediss:// URL (or {source.prefix}_SSL=true without a URL), or unset {names}")
+
+
 def _check_consistency(source: ConfigSource, settings: Settings) -> None:
     prefix = source.prefix
+    _check_tls_asked(source, settings)
     if settings.mode == "cluster" and settings.db != 0:
         raise ConfigurationError(f"{prefix}_DB={settings.db} is invalid in Cluster mode: "
                                  "Redis Cluster has only database 0")

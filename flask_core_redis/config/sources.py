@@ -1,6 +1,8 @@
 """Where configuration values come from: ``app.config``, then the process
-environment, then a ``.env`` file found from the working directory (read with
-python-dotenv, never loaded into ``os.environ``)."""
+environment, then the ``.env`` file of the working directory (read with
+python-dotenv, never loaded into ``os.environ``). Only that one file: a
+``.env`` in a parent folder is never read, so a writable parent cannot point
+the app (or an RQ worker) at another Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dotenv import dotenv_values, find_dotenv
+from dotenv import dotenv_values
 
 from ..errors import ConfigurationError, describe_error
 from .keys import Key
@@ -67,6 +69,6 @@ def config_source(prefix: str, config: Mapping[str, Any],
     if environ is None:
         environ = os.environ
     if dotenv is None:
-        path = find_dotenv(usecwd=True)
-        dotenv = dotenv_values(path) if path else {}
+        path = os.path.join(os.getcwd(), ".env")
+        dotenv = dotenv_values(path) if os.path.isfile(path) else {}
     return ConfigSource(prefix, config, environ, dotenv)
