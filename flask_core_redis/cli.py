@@ -5,6 +5,7 @@ output ever shows a password."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -14,9 +15,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisError
 
-from .errors import ConfigurationError, PluginError, describe_error
+from .connection import AnyClient, build_client
+from .errors import describe_error
 from .integrations.queues import make_queue, queue_connection
 from .state import RedisState, registered_states
 from .values import as_text
@@ -26,12 +27,14 @@ PREFIX_KEY = "flask_core_redis.prefix"
 
 class RedisCommandGroup(AppGroup):
     """``flask redis``: built-in commands plus the ones the app's plugins add.
-    Any Redis or configuration failure ends as one line and exit code 1."""
+    Any failure ends as one line and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (RedisError, OSError, ConfigurationError, PluginError) as error:
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
             raise click.ClickException(describe_error(error)) from None
 
     def _plugin_group(self, ctx: click.Context) -> click.Group | None:
@@ -65,6 +68,16 @@ class RedisCommandGroup(AppGroup):
 def redis_group(ctx: click.Context, prefix: str) -> None:
     """Inspect and manage the app's Redis."""
     ctx.meta[PREFIX_KEY] = prefix
+
+
+def _bytes_client() -> AnyClient:
+    """A client of the command's registration that returns bytes whatever
+    DECODE_RESPONSES says, so that binary keys and values print (escaped)
+    instead of failing to decode."""
+    state = _state()
+    settings = dataclasses.replace(state.settings, decode_responses=False)
+    return state.own_client("cli-bytes", lambda: build_client(settings, state.events,
+                                                              state.options))
 
 
 def _state() -> RedisState:
@@ -118,7 +131,7 @@ def config() -> None:
               help="Print at most this many keys.")
 def keys(pattern: str, limit: int) -> None:
     """List keys matching PATTERN with SCAN (every master in Cluster), never KEYS."""
-    client = _state().client
+    client = _bytes_client()
     found = client.scan_iter(match=pattern, count=max(limit, 100))
     for key in itertools.islice(found, limit):
         click.echo(as_text(key))
@@ -128,7 +141,7 @@ def keys(pattern: str, limit: int) -> None:
 @click.argument("key")
 def get(key: str) -> None:
     """Print the string value of KEY, or (nil)."""
-    value = _state().client.get(key)
+    value = _bytes_client().get(key)
     click.echo("(nil)" if value is None else as_text(value))
 
 

@@ -111,3 +111,32 @@ def test_group_is_also_published_as_a_flask_commands_entry_point():
 
     (entry,) = [e for e in entry_points(group="flask.commands") if e.name == "redis"]
     assert entry.load() is redis_group
+
+
+@pytest.mark.parametrize("decode", ["true", "false"])
+def test_binary_keys_and_values_print_escaped(make_app, memory_url, decode):
+    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_DECODE_RESPONSES": decode})
+    raw, _ = make_app({"REDIS_URL": memory_url, "REDIS_DECODE_RESPONSES": "false"})
+    with raw.app_context():
+        raw.extensions["core_redis"]["REDIS"].client.set(b"bin:\xff\xfe", b"\x00\xc3(ok")
+        raw.extensions["core_redis"]["REDIS"].client.set("text:caf\u00e9", "cr\u00e8me")
+        raw.extensions["core_redis"]["REDIS"].client.set("binary-value", b"\xff(ok")
+    listed = run(app, "keys", "*")
+    assert listed.exit_code == 0, listed.output
+    assert sorted(listed.output.splitlines()) == [
+        "bin:\\xff\\xfe", "binary-value", "text:caf\u00e9"]
+    assert run(app, "get", "binary-value").output == "\\xff(ok\n"
+    assert run(app, "get", "text:caf\u00e9").output == "cr\u00e8me\n"
+    with app.app_context():
+        ext.client.set("plain", "x")
+    assert run(app, "get", "plain").output == "x\n"
+
+
+def test_an_unexpected_failure_is_one_line(make_app, memory_url, monkeypatch):
+    app, _ = make_app({"REDIS_URL": memory_url})
+    monkeypatch.setattr("flask_core_redis.cli.as_text", lambda value: 1 / 0)
+    with app.app_context():
+        app.extensions["core_redis"]["REDIS"].client.set("k", "v")
+    result = run(app, "get", "k")
+    assert result.exit_code == 1
+    assert result.output == "Error: ZeroDivisionError: division by zero\n"
