@@ -14,7 +14,7 @@ from redis.retry import Retry
 from ..config import Settings
 from .connections import evented_class
 from .events import ConnectionEvents
-from .retry import build_retry
+from .retry import NEVER_RETRIED, build_retry
 
 
 class RetryingRedisCluster(RedisCluster):
@@ -63,6 +63,8 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
                 connection_class=evented_class(Connection, events),
                 command_retry=command_retry, **kwargs)
         except RedisClusterException as error:  # no startup node reachable
+            if isinstance(error.__cause__, NEVER_RETRIED):  # none let us in
+                raise error.__cause__ from None
             raise ConnectionError(str(error)) from error
 
     # RedisCluster reads the slot map while it is constructed; a cluster that

@@ -1,11 +1,20 @@
 """The retry policy: the delay before retry ``n`` is ``min(n x 50 ms, 2000 ms)``,
-at most ``max_retries`` retries. Built explicitly for every client and every
-topology, never left to redis-py's defaults."""
+at most ``max_retries`` retries, and no retry of a failure to authenticate.
+Built explicitly for every client and every topology, never left to
+redis-py's defaults."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from redis.backoff import AbstractBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ConnectionError,
+    TimeoutError,
+)
 from redis.retry import Retry
 
 from .events import ConnectionEvents
@@ -14,6 +23,11 @@ STEP_SECONDS = 0.05
 CAP_SECONDS = 2.0
 
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, OSError)
+#: Connection errors to their type, but the credentials will not change
+#: between tries: raised at once, never a backoff loop that looks like an outage.
+NEVER_RETRIED: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
+
+T = TypeVar("T")
 
 
 class LinearBackoff(AbstractBackoff):
@@ -56,7 +70,22 @@ class ReportingBackoff(AbstractBackoff):
         return delay
 
 
+class PolicyRetry(Retry):
+    """redis-py's ``Retry``, except that a failure to authenticate is raised at
+    once, whatever else says it may be retried."""
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> T:
+        def retryable(error: Exception) -> bool:
+            return not isinstance(error, NEVER_RETRIED) and (
+                is_retryable is None or is_retryable(error))
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 def build_retry(max_retries: int, events: ConnectionEvents, address: str,
                 errors: tuple[type[Exception], ...] = RETRYABLE_ERRORS) -> Retry:
     """The project's policy as a redis-py ``Retry`` that reports its retries."""
-    return Retry(ReportingBackoff(LinearBackoff(), events, address), max_retries, errors)
+    return PolicyRetry(ReportingBackoff(LinearBackoff(), events, address), max_retries,
+                       errors)
