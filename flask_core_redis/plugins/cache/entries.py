@@ -40,16 +40,18 @@ def encode(serializer: Serializer, value: Any, ttl_ms: int, compute_ms: float) -
     return f"{compute_ms:.0f}:{expires_ms:.0f}:".encode() + body
 
 
-def decode(serializer: Serializer, raw: str | bytes, version: str) -> Entry | None:
-    """The entry, or None if it belongs to another namespace version."""
-    if isinstance(raw, bytes):  # a client with DECODE_RESPONSES off
-        return _from_parts(serializer, raw.split(b":", 3), version.encode())
-    return _from_parts(serializer, raw.split(":", 3), version)
-
-
-def _from_parts(serializer: Serializer, parts: list[Any],
-                version: str | bytes) -> Entry | None:
-    stamp, compute, expires, payload = parts
-    if stamp != version:
+def decode(serializer: Serializer, raw: bytes | None, version: bytes) -> Entry | None:
+    """The entry held in ``raw``, or None if there is none, it belongs to
+    another namespace version, or it is not an entry at all (written by
+    something else than the cache)."""
+    if raw is None:
         return None
-    return Entry(serializer.loads(payload), float(compute), float(expires))
+    parts = raw.split(b":", 3)
+    if len(parts) != 4 or parts[0] != version:
+        return None
+    compute, expires, payload = parts[1:]
+    try:
+        compute_ms, expires_ms = float(compute), float(expires)
+    except ValueError:
+        return None
+    return Entry(serializer.loads(payload), compute_ms, expires_ms)

@@ -1,12 +1,9 @@
 """The cache store: get, set, get_or_set with stampede protection, namespaces,
 fail-open reads.
 
-Keys (under ``KEY_PREFIX``) of namespace ``ns`` share the hash tag
-``{cache:ns}``, so one MGET reads the namespace's version and the entries
-together, in Cluster too: ``{cache:ns}#version`` is the version,
-``{cache:ns}:<key>`` an entry, ``{cache:ns}#lock:<key>`` a recompute lock.
-An entry of an older version is a miss, so invalidating a namespace is one
-INCR and the old entries expire by their TTL (see :mod:`.entries`)."""
+An entry of an older namespace version is a miss, so invalidating a namespace
+is one INCR and the old entries expire by their TTL (see :mod:`.entries`;
+key names and scripts are in :mod:`.scripts`)."""
 
 from __future__ import annotations
 
@@ -24,9 +21,7 @@ from redis.exceptions import RedisError
 from ...plugin_api import (
     MAX_TTL_SECONDS,
     Key,
-    LuaScript,
     PluginContext,
-    as_text,
     describe_error,
     hookimpl,
     parsers,
@@ -34,6 +29,7 @@ from ...plugin_api import (
 )
 from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
 from .entries import Entry, decode, encode
+from .scripts import SET_MANY, UNLOCK, Names, entry_key, read_raw, run_raw, version_key
 from .serializers import JsonSerializer, Serializer
 
 logger = logging.getLogger("flask_core_redis")
@@ -50,23 +46,6 @@ CONFIG_KEYS = (
     Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
         "one caller may spend recomputing a missing entry while the others wait for it."),
 )
-
-
-# KEYS version. ARGV ttl ms, then key, body pairs. Stamps each body with the
-# namespace's current version, read in the same atomic step.
-_SET = LuaScript("""
-local version = redis.call('GET', KEYS[1]) or '0'
-for i = 2, #ARGV, 2 do
-  redis.call('SET', ARGV[i], version .. ':' .. ARGV[i + 1], 'PX', ARGV[1])
-end
-return version
-""")
-
-# KEYS lock. ARGV token. Deletes the lock only if it is still ours.
-_UNLOCK = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-""")
 
 
 class _OutageLog:
@@ -138,18 +117,17 @@ class CachePlugin:
     def _read(self, keys: list[str], namespace: str) -> list[Entry | None]:
         """Entries of the namespace's current version: one MGET, no script."""
         tag = self._tag(namespace)
-        names = [f"{tag}#version", *(f"{tag}:{key}" for key in keys)]
-        missing: list[str | bytes | None] = [None] * len(names)
-        version, *raws = self._redis(lambda: self.context.client.mget(names), missing)
-        current = as_text(version or "0")
+        names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
+        missing: list[bytes | None] = [None] * len(names)
+        version, *raws = self._redis(lambda: read_raw(self.context.client, names), missing)
         serializer = self.serializer()
-        return [None if raw is None else decode(serializer, raw, current) for raw in raws]
+        return [decode(serializer, raw, version or b"0") for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
-        pairs = [part for key, body in entries.items() for part in (f"{tag}:{key}", body)]
-        self._redis(lambda: _SET(self.context.client, [f"{tag}#version"],
-                                 [ttl_ms, *pairs]), None)
+        keys = [version_key(tag), *(entry_key(tag, key) for key in entries)]
+        self._redis(lambda: run_raw(self.context.client, SET_MANY, keys,
+                                    [ttl_ms, *entries.values()]), None)
 
     def _resolve_ttl(self, ttl: float | None) -> int:
         return ttl_ms(self.default_ttl if ttl is None else ttl)
@@ -184,12 +162,12 @@ class CachePlugin:
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Remove one entry; True if it was there."""
-        name = f"{self._tag(namespace)}:{key}"
+        name = entry_key(self._tag(namespace), key)
         return bool(self._redis(lambda: self.context.client.delete(name), 0))
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version."""
-        key = f"{self._tag(namespace)}#version"
+        key = version_key(self._tag(namespace))
         return int(self._redis(lambda: self.context.client.incr(key), 0))
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
@@ -228,7 +206,7 @@ class CachePlugin:
         return value
 
     def _lock_key(self, key: str, namespace: str) -> str:
-        return f"{self._tag(namespace)}#lock:{key}"
+        return Names(self._tag(namespace), key).lock
 
     def _lock(self, key: str, namespace: str) -> str | None:
         """A token if this caller may compute; "" if Redis is down (compute
@@ -243,7 +221,7 @@ class CachePlugin:
 
     def _unlock(self, key: str, namespace: str, token: str) -> None:
         lock = self._lock_key(key, namespace)
-        self._redis(lambda: _UNLOCK(self.context.client, [lock], [token]), None)
+        self._redis(lambda: run_raw(self.context.client, UNLOCK, [lock], [token]), None)
 
     def _wait_for(self, key: str, namespace: str) -> Entry | None:
         """Poll for the value another caller is computing, until its lock goes."""

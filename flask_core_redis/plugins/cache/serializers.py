@@ -10,9 +10,12 @@ from typing import Any, Protocol
 
 
 class Serializer(Protocol):
+    """``dumps`` returns text (stored as UTF-8) or any bytes; ``loads`` is
+    given what was stored, always as bytes."""
+
     def dumps(self, value: Any) -> str | bytes: ...
 
-    def loads(self, data: str | bytes) -> Any: ...
+    def loads(self, data: bytes) -> Any: ...
 
 
 class JsonSerializer:
@@ -35,5 +38,5 @@ class JsonSerializer:
             raise TypeError(f"the cache stores JSON values; {type(value).__name__} is not "
                             f"JSON-serializable ({error})") from None
 
-    def loads(self, data: str | bytes) -> Any:
+    def loads(self, data: bytes) -> Any:
         return self._loads(data)

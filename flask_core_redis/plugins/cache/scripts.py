@@ -1,0 +1,72 @@
+"""Where the cache keeps things in Redis, and the commands that touch them.
+
+Keys (under ``KEY_PREFIX``) of namespace ``ns`` share the hash tag
+``{cache:ns}``, so one command or script reads and writes them together, in
+Cluster too: ``{cache:ns}#version`` is the namespace's version,
+``{cache:ns}:<key>`` an entry, ``{cache:ns}#lock:<key>`` its recompute lock.
+
+Every read asks redis-py not to decode the reply: entries are bytes whatever
+``DECODE_RESPONSES`` says, so a serializer may write any bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
+
+from ...plugin_api import LuaScript
+
+_RAW = {NEVER_DECODE: True}
+
+
+def version_key(tag: str) -> str:
+    return f"{tag}#version"
+
+
+def entry_key(tag: str, key: str) -> str:
+    return f"{tag}:{key}"
+
+
+class Names:
+    """The key names of one entry: its namespace's version, itself, its lock."""
+
+    __slots__ = ("entry", "lock", "version")
+
+    def __init__(self, tag: str, key: str) -> None:
+        self.version = version_key(tag)
+        self.entry = entry_key(tag, key)
+        self.lock = f"{tag}#lock:{key}"
+
+    def all(self) -> list[str]:
+        return [self.version, self.entry, self.lock]
+
+
+def read_raw(client: Any, names: list[str]) -> list[bytes | None]:
+    """MGET, the replies as bytes."""
+    return list(client.execute_command("MGET", *names, **_RAW))
+
+
+def run_raw(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+    """Run ``script`` (by SHA, loading it if the server lacks it), the reply as bytes."""
+    try:
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **_RAW)
+    except NoScriptError:
+        return client.execute_command("EVAL", script.source, len(keys), *keys, *args, **_RAW)
+
+
+# KEYS version, then entries. ARGV ttl ms, then one body per entry. Stamps each
+# body with the namespace's current version, read in the same atomic step.
+SET_MANY = LuaScript("""
+local version = redis.call('GET', KEYS[1]) or '0'
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], version .. ':' .. ARGV[i], 'PX', ARGV[1])
+end
+return version
+""")
+
+# KEYS lock. ARGV token. Deletes the lock only if it is still ours.
+UNLOCK = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
