@@ -1,15 +1,55 @@
 """The OTP plugin, on memory, standalone, Sentinel and Cluster."""
 
 import logging
+import sys
+import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flask_core_redis import ConfigurationError, RedisUnavailable
-from flask_core_redis.plugins.otp import OtpRateLimited, OtpUnavailable, normalize_phone
+from flask_core_redis.plugins.otp import (
+    OtpCheck,
+    OtpRateLimited,
+    OtpUnavailable,
+    normalize_code,
+    normalize_phone,
+)
+from flask_core_redis.plugins.otp.digits import subscriber
 
 from .servers import run_concurrently, wait_until
 
 PHONE = "+1 (555) 010-99 88"
+NUMBER = "+15550109988"
+
+#: The zero of each script a spelling swaps a digit into.
+ZEROS = {"fullwidth": 0xFF10, "Arabic-Indic": 0x0660, "Devanagari": 0x0966}
+
+#: Every Unicode decimal digit, by value.
+DECIMALS = {value: [] for value in range(10)}
+for _point in range(sys.maxunicode + 1):
+    _value = unicodedata.decimal(chr(_point), None)
+    if _value is not None:
+        DECIMALS[_value].append(chr(_point))
+
+
+def in_script(text, zero):
+    """``text`` with each ASCII digit written in the script whose zero is ``zero``."""
+    return "".join(chr(zero + int(char)) if char.isdigit() else char for char in text)
+
+
+def swapped_spellings(number):
+    """``number`` with and without its ``+``, each with one digit written in
+    another script: fullwidth, Arabic-Indic or Devanagari."""
+    digits = number.lstrip("+")
+    spellings = []
+    for plus in ("+", ""):
+        for index in range(len(digits)):
+            for zero in ZEROS.values():
+                swapped = digits[:index] + in_script(digits[index], zero) + digits[index + 1:]
+                spellings.append(plus + swapped)
+    return spellings
 
 
 @pytest.fixture
@@ -110,9 +150,146 @@ def test_resend_cooldown_and_send_limit(mode_app):
 
 @pytest.mark.parametrize(("phone", "normalised"), [
     ("+1 (555) 010-99 88", "+15550109988"), ("8 800 555.35.35", "88005553535"),
-    ("+447911123456", "+447911123456")])
+    ("+447911123456", "+447911123456"),
+    (in_script("+1 555 010 99 88", ZEROS["fullwidth"]), "+15550109988"),
+    (in_script("+44 7911 123456", ZEROS["Arabic-Indic"]), "+447911123456"),
+    (in_script("8 800 555 35 35", ZEROS["Devanagari"]), "88005553535")])
 def test_phone_numbers_are_normalised(phone, normalised):
     assert normalize_phone(phone) == normalised
+
+
+def test_every_spelling_of_a_number_shares_its_cooldown_and_send_count(mode_app):
+    app, ext = mode_app({"REDIS_OTP_RESEND_COOLDOWN": 60})
+    spellings = swapped_spellings(NUMBER)
+    assert len(set(spellings)) == 66
+    with app.app_context():
+        ext.otp.issue(NUMBER)
+        for spelling in spellings:
+            with pytest.raises(OtpRateLimited) as caught:
+                ext.otp.issue(spelling)
+            assert caught.value.reason == "cooldown", spelling
+        sends = [key for key in ext.client.scan_iter(match=f"*{ext.settings.key_prefix}otp*")
+                 if key.endswith(":sends")]
+        assert [ext.client.zcard(key) for key in sends] == [1]
+
+
+def test_spellings_of_a_number_share_its_code_and_attempts(otp):
+    otp.store_otp(NUMBER, "123456")
+    first, second, third = (in_script(NUMBER, zero) for zero in ZEROS.values())
+    assert otp.check(first, "000000") == OtpCheck("invalid", 4)
+    assert otp.check(second, "000000") == OtpCheck("invalid", 3)
+    assert otp.verify_otp(third, "123456") is True
+
+
+def test_the_plus_is_part_of_the_number_but_not_of_its_limits(mode_app):
+    app, ext = mode_app({"REDIS_OTP_RESEND_COOLDOWN": 60})
+    with app.app_context():
+        ext.otp.issue(NUMBER)
+        with pytest.raises(OtpRateLimited, match="try again in"):
+            ext.otp.issue(NUMBER.lstrip("+"))
+    app, ext = mode_app({"REDIS_OTP_RESEND_COOLDOWN": 0})
+    with app.app_context():
+        ext.otp.store_otp(NUMBER, "123456")
+        # A code sent to +1 555... is not proof of owning 1 555..., and the
+        # wrong guess counts against the one attempt counter.
+        assert ext.otp.check(NUMBER.lstrip("+"), "123456") == OtpCheck("invalid", 4)
+        assert ext.otp.check(NUMBER, "000000") == OtpCheck("invalid", 3)
+        assert ext.otp.verify_otp(NUMBER, "123456") is True
+
+
+NUMBERS = st.from_regex(r"\+?[0-9]{7,15}", fullmatch=True)
+CODES = st.from_regex(r"[0-9]{4,10}", fullmatch=True)
+NOISE = st.sampled_from([" ", "-", ".", "(", ")", "\u00a0", "\u3000", "\t"])
+
+
+@st.composite
+def spelled(draw, text, noise=True):
+    """``text`` with each digit in any script, and noise between characters."""
+    def some_noise():
+        return draw(st.lists(NOISE, max_size=2)) if noise else []
+
+    out = []
+    for char in text:
+        out += some_noise()
+        out.append(draw(st.sampled_from(DECIMALS[int(char)])) if char.isdigit() else char)
+    return "".join(out + some_noise())
+
+
+def neighbours(number):
+    """Other numbers, some close to ``number``: the same digits with the ``+``
+    toggled, or one digit changed."""
+    toggled = number[1:] if number.startswith("+") else "+" + number
+    positions = [index for index, char in enumerate(number) if char.isdigit()]
+    changed = st.tuples(st.sampled_from(positions), st.integers(1, 9)).map(
+        lambda pick: number[:pick[0]] + str((int(number[pick[0]]) + pick[1]) % 10)
+        + number[pick[0] + 1:])
+    return st.one_of(NUMBERS, st.just(toggled), changed)
+
+
+@given(st.one_of(st.text(), NUMBERS.flatmap(spelled)))
+def test_a_normalised_phone_is_ascii_and_normalises_to_itself(text):
+    try:
+        number = normalize_phone(text)
+    except ValueError:
+        return
+    assert number.isascii() and normalize_phone(number) == number
+
+
+@given(NUMBERS.flatmap(lambda number: st.tuples(st.just(number), spelled(number))))
+def test_every_spelling_of_a_number_normalises_to_it(pair):
+    number, spelling = pair
+    assert normalize_phone(spelling) == number
+
+
+@given(st.data(), NUMBERS.flatmap(lambda number: st.tuples(st.just(number),
+                                                            neighbours(number))))
+def test_spellings_of_different_numbers_never_collide(data, pair):
+    one, other = pair
+    if one == other:
+        return
+    spelling, other_spelling = data.draw(spelled(one)), data.draw(spelled(other))
+    assert normalize_phone(spelling) != normalize_phone(other_spelling)
+    # Limits belong to the digits: the + alone does not make another set.
+    same_digits = one.lstrip("+") == other.lstrip("+")
+    assert (subscriber(normalize_phone(spelling))
+            == subscriber(normalize_phone(other_spelling))) is same_digits
+
+
+@given(CODES.flatmap(lambda code: st.tuples(st.just(code),
+                                            spelled(code, noise=False))))
+def test_a_code_in_any_script_normalises_to_ascii(pair):
+    code, spelling = pair
+    assert normalize_code(spelling) == code
+
+
+@given(st.text())
+def test_a_normalised_code_is_ascii_digits_and_normalises_to_itself(text):
+    try:
+        code = normalize_code(text)
+    except ValueError:
+        return
+    assert code.isascii() and code.isdigit() and normalize_code(code) == code
+
+
+def test_a_code_typed_in_another_script_verifies(otp):
+    for zero in ZEROS.values():
+        otp.store_otp(PHONE, "123456")
+        assert otp.check(PHONE, in_script("000000", zero)) == OtpCheck("invalid", 4)
+        assert otp.verify_otp(PHONE, in_script("123456", zero)) is True
+    otp.store_otp(PHONE, in_script("654321", ZEROS["fullwidth"]))
+    assert otp.verify_otp(PHONE, "654321") is True
+
+
+@pytest.mark.parametrize("code", [
+    "\u00b9\u00b2\u00b3\u2074\u2075\u2076",  # superscripts: digits, not decimal digits
+    "\u2460\u2461\u2462\u2463\u2464\u2465",  # circled
+    in_script("123 456", ZEROS["fullwidth"]), in_script("12", ZEROS["Devanagari"]),
+    "12345" + in_script("6", ZEROS["fullwidth"]) + "x"])
+def test_a_code_that_could_never_match_costs_no_attempt(otp, code):
+    otp.store_otp(PHONE, "123456")
+    with pytest.raises(ValueError, match="invalid code"):
+        otp.check(PHONE, code)
+    assert otp.check(PHONE, "000000") == OtpCheck("invalid", 4)
 
 
 @pytest.mark.parametrize("phone", ["", "abc", "+12", "12345678901234567", "+1 555 CALL NOW",

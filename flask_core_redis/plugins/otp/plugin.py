@@ -1,4 +1,4 @@
-"""One-time passwords sent by SMS (or any channel): issue, verify once, limit.
+"""The OTP plugin: issue codes, verify them once, limit attempts and sends.
 
 Redis never holds a code: only an HMAC-SHA256 digest keyed by the app's
 ``SECRET_KEY``. Issuing and verifying are each one Lua script, on keys that
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,9 +17,8 @@ from typing import Any, Literal
 from flask import Flask
 from redis.exceptions import RedisError
 
-from ..plugin_api import (
+from ...plugin_api import (
     MAX_TTL_SECONDS,
-    NOW_MS,
     ConfigurationError,
     Key,
     LuaScript,
@@ -32,6 +30,8 @@ from ..plugin_api import (
     parsers,
     ttl_ms,
 )
+from .digits import normalize_code, normalize_phone, subscriber
+from .scripts import CHECK, ISSUE
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -58,53 +58,6 @@ _NO_SECRET_KEY = (
     "not set. Set app.config['SECRET_KEY'] to a long random value (for example the "
     "output of: python -c 'import secrets; print(secrets.token_hex(32))'), or add 'otp' "
     "to {prefix}_DISABLED_PLUGINS if the app does not use one-time passwords")
-
-_PHONE = re.compile(r"\+?\d{7,15}")
-_PHONE_NOISE = re.compile(r"[\s\-().]")
-_CODE = re.compile(r"\d{4,10}")
-
-# KEYS code, cooldown, sends. ARGV digest, ttl, cooldown, max sends, window,
-# grace (all ms but max sends), nonce.
-_ISSUE = LuaScript(NOW_MS + """
-local wait = redis.call('PTTL', KEYS[2])
-if wait > 0 then return {'cooldown', wait} end
-local window = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return {'too_many', tonumber(oldest[2]) + window - now}
-end
-redis.call('ZADD', KEYS[3], now, now .. ':' .. ARGV[7])
-redis.call('PEXPIRE', KEYS[3], window)
-if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'exp', now + tonumber(ARGV[2]), 'attempts', 0)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[6]))
-return {'ok', 0}
-""")
-
-# KEYS code. ARGV digest, max attempts, ttl for an unknown phone, grace (ms).
-# An unknown phone gets a record no code matches, so that it answers exactly
-# as a wrong code does, attempts and lock-out included.
-_CHECK = LuaScript(NOW_MS + """
-local max = tonumber(ARGV[2])
-local record = redis.call('HMGET', KEYS[1], 'digest', 'exp', 'attempts')
-if not record[1] then
-  record = {'', tostring(now + tonumber(ARGV[3])), '0'}
-  redis.call('HSET', KEYS[1], 'digest', record[1], 'exp', record[2], 'attempts', 0)
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))
-end
-if now >= tonumber(record[2]) then return {'expired', 0} end
-local attempts = tonumber(record[3])
-if attempts >= max then return {'locked', 0} end
-if record[1] ~= '' and record[1] == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return {'ok', max - attempts}
-end
-attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts >= max then return {'locked', 0} end
-return {'invalid', max - attempts}
-""")
 
 
 class OtpUnavailable(RedisUnavailable):
@@ -133,22 +86,6 @@ class OtpCheck:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-def normalize_phone(phone: object) -> str:
-    """``"+1 (555) 010-99 88"`` -> ``"+15550109988"``; ValueError if not a phone."""
-    text = _PHONE_NOISE.sub("", phone) if isinstance(phone, str) else ""
-    if not _PHONE.fullmatch(text):
-        raise ValueError(f"invalid phone number {phone!r}: expected 7 to 15 digits with "
-                         "an optional leading '+' (spaces, dashes, dots and brackets "
-                         "are ignored)")
-    return text
-
-
-def _check_code(code: object) -> str:
-    if not isinstance(code, str) or not _CODE.fullmatch(code):
-        raise ValueError("invalid code: expected a string of 4 to 10 digits")
-    return code
 
 
 class OtpPlugin:
@@ -185,8 +122,8 @@ class OtpPlugin:
     def _digest(key: bytes, phone: str, code: str) -> str:
         return hmac.new(key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _keys(self, phone: str) -> list[str]:
-        tag = self.context.slot_tag("otp", phone)
+    def _keys(self, number: str) -> list[str]:
+        tag = self.context.slot_tag("otp", subscriber(number))
         return [f"{tag}:code", f"{tag}:cooldown", f"{tag}:sends"]
 
     def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> tuple[Any, int]:
@@ -211,19 +148,20 @@ class OtpPlugin:
         key = self._digest_key()
         number = normalize_phone(phone)
         lifetime_ms = ttl_ms(self.ttl if ttl is None else ttl)
-        status, wait_ms = self._run(_ISSUE, self._keys(number), [
-            self._digest(key, number, _check_code(code)), lifetime_ms, self.cooldown * 1000,
+        status, wait_ms = self._run(ISSUE, self._keys(number), [
+            self._digest(key, number, normalize_code(code)), lifetime_ms, self.cooldown * 1000,
             self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, secrets.token_hex(4)])
         if status != "ok":
             raise OtpRateLimited(status, wait_ms / 1000)
 
     def check(self, phone: str, code: str) -> OtpCheck:
         """``ok`` (and the code is used up), ``invalid`` (wrong code or unknown
-        phone, indistinguishably), ``expired`` or ``locked``."""
+        phone, indistinguishably), ``expired`` or ``locked``. A phone or code
+        that is not one is a ValueError, and costs no attempt."""
         key = self._digest_key()
         number = normalize_phone(phone)
-        status, left = self._run(_CHECK, self._keys(number)[:1], [
-            self._digest(key, number, _check_code(code)), self.max_attempts, self.ttl * 1000,
+        status, left = self._run(CHECK, self._keys(number)[:1], [
+            self._digest(key, number, normalize_code(code)), self.max_attempts, self.ttl * 1000,
             EXPIRED_GRACE_MS])
         return OtpCheck(status, left)
 
