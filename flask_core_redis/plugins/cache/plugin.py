@@ -29,7 +29,16 @@ from ...plugin_api import (
 )
 from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
 from .entries import Entry, decode, encode
-from .scripts import SET_MANY, UNLOCK, Names, entry_key, read_raw, run_raw, version_key
+from .scripts import (
+    SET_MANY,
+    STORE_COMPUTED,
+    UNLOCK,
+    Names,
+    entry_key,
+    read_raw,
+    run_raw,
+    version_key,
+)
 from .serializers import JsonSerializer, Serializer
 
 logger = logging.getLogger("flask_core_redis")
@@ -116,12 +125,20 @@ class CachePlugin:
 
     def _read(self, keys: list[str], namespace: str) -> list[Entry | None]:
         """Entries of the namespace's current version: one MGET, no script."""
+        return self._read_versioned(keys, namespace)[1]
+
+    def _read_versioned(self, keys: list[str],
+                        namespace: str) -> tuple[bytes | None, list[Entry | None]]:
+        """The namespace's version (None with Redis down) and its entries."""
         tag = self._tag(namespace)
         names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
-        missing: list[bytes | None] = [None] * len(names)
-        version, *raws = self._redis(lambda: read_raw(self.context.client, names), missing)
+        replies = self._redis(lambda: read_raw(self.context.client, names), None)
+        if replies is None:
+            return None, [None] * len(keys)
+        version, *raws = replies
         serializer = self.serializer()
-        return [decode(serializer, raw, version or b"0") for raw in raws]
+        current = version or b"0"
+        return current, [decode(serializer, raw, current) for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
@@ -176,7 +193,7 @@ class CachePlugin:
         across all processes, computes while the others wait for its result; near
         expiry one caller refreshes early while the others keep the old value."""
         ttl_ms = self._resolve_ttl(ttl)
-        (entry,) = self._read([key], namespace)
+        version, (entry,) = self._read_versioned([key], namespace)
         if entry is not None and not entry.due(time.time() * 1000):
             return entry.value  # type: ignore[no-any-return]
         token = self._lock(key, namespace)
@@ -188,21 +205,27 @@ class CachePlugin:
                 return waited.value  # type: ignore[no-any-return]
         try:
             if token and entry is None:  # the previous holder may have just stored it
-                (fresh,) = self._read([key], namespace)
+                version, (fresh,) = self._read_versioned([key], namespace)
                 if fresh is not None:
                     return fresh.value  # type: ignore[no-any-return]
-            return self._compute_and_store(key, compute, ttl_ms, namespace)
+            return self._compute_and_store(key, compute, ttl_ms, namespace, version, token)
         finally:
             if token:
                 self._unlock(key, namespace, token)
 
     def _compute_and_store(self, key: str, compute: Callable[[], T], ttl_ms: int,
-                           namespace: str) -> T:
+                           namespace: str, version: bytes | None, token: str | None) -> T:
+        """``compute()``'s value, stored only if the namespace is still at
+        ``version`` (read before computing): a value computed before an
+        invalidation is never stored after it."""
         started = time.perf_counter()
         value = compute()
         compute_ms = (time.perf_counter() - started) * 1000
-        self._write({key: encode(self.serializer(), value, ttl_ms, compute_ms)}, ttl_ms,
-                    namespace)
+        body = encode(self.serializer(), value, ttl_ms, compute_ms)
+        if version is not None:  # else Redis was down: nothing says what the value is of
+            names = Names(self._tag(namespace), key)
+            self._redis(lambda: run_raw(self.context.client, STORE_COMPUTED, names.all(),
+                                        [ttl_ms, version, token or "", body]), None)
         return value
 
     def _lock_key(self, key: str, namespace: str) -> str:

@@ -65,6 +65,16 @@ end
 return version
 """)
 
+# KEYS version, entry, lock. ARGV ttl ms, the version read before computing,
+# token, body. Releases our lock, and stores the body only if the namespace was
+# not invalidated while it was computed: 1 if stored, else 0.
+STORE_COMPUTED = LuaScript("""
+if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[1])
+return 1
+""")
+
 # KEYS lock. ARGV token. Deletes the lock only if it is still ours.
 UNLOCK = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
