@@ -20,6 +20,7 @@ Lifecycle, in one place:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import logging
 import threading
@@ -157,13 +158,24 @@ class RedisState:
         return self._plugin_commands
 
     def health(self) -> dict[str, Any]:
-        """The core report plus each plugin's part; ok only if all parts are."""
-        report = check_health(lambda: self.client, self.settings)
-        parts = self.plugins.health()
+        """The core report plus each plugin's part; ok only if all parts are.
+
+        Bounded: the check runs on a client of its own whose every read waits
+        at most ``CONNECT_TIMEOUT``, with no retries, so a hung server gives
+        ``ok: false`` in about that time; the plugins are asked only when the
+        server answered (their parts use the shared client)."""
+        report = check_health(self._health_client, self.settings)
+        parts = self.plugins.health() if report["ok"] else {}
         report["plugins"] = parts
         report["ok"] = report["ok"] and all(
             part.get("ok", True) for part in parts.values() if isinstance(part, dict))
         return report
+
+    def _health_client(self) -> AnyClient:
+        settings = dataclasses.replace(self.settings, max_retries=0,
+                                       socket_timeout_ms=self.settings.connect_timeout_ms)
+        return self.own_client("health", lambda: build_client(settings, self.events,
+                                                              self.options))
 
     def close(self) -> None:
         """Close every client of this registration; the next use opens anew."""

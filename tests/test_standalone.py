@@ -438,3 +438,28 @@ def test_a_nested_app_context_in_a_request_does_not_close_its_subscription(
         return {"type": confirmed["type"], "still": subscription.subscribed}
 
     assert app.test_client().get("/nested").get_json() == {"type": "subscribe", "still": True}
+
+
+@pytest.mark.parametrize("used_before", [True, False])
+def test_health_of_a_hung_server_returns_not_ok_within_the_connect_timeout(
+        make_app, own_redis_server, used_before):
+    """A server stopped by SIGSTOP, with no socket timeout configured: the
+    health report and route still answer, in about the connect timeout."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CONNECT_TIMEOUT": 300, "REDIS_HEALTH_ROUTE": "/health"})
+    def health():
+        with app.app_context():
+            return ext.health()
+
+    if used_before:  # the health check's connection is open and idle
+        assert health()["ok"] is True
+    own_redis_server.signal(signal.SIGSTOP)
+    try:
+        outcome = run_with_deadline(health, seconds=20)
+        response = run_with_deadline(lambda: app.test_client().get("/health"), 20)
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+    report = outcome["value"]
+    assert report["ok"] is False and "Timeout" in report["error"]
+    assert report["plugins"] == {}
+    assert response["value"].status_code == 503
