@@ -96,3 +96,25 @@ def test_percent_encoded_passwords_round_trip_and_masking_shows_no_piece(passwor
     encoded = quote(password, safe="")
     assert not [encoded[i:i + 4] for i in range(max(len(encoded) - 3, 1))
                 if encoded[i:i + 4] in masked]
+
+
+HOSTS = st.one_of(
+    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda address: f"[{address}]"))
+SECRETS = st.text(st.characters(exclude_categories=("Cs",)), min_size=1)
+
+
+@given(user=SECRETS, password=SECRETS, host=HOSTS, port=st.integers(1, 65535),
+       db=st.integers(0, 15), master=SECRETS, scheme=st.sampled_from(
+           ["redis", "rediss", "redis+sentinel", "redis+cluster"]))
+def test_every_field_of_a_url_round_trips(user, password, host, port, db, master, scheme):
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    path = {"redis": f"/{db}", "rediss": f"/{db}", "redis+cluster": "",
+            "redis+sentinel": f"/{quote(master, safe='')}/{db}"}[scheme]
+    parsed = parse_url(f"{scheme}://{credentials}@{host}:{port}{path}")
+    assert (parsed.username, parsed.password) == (user, password)
+    assert parsed.nodes == ((host.strip("[]"), port),)
+    assert parsed.db == (None if scheme == "redis+cluster" else db)
+    if scheme == "redis+sentinel":
+        assert parsed.sentinel_master == master
