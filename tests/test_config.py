@@ -226,3 +226,11 @@ def test_credentials_put_in_a_host_key_are_refused_and_never_shown(config):
     with pytest.raises(ConfigurationError) as caught:
         load(config)
     assert "Sup3r" not in str(caught.value) and "Secret" not in str(caught.value)
+
+
+@given(key=st.sampled_from([key.suffix for key in KEYS]), value=st.text())
+def test_every_value_of_every_key_parses_or_names_its_key(key, value):
+    try:
+        load({f"REDIS_{key}": value})
+    except ConfigurationError as error:
+        assert f"REDIS_{key}" in str(error)
