@@ -17,8 +17,10 @@ from flask_core_redis.plugins.otp import (
     normalize_phone,
 )
 from flask_core_redis.plugins.otp.digits import subscriber
+from flask_core_redis.plugins.otp.scripts import CHECK, ISSUE
 
 from .servers import run_concurrently, wait_until
+from .tcp_proxy import ReplyLosingProxy
 
 PHONE = "+1 (555) 010-99 88"
 NUMBER = "+15550109988"
@@ -385,3 +387,58 @@ def test_without_the_error_handler_an_otp_outage_propagates(make_app):
     with pytest.raises(OtpUnavailable) as caught:
         app.test_client().post("/login/verify")
     assert isinstance(caught.value, RedisUnavailable)
+
+
+@pytest.fixture
+def lossy_otp(make_app, own_redis_server):
+    """OTP through a proxy that can lose a reply, with a 200 ms socket timeout
+    and one retry: the reply is lost after the script ran, and the core's retry
+    policy sends the script again."""
+    with ReplyLosingProxy(own_redis_server.port) as proxy:
+        app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}",
+                             "REDIS_SOCKET_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1,
+                             "REDIS_OTP_RESEND_COOLDOWN": 60})
+        with app.app_context():
+            yield proxy, ext.otp, own_redis_server
+
+
+def sends_to(server, number):
+    """How many sends the number's send window holds, read straight from the server."""
+    with server.client() as client:
+        keys = [key for key in client.scan_iter(match="*otp*:sends") if number in key]
+        return sum(client.zcard(key) for key in keys)
+
+
+@pytest.mark.integration
+def test_a_wrong_code_whose_reply_is_lost_costs_one_attempt(lossy_otp):
+    proxy, otp, _ = lossy_otp
+    otp.store_otp(PHONE, "123456")
+    assert otp.check(PHONE, "000000") == OtpCheck("invalid", 4)  # the script is loaded
+    proxy.lose_reply_to(CHECK.sha)
+    assert otp.check(PHONE, "000000") == OtpCheck("invalid", 3)
+    assert proxy.replies_lost == 1
+    assert otp.check(PHONE, "000000") == OtpCheck("invalid", 2)
+
+
+@pytest.mark.integration
+def test_the_right_code_whose_reply_is_lost_still_verifies(lossy_otp):
+    proxy, otp, _ = lossy_otp
+    otp.store_otp(PHONE, "123456")
+    assert otp.check(PHONE, "000000").status == "invalid"  # the script is loaded
+    proxy.lose_reply_to(CHECK.sha)
+    assert otp.verify_otp(PHONE, "123456") is True
+    assert proxy.replies_lost == 1
+    assert otp.verify_otp(PHONE, "123456") is False  # used up
+
+
+@pytest.mark.integration
+def test_a_code_issued_with_a_lost_reply_is_the_one_stored_and_costs_one_send(lossy_otp):
+    proxy, otp, server = lossy_otp
+    otp.issue("+15550000001")  # the script is loaded
+    proxy.lose_reply_to(ISSUE.sha)
+    code = otp.issue(PHONE)
+    assert proxy.replies_lost == 1
+    assert sends_to(server, NUMBER.lstrip("+")) == 1
+    with pytest.raises(OtpRateLimited, match="try again in"):  # the one cooldown
+        otp.issue(PHONE)
+    assert otp.verify_otp(PHONE, code) is True

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from flask import Flask
 from redis.exceptions import RedisError
@@ -40,6 +41,10 @@ Status = Literal["ok", "invalid", "expired", "locked"]
 CODE_DIGITS = 6
 #: How long an expired code is remembered, so that it reads "expired".
 EXPIRED_GRACE_MS = 600_000
+#: The least time a call's reply is remembered for a retry (see scripts.py).
+MIN_REPLAY_MS = 60_000
+#: The longest delay of the core's retry policy, min(n x 50 ms, 2000 ms).
+RETRY_DELAY_CAP_MS = 2_000
 
 CONFIG_KEYS = (
     Key("OTP_TTL", 300, parsers.integer(1, MAX_TTL_SECONDS), "OTP: seconds a code stays "
@@ -58,6 +63,19 @@ _NO_SECRET_KEY = (
     "not set. Set app.config['SECRET_KEY'] to a long random value (for example the "
     "output of: python -c 'import secrets; print(secrets.token_hex(32))'), or add 'otp' "
     "to {prefix}_DISABLED_PLUGINS if the app does not use one-time passwords")
+
+
+def _replay_window_ms(settings: dict[str, object]) -> int:
+    """How long a call's reply is remembered: longer than the core's retries
+    of one command can take (each attempt may wait for a connection, then for
+    its reply, then for the retry delay), and at least a minute. Without a
+    socket timeout no reply is lost to one; a dropped connection is then
+    given the connect timeout's length."""
+    connect = cast(float, settings["connect_timeout_ms"])
+    socket = cast("float | None", settings["socket_timeout_ms"])
+    attempts = cast(int, settings["max_retries"]) + 1
+    each = connect + (connect if socket is None else socket) + RETRY_DELAY_CAP_MS
+    return max(MIN_REPLAY_MS, math.ceil(attempts * each))
 
 
 class OtpUnavailable(RedisUnavailable):
@@ -98,6 +116,7 @@ class OtpPlugin:
         self.context = context
         self.ttl, self.max_attempts, self.cooldown, self.max_sends, self.window = (
             context.setting(key) for key in CONFIG_KEYS)
+        self._replay_ms = _replay_window_ms(context.settings)
         self._config = app.config  # SECRET_KEY is read at each use: it may come later
         if not self._config.get("SECRET_KEY"):  # the app starts; OTP refuses to work
             logger.warning("[%s] one-time passwords are unavailable until SECRET_KEY is "
@@ -122,17 +141,21 @@ class OtpPlugin:
     def _digest(key: bytes, phone: str, code: str) -> str:
         return hmac.new(key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _keys(self, number: str) -> list[str]:
+    def _run(self, script: LuaScript, number: str, names: list[str],
+             args: list[Any]) -> tuple[Any, int]:
+        """``script`` on the number's keys ``names``, as one call: if the core
+        sends it again after a lost reply, the script answers with the first
+        run's reply instead of running twice."""
         tag = self.context.slot_tag("otp", subscriber(number))
-        return [f"{tag}:code", f"{tag}:cooldown", f"{tag}:sends"]
-
-    def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> tuple[Any, int]:
+        nonce = secrets.token_hex(8)
+        keys = [f"{tag}:reply:{nonce}", *(f"{tag}:{name}" for name in names)]
         try:
-            status, number = script(self.context.client, keys, args)
+            status, count = script(self.context.client, keys,
+                                   [self._replay_ms, nonce, *args])
         except RedisError as error:
             raise OtpUnavailable(f"the OTP store is unavailable: "
                                  f"{describe_error(error)}") from error
-        return as_text(status), int(number)
+        return as_text(status), int(count)
 
     def issue(self, phone: str, ttl: float | None = None) -> str:
         """A new 6-digit code for ``phone`` (send it yourself); the previous one
@@ -148,9 +171,9 @@ class OtpPlugin:
         key = self._digest_key()
         number = normalize_phone(phone)
         lifetime_ms = ttl_ms(self.ttl if ttl is None else ttl)
-        status, wait_ms = self._run(ISSUE, self._keys(number), [
+        status, wait_ms = self._run(ISSUE, number, ["code", "cooldown", "sends"], [
             self._digest(key, number, normalize_code(code)), lifetime_ms, self.cooldown * 1000,
-            self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, secrets.token_hex(4)])
+            self.max_sends, self.window * 1000, EXPIRED_GRACE_MS])
         if status != "ok":
             raise OtpRateLimited(status, wait_ms / 1000)
 
@@ -160,7 +183,7 @@ class OtpPlugin:
         that is not one is a ValueError, and costs no attempt."""
         key = self._digest_key()
         number = normalize_phone(phone)
-        status, left = self._run(CHECK, self._keys(number)[:1], [
+        status, left = self._run(CHECK, number, ["code"], [
             self._digest(key, number, normalize_code(code)), self.max_attempts, self.ttl * 1000,
             EXPIRED_GRACE_MS])
         return OtpCheck(status, left)

@@ -1,49 +1,77 @@
 """The OTP plugin's Lua scripts. Each runs on keys that share the phone's hash
-tag (one Cluster slot) and reads the server's clock."""
+tag (one Cluster slot) and reads the server's clock.
+
+Each runs once per call, however often it is sent: when a reply is lost to
+the socket timeout, the core's retry policy sends the script again, and a
+second run would count a second attempt, or use a second send and then answer
+"cooldown" for the code the first run stored. So every call carries a nonce,
+and a script that changed something remembers its reply under
+``<tag>:reply:<nonce>``; the same call sent again returns that reply."""
 
 from __future__ import annotations
 
 from ...plugin_api import NOW_MS, LuaScript
 
-# KEYS code, cooldown, sends. ARGV digest, ttl, cooldown, max sends, window,
-# grace (all ms but max sends), nonce.
-ISSUE = LuaScript(NOW_MS + """
-local wait = redis.call('PTTL', KEYS[2])
+# KEYS[1] the call's reply key. ARGV[1] how long to remember the reply (ms),
+# ARGV[2] the call's nonce. A script returns remember(status, number) where it
+# changed something; a reply with no effect may as well be computed again.
+_ONCE = """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  local status, number = string.match(seen, '^(%S+) (%S+)$')
+  return {status, tonumber(number)}
+end
+local function remember(status, number)
+  redis.call('SET', KEYS[1], status .. ' ' .. string.format('%d', number), 'PX', ARGV[1])
+  return {status, number}
+end
+"""
+
+
+def _once(body: str) -> LuaScript:
+    return LuaScript(NOW_MS + _ONCE + body)
+
+
+# KEYS reply, code, cooldown, sends. ARGV remember, nonce, digest, ttl, cooldown,
+# max sends, window, grace (all ms but max sends).
+ISSUE = _once("""
+local wait = redis.call('PTTL', KEYS[3])
 if wait > 0 then return {'cooldown', wait} end
-local window = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local window = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then
+  local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
   return {'too_many', tonumber(oldest[2]) + window - now}
 end
-redis.call('ZADD', KEYS[3], now, now .. ':' .. ARGV[7])
-redis.call('PEXPIRE', KEYS[3], window)
-if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'exp', now + tonumber(ARGV[2]), 'attempts', 0)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[6]))
-return {'ok', 0}
+redis.call('ZADD', KEYS[4], now, now .. ':' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[4], window)
+if tonumber(ARGV[5]) > 0 then redis.call('SET', KEYS[3], '1', 'PX', ARGV[5]) end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'exp', now + tonumber(ARGV[4]), 'attempts', 0)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[8]))
+return remember('ok', 0)
 """)
 
-# KEYS code. ARGV digest, max attempts, ttl for an unknown phone, grace (ms).
-# An unknown phone gets a record no code matches, so that it answers exactly
-# as a wrong code does, attempts and lock-out included.
-CHECK = LuaScript(NOW_MS + """
-local max = tonumber(ARGV[2])
-local record = redis.call('HMGET', KEYS[1], 'digest', 'exp', 'attempts')
+# KEYS reply, code. ARGV remember, nonce, digest, max attempts, ttl for an
+# unknown phone, grace (ms). An unknown phone gets a record no code matches,
+# so that it answers exactly as a wrong code does, attempts and lock-out
+# included.
+CHECK = _once("""
+local max = tonumber(ARGV[4])
+local record = redis.call('HMGET', KEYS[2], 'digest', 'exp', 'attempts')
 if not record[1] then
-  record = {'', tostring(now + tonumber(ARGV[3])), '0'}
-  redis.call('HSET', KEYS[1], 'digest', record[1], 'exp', record[2], 'attempts', 0)
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))
+  record = {'', tostring(now + tonumber(ARGV[5])), '0'}
+  redis.call('HSET', KEYS[2], 'digest', record[1], 'exp', record[2], 'attempts', 0)
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[6]))
 end
 if now >= tonumber(record[2]) then return {'expired', 0} end
 local attempts = tonumber(record[3])
 if attempts >= max then return {'locked', 0} end
-if record[1] ~= '' and record[1] == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return {'ok', max - attempts}
+if record[1] ~= '' and record[1] == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+  return remember('ok', max - attempts)
 end
-attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts >= max then return {'locked', 0} end
-return {'invalid', max - attempts}
+attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+if attempts >= max then return remember('locked', 0) end
+return remember('invalid', max - attempts)
 """)
