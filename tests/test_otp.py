@@ -295,7 +295,9 @@ def test_a_code_that_could_never_match_costs_no_attempt(otp, code):
 
 
 @pytest.mark.parametrize("phone", ["", "abc", "+12", "12345678901234567", "+1 555 CALL NOW",
-                                   None, 15550109988])
+                                   None, 15550109988,
+                                   "\uff0b15550109988",  # the + must be ASCII
+                                   "+1555\u00b2109988"])  # a superscript is no decimal digit
 def test_invalid_phone_numbers_are_refused(otp, phone):
     with pytest.raises(ValueError, match="invalid phone number"):
         otp.issue(phone)
