@@ -7,45 +7,21 @@ key names and scripts are in :mod:`.scripts`)."""
 
 from __future__ import annotations
 
-import logging
-import secrets
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import click
 from flask import Flask
-from redis.exceptions import RedisError
 
-from ...plugin_api import (
-    MAX_TTL_SECONDS,
-    Key,
-    PluginContext,
-    describe_error,
-    hookimpl,
-    parsers,
-    ttl_ms,
-)
+from ...plugin_api import MAX_TTL_SECONDS, Key, PluginContext, hookimpl, parsers, ttl_ms
 from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
 from .entries import Entry, decode, encode
-from .scripts import (
-    SET_MANY,
-    STORE_COMPUTED,
-    UNLOCK,
-    Names,
-    entry_key,
-    read_raw,
-    run_raw,
-    version_key,
-)
+from .guard import Guard
+from .recompute import Recompute
+from .scripts import SET_MANY, Names, entry_key, read_raw, run_raw, version_key
 from .serializers import JsonSerializer, Serializer
 
-logger = logging.getLogger("flask_core_redis")
-
 T = TypeVar("T")
-POLL_SECONDS = 0.02
-_DOWN = object()
 
 CONFIG_KEYS = (
     Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
@@ -53,30 +29,9 @@ CONFIG_KEYS = (
     Key("CACHE_FAIL_OPEN", True, parsers.boolean, "Cache: with Redis down, reads miss and "
         "writes are skipped (one WARNING per outage); false raises instead."),
     Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
-        "one caller may spend recomputing a missing entry while the others wait for it."),
+        "a recompute lock lives unless renewed; the caller computing renews it, so the "
+        "others wait as long as it computes, and take over this long after it dies."),
 )
-
-
-class _OutageLog:
-    """One WARNING when Redis starts failing, one INFO when it is back."""
-
-    def __init__(self) -> None:
-        self._failing = False
-        self._lock = threading.Lock()
-
-    def failed(self, error: Exception) -> None:
-        with self._lock:
-            first, self._failing = not self._failing, True
-        if first:
-            logger.warning("cache: Redis unavailable, serving misses until it is back: "
-                           "%s", describe_error(error))
-
-    def succeeded(self) -> None:
-        if self._failing:
-            with self._lock:
-                recovered, self._failing = self._failing, False
-            if recovered:
-                logger.info("cache: Redis is back")
 
 
 class CachePlugin:
@@ -91,7 +46,9 @@ class CachePlugin:
             context.setting(key) for key in CONFIG_KEYS)
         self._serializer: Serializer | None = None
         self._tags: dict[str, str] = {}
-        self._outage = _OutageLog()
+        self._guard = Guard(self.fail_open)
+        self._recompute = Recompute(lambda: context.client, self._guard, self.serializer,
+                                    self.lock_timeout)
 
     def serializer(self) -> Serializer:
         """The first serializer a plugin supplies, else JSON. (A method, not a
@@ -109,36 +66,18 @@ class CachePlugin:
         return tag
 
     def _redis(self, call: Callable[[], T], fallback: T) -> T:
-        """Run one Redis call; with Redis down, return ``fallback`` (fail-open)
-        or raise."""
-        try:
-            result = call()
-        except RedisError as error:
-            if not self.fail_open:
-                raise
-            self._outage.failed(error)
-            return fallback
-        self._outage.succeeded()
-        return result
+        return self._guard.run(call, fallback)
 
     # Entries -------------------------------------------------------------
 
     def _read(self, keys: list[str], namespace: str) -> list[Entry | None]:
         """Entries of the namespace's current version: one MGET, no script."""
-        return self._read_versioned(keys, namespace)[1]
-
-    def _read_versioned(self, keys: list[str],
-                        namespace: str) -> tuple[bytes | None, list[Entry | None]]:
-        """The namespace's version (None with Redis down) and its entries."""
         tag = self._tag(namespace)
         names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
-        replies = self._redis(lambda: read_raw(self.context.client, names), None)
-        if replies is None:
-            return None, [None] * len(keys)
-        version, *raws = replies
+        missing: list[bytes | None] = [None] * len(names)
+        version, *raws = self._redis(lambda: read_raw(self.context.client, names), missing)
         serializer = self.serializer()
-        current = version or b"0"
-        return current, [decode(serializer, raw, current) for raw in raws]
+        return [decode(serializer, raw, version or b"0") for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
@@ -192,71 +131,8 @@ class CachePlugin:
         """The cached value, or ``compute()``'s, cached. On a miss one caller,
         across all processes, computes while the others wait for its result; near
         expiry one caller refreshes early while the others keep the old value."""
-        ttl_ms = self._resolve_ttl(ttl)
-        version, (entry,) = self._read_versioned([key], namespace)
-        if entry is not None and not entry.due(time.time() * 1000):
-            return entry.value  # type: ignore[no-any-return]
-        token = self._lock(key, namespace)
-        if token is None:  # somebody else computes
-            if entry is not None:
-                return entry.value  # type: ignore[no-any-return]
-            waited = self._wait_for(key, namespace)
-            if waited is not None:
-                return waited.value  # type: ignore[no-any-return]
-        try:
-            if token and entry is None:  # the previous holder may have just stored it
-                version, (fresh,) = self._read_versioned([key], namespace)
-                if fresh is not None:
-                    return fresh.value  # type: ignore[no-any-return]
-            return self._compute_and_store(key, compute, ttl_ms, namespace, version, token)
-        finally:
-            if token:
-                self._unlock(key, namespace, token)
-
-    def _compute_and_store(self, key: str, compute: Callable[[], T], ttl_ms: int,
-                           namespace: str, version: bytes | None, token: str | None) -> T:
-        """``compute()``'s value, stored only if the namespace is still at
-        ``version`` (read before computing): a value computed before an
-        invalidation is never stored after it."""
-        started = time.perf_counter()
-        value = compute()
-        compute_ms = (time.perf_counter() - started) * 1000
-        body = encode(self.serializer(), value, ttl_ms, compute_ms)
-        if version is not None:  # else Redis was down: nothing says what the value is of
-            names = Names(self._tag(namespace), key)
-            self._redis(lambda: run_raw(self.context.client, STORE_COMPUTED, names.all(),
-                                        [ttl_ms, version, token or "", body]), None)
-        return value
-
-    def _lock_key(self, key: str, namespace: str) -> str:
-        return Names(self._tag(namespace), key).lock
-
-    def _lock(self, key: str, namespace: str) -> str | None:
-        """A token if this caller may compute; "" if Redis is down (compute
-        without a lock); None if another caller holds the lock."""
-        token = secrets.token_hex(8)
-        acquired: Any = self._redis(lambda: self.context.client.set(
-            self._lock_key(key, namespace), token, nx=True, px=self.lock_timeout * 1000),
-            _DOWN)
-        if acquired is _DOWN:
-            return ""
-        return token if acquired else None
-
-    def _unlock(self, key: str, namespace: str, token: str) -> None:
-        lock = self._lock_key(key, namespace)
-        self._redis(lambda: run_raw(self.context.client, UNLOCK, [lock], [token]), None)
-
-    def _wait_for(self, key: str, namespace: str) -> Entry | None:
-        """Poll for the value another caller is computing, until its lock goes."""
-        deadline = time.monotonic() + self.lock_timeout
-        lock = self._lock_key(key, namespace)
-        while time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            released = not self._redis(lambda: self.context.client.exists(lock), 0)
-            (entry,) = self._read([key], namespace)  # after the check: no gap to miss
-            if entry is not None or released:
-                return entry
-        return None
+        names = Names(self._tag(namespace), key)
+        return self._recompute.get_or_set(names, compute, self._resolve_ttl(ttl))
 
     def cached(self, ttl: float | None = None, key: KeySpec = None, *,
                namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:

@@ -65,6 +65,13 @@ end
 return version
 """)
 
+# KEYS version, entry, lock. ARGV token, lock ms. Takes the lock if it is free,
+# and says what is there: {taken (1 or 0), version, entry or ''}.
+CLAIM = LuaScript("""
+local taken = redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+return {taken, redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or ''}
+""")
+
 # KEYS version, entry, lock. ARGV ttl ms, the version read before computing,
 # token, body. Releases our lock, and stores the body only if the namespace was
 # not invalidated while it was computed: 1 if stored, else 0.
@@ -78,5 +85,11 @@ return 1
 # KEYS lock. ARGV token. Deletes the lock only if it is still ours.
 UNLOCK = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
+
+# KEYS lock. ARGV token, lock ms. Extends the lock only if it is still ours.
+RENEW = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """)
