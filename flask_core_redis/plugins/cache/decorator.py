@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import json
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
+
+from .keys import ENCODED_TYPES, NotCanonical, canonical
 
 T = TypeVar("T")
 
@@ -33,7 +34,7 @@ def cached_through(cache: Callable[[], GetOrSet], ttl: float | None, key: KeySpe
 
     ``key`` is a format string over the arguments (``"user:{user_id}"``), a
     callable taking the same arguments, or None for the function's name and a
-    hash of the arguments."""
+    hash of the arguments' canonical encoding (see :mod:`.keys`)."""
     def decorate(func: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(func)
 
@@ -71,6 +72,22 @@ def _cache_key(func: Callable[..., Any], signature: inspect.Signature, key: KeyS
     bound.apply_defaults()
     if key is not None:
         return key.format(**bound.arguments)
-    arguments = json.dumps(bound.arguments, sort_keys=True, default=repr)
-    digest = hashlib.sha256(arguments.encode()).hexdigest()[:32]
+    return default_key(func, bound.arguments)
+
+
+def default_key(func: Callable[..., Any], arguments: dict[str, Any]) -> str:
+    """``module.qualname:<hash of the arguments' canonical encoding>``; a
+    TypeError naming the argument that has no canonical encoding."""
+    parts = []
+    for name, value in arguments.items():
+        try:
+            parts.append(canonical(name) + canonical(value))
+        except NotCanonical as error:
+            raise TypeError(
+                f"@cached {func.__qualname__}: {error.describe(name)}, which has no "
+                f"canonical cache key (the default key encodes {ENCODED_TYPES}); pass "
+                f'key= to cached(), e.g. key="{func.__name__}:{{{name}.id}}" or a callable '
+                "taking the same arguments") from None
+    encoded = "".join(parts).encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(encoded).hexdigest()[:32]
     return f"{func.__module__}.{func.__qualname__}:{digest}"
