@@ -1,14 +1,60 @@
 """What the cache stores: any serializer's bytes, and one JSON with or without
 orjson."""
 
+import datetime
+import enum
 import json
 from importlib.metadata import EntryPoint
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.client import NEVER_DECODE
 
 from flask_core_redis import hookimpl
 from flask_core_redis.plugin_api import manager
+from flask_core_redis.plugins.cache import serializers
+
+from .test_cache_keys import tagged
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Text(str):
+    pass
+
+
+def nested(depth):
+    """``depth`` lists, one inside the other."""
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def looping():
+    value = []
+    value.append(value)
+    return value
+
+
+def as_json(value):
+    """``value`` as JSON gives it back: tuples become lists."""
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    return value
+
+
+@pytest.fixture
+def cache(make_app, memory_url):
+    """What JSON accepts does not depend on the topology: the embedded server."""
+    app, ext = make_app({"REDIS_URL": memory_url})
+    with app.app_context():
+        yield ext.cache
 
 
 class BinarySerializer:
@@ -75,3 +121,65 @@ def test_a_value_the_cache_did_not_write_is_a_miss(mode_app):
             ext.client.set(key, foreign)
             assert ext.cache.get("k", "miss") == "miss"
             assert ext.cache.get_or_set("k", lambda: "computed") == "computed"
+
+
+# One JSON ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "error", "message"), [
+    (float("nan"), ValueError, r"value is nan, which JSON has no form for"),
+    ({"a": [1, float("-inf")]}, ValueError, r"value\['a'\]\[1\] is -inf"),
+    ({1: "a"}, TypeError, r"value has the key 1 \(int\); JSON object keys are str"),
+    ([datetime.date(2024, 5, 1)], TypeError, r"value\[0\] is a date, which is not JSON-ser"),
+    (Color.RED, TypeError, r"value is a Color"),
+    (Text("subclass"), TypeError, r"value is a Text"),
+    ({"k": 2**64}, ValueError, r"value\['k'\] is 18446744073709551616, beyond the 64-bit"),
+    (["\ud800"], ValueError, r"value\[0\] contains a lone surrogate"),
+    (nested(255), ValueError, r"nests containers deeper than 254 levels"),  # orjson's limit
+    (looping(), ValueError, r"nests containers deeper"),
+])
+def test_what_the_two_json_encoders_disagree_on_is_refused(cache, value, error, message):
+    with pytest.raises(error, match=message):
+        cache.set("k", value)
+    assert cache.get("k") is None
+
+
+def test_every_accepted_value_comes_back_the_same(cache):
+    value = {"a": [1, -0.0, 1e16, 2**64 - 1, -(2**63), None, True, "ü ✓"], "t": (1, "x"),
+             "deep": nested(253)}  # with the dict around it: 254 levels
+    cache.set("k", value)
+    assert tagged(cache.get("k")) == tagged(as_json(value))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+    | st.sampled_from(["\ud800", 2**64 - 1, 2**64, -(2**63) - 1, Color.RED, Text("t"),
+                       float("nan"), float("inf"), -0.0, 1e16, 5e-324])
+    | st.dates(),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.text() | st.integers() | st.sampled_from([Text("k"), None]), inner,
+                      max_size=3),
+    max_leaves=12)
+
+
+def outcome_of(serializer, value):
+    try:
+        data = serializer.dumps(value)
+    except (TypeError, ValueError) as error:
+        return type(error)
+    return tagged(serializer.loads(data if isinstance(data, bytes) else data.encode()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_standard_library_gives_back_what_it_accepts(value):
+    result = outcome_of(serializers.JsonSerializer(use_orjson=False), value)
+    if not isinstance(result, type):
+        assert result == tagged(as_json(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_orjson_accepts_and_gives_back_what_the_standard_library_does(value):
+    pytest.importorskip("orjson")
+    assert outcome_of(serializers.JsonSerializer(use_orjson=True), value) == outcome_of(
+        serializers.JsonSerializer(use_orjson=False), value)

@@ -1,4 +1,9 @@
-"""Fail-open: what the cache does when a Redis call fails."""
+"""Fail-open: what the cache does when Redis cannot be reached.
+
+Only an outage is failed open: a connection error or a timeout, or a Cluster
+that reports itself down (what the core's retry policy retries). A reply error
+(a ``ResponseError``: a wrong type, a script error, out of memory) is a
+bug or a server-side refusal, and is raised whatever ``CACHE_FAIL_OPEN`` says."""
 
 from __future__ import annotations
 
@@ -7,13 +12,21 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    SlotNotCoveredError,
+    TimeoutError,
+)
 
 from ...plugin_api import describe_error
 
 logger = logging.getLogger("flask_core_redis")
 
 T = TypeVar("T")
+
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError, TimeoutError, ClusterDownError, SlotNotCoveredError)
 
 
 class _OutageLog:
@@ -49,7 +62,7 @@ class Guard:
     def run(self, call: Callable[[], T], fallback: T) -> T:
         try:
             result = call()
-        except RedisError as error:
+        except OUTAGE_ERRORS as error:
             if not self.fail_open:
                 raise
             self._outage.failed(error)

@@ -22,10 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
-
 from .entries import Entry, decode, encode
-from .guard import Guard
+from .guard import OUTAGE_ERRORS, Guard
 from .scripts import CLAIM, RENEW, STORE_COMPUTED, UNLOCK, Names, read_raw, run_raw
 from .serializers import Serializer
 
@@ -157,6 +155,6 @@ class Recompute:
         try:
             renewed = self._guard.run(lambda: run_raw(
                 self._client(), RENEW, [names.lock], [token, self._lock_ms]), 1)
-        except RedisError:  # fail-closed, and Redis is down: the next try may work
+        except OUTAGE_ERRORS:  # fail-closed, and Redis is down: the next try may work
             return True
         return bool(renewed)
