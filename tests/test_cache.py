@@ -8,6 +8,7 @@ import pytest
 import redis
 from flask import Flask
 
+from flask_core_redis.plugin_api import MAX_TTL_SECONDS
 from flask_core_redis.plugins.cache.entries import Entry, encode
 
 from .servers import run_concurrently
@@ -54,10 +55,14 @@ def test_every_write_has_a_ttl(cache_app):
     assert raw.endswith(":1")  # JSON, not pickle
 
 
-@pytest.mark.parametrize("ttl", [0, -5, "60", True])
-def test_bad_ttl_is_refused(cache, ttl):
+@pytest.mark.parametrize("ttl", [0, -5, "60", True, 0.0004, float("inf"), float("nan"),
+                                 MAX_TTL_SECONDS + 1, 10**400])
+def test_bad_ttl_is_refused_at_the_call(cache, ttl):
+    """Never sent to Redis, where it would be a reply error."""
     with pytest.raises(ValueError, match="ttl must be a positive number"):
         cache.set("k", 1, ttl=ttl)
+    with pytest.raises(ValueError, match="ttl must be a positive number"):
+        cache.get_or_set("k", lambda: 1, ttl=ttl)
 
 
 def test_values_must_be_json(cache):

@@ -1,12 +1,17 @@
 """The cache with Redis unreachable, hung or refusing: what fails open, what
 does not, and what an outage costs."""
 
+import contextlib
 import logging
+import signal
+import socket
 
 import pytest
 import redis
 
 from flask_core_redis.plugins.cache.scripts import Names
+
+from .servers import wait_until
 
 
 def unavailable_warnings(caplog):
@@ -29,3 +34,101 @@ def test_a_reply_error_is_raised_not_taken_for_an_outage(mode_app, caplog):
             cache.invalidate_namespace("broken")
         assert cache.get_or_set("k", lambda: "fine", namespace="elsewhere") == "fine"
     assert unavailable_warnings(caplog) == []
+
+
+@contextlib.contextmanager
+def silent_listener():
+    """A port that accepts TCP connections and never answers."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel completes the handshake; nobody ever replies
+    try:
+        yield f"127.0.0.1:{silent.getsockname()[1]}"
+    finally:
+        silent.close()
+
+
+def commands_sent(client, monkeypatch):
+    """Every command the cache hands to ``client`` from now on, by name."""
+    sent = []
+    send = client.execute_command
+
+    def counting(*args, **options):
+        sent.append(args[0])
+        return send(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counting)
+    return sent
+
+
+def outage_app(make_app, address, breaker_seconds, **config):
+    return make_app({"REDIS_URL": f"redis://{address}", "REDIS_CONNECT_TIMEOUT": 200,
+                     "REDIS_SOCKET_TIMEOUT": 200, "REDIS_MAX_RETRIES": 0,
+                     "REDIS_CACHE_BREAKER_SECONDS": breaker_seconds, **config})
+
+
+def test_a_page_of_ten_cached_calls_on_a_silent_server_costs_one_failure(
+        make_app, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    with silent_listener() as address:
+        app, ext = outage_app(make_app, address, breaker_seconds=600)
+        with app.app_context():
+            sent = commands_sent(ext.client, monkeypatch)
+
+            @ext.cache.cached(ttl=60)
+            def fragment(number):
+                return f"fragment {number}"
+
+            page = [fragment(number) for number in range(10)]
+            ext.cache.set("k", 1)
+            assert ext.cache.get("k", "miss") == "miss"
+    assert page == [f"fragment {number}" for number in range(10)]
+    assert len(sent) == 1
+    assert len(unavailable_warnings(caplog)) == 1
+
+
+def test_after_the_breaker_interval_one_call_probes_redis_again(make_app, monkeypatch):
+    with silent_listener() as address:
+        app, ext = outage_app(make_app, address, breaker_seconds=0.05)
+        with app.app_context():
+            sent = commands_sent(ext.client, monkeypatch)
+            assert ext.cache.get("k", "miss") == "miss"
+            assert len(sent) == 1
+            for probes in (2, 3):
+                wait_until(lambda probes=probes: ext.cache.get("k", "miss") == "miss"
+                           and len(sent) == probes, 10, f"probe {probes}")
+
+
+@pytest.mark.integration
+def test_a_server_stopped_by_sigstop_costs_one_timeout_for_ten_reads(
+        make_app, own_redis_server, monkeypatch):
+    app, ext = outage_app(make_app, own_redis_server.address, breaker_seconds=600)
+    with app.app_context():
+        ext.cache.set_many({f"k{number}": number for number in range(10)})
+        sent = commands_sent(ext.client, monkeypatch)
+        own_redis_server.signal(signal.SIGSTOP)
+        try:
+            during = [ext.cache.get(f"k{number}", "miss") for number in range(10)]
+            many = ext.cache.get_many(["k1", "k2"])
+            computed = ext.cache.get_or_set("k5", lambda: "computed")
+        finally:
+            own_redis_server.signal(signal.SIGCONT)
+    assert during == ["miss"] * 10 and many == {} and computed == "computed"
+    assert len(sent) == 1
+
+
+@pytest.mark.integration
+def test_the_cache_uses_redis_again_once_a_stopped_server_answers(
+        make_app, own_redis_server, caplog):
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    app, ext = outage_app(make_app, own_redis_server.address, breaker_seconds=0.05)
+    with app.app_context():
+        ext.cache.set("k", "cached")
+        own_redis_server.signal(signal.SIGSTOP)
+        try:
+            assert ext.cache.get("k", "miss") == "miss"
+        finally:
+            own_redis_server.signal(signal.SIGCONT)
+        wait_until(lambda: ext.cache.get("k") == "cached", 10, "the cache to read Redis again")
+    assert [record.getMessage() for record in caplog.records
+            if record.getMessage().startswith("cache:")][-1] == "cache: Redis is back"

@@ -3,12 +3,18 @@
 Only an outage is failed open: a connection error or a timeout, or a Cluster
 that reports itself down (what the core's retry policy retries). A reply error
 (a ``ResponseError``: a wrong type, a script error, out of memory) is a
-bug or a server-side refusal, and is raised whatever ``CACHE_FAIL_OPEN`` says."""
+bug or a server-side refusal, and is raised whatever ``CACHE_FAIL_OPEN`` says.
+
+An outage is paid for once, not by every call: after a failure a breaker
+skips Redis for ``CACHE_BREAKER_SECONDS`` (calls get their fallback at once),
+then lets one call through to probe it; that call's success closes the breaker,
+its failure opens it again."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -29,43 +35,64 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError, TimeoutError, ClusterDownError, SlotNotCoveredError)
 
 
-class _OutageLog:
-    """One WARNING when Redis starts failing, one INFO when it is back."""
+class Breaker:
+    """Open (Redis skipped) for ``seconds`` after each failure, then half-open:
+    one caller probes while the others keep skipping. Logs one WARNING when
+    it first opens and one INFO when it closes again."""
 
-    def __init__(self) -> None:
-        self._failing = False
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._open_until: float | None = None  # time.monotonic(); None: closed
         self._lock = threading.Lock()
+
+    def allows(self) -> bool:
+        """Whether this call may use Redis."""
+        if self._open_until is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if self._open_until is None:
+                return True
+            if now < self._open_until:
+                return False
+            self._open_until = now + self.seconds  # this caller probes; others skip
+            return True
 
     def failed(self, error: Exception) -> None:
         with self._lock:
-            first, self._failing = not self._failing, True
+            first = self._open_until is None
+            self._open_until = time.monotonic() + self.seconds
         if first:
-            logger.warning("cache: Redis unavailable, serving misses until it is back: "
-                           "%s", describe_error(error))
+            logger.warning("cache: Redis unavailable, serving misses until it is back "
+                           "(checking again every %g s): %s", self.seconds,
+                           describe_error(error))
 
     def succeeded(self) -> None:
-        if self._failing:
+        if self._open_until is not None:
             with self._lock:
-                recovered, self._failing = self._failing, False
+                recovered, self._open_until = self._open_until is not None, None
             if recovered:
                 logger.info("cache: Redis is back")
 
 
 class Guard:
-    """Runs the cache's Redis calls: with ``fail_open``, a failed call gives
-    its fallback (a miss, a skipped write); otherwise the error is raised."""
+    """Runs the cache's Redis calls: with ``fail_open``, a call that meets an
+    outage, or that the breaker skips, gives its fallback (a miss, a skipped
+    write); otherwise every call runs and its error is raised."""
 
-    def __init__(self, fail_open: bool) -> None:
+    def __init__(self, fail_open: bool, breaker_seconds: float) -> None:
         self.fail_open = fail_open
-        self._outage = _OutageLog()
+        self.breaker = Breaker(breaker_seconds)
 
     def run(self, call: Callable[[], T], fallback: T) -> T:
+        if not self.fail_open:
+            return call()
+        if not self.breaker.allows():
+            return fallback
         try:
             result = call()
         except OUTAGE_ERRORS as error:
-            if not self.fail_open:
-                raise
-            self._outage.failed(error)
+            self.breaker.failed(error)
             return fallback
-        self._outage.succeeded()
+        self.breaker.succeeded()
         return result

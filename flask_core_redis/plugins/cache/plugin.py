@@ -28,6 +28,10 @@ CONFIG_KEYS = (
         "an entry lives unless `ttl=` says otherwise."),
     Key("CACHE_FAIL_OPEN", True, parsers.boolean, "Cache: with Redis down, reads miss and "
         "writes are skipped (one WARNING per outage); false raises instead."),
+    Key("CACHE_BREAKER_SECONDS", 5, parsers.number(0, 3600, "expected a number of seconds "
+        "above 0 and at most 3600"), "Cache: with `CACHE_FAIL_OPEN`, seconds Redis is "
+        "skipped after a connection error or timeout before one call tries it again, so "
+        "an outage costs one failed call per interval, not one per call."),
     Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
         "a recompute lock lives unless renewed; the caller computing renews it, so the "
         "others wait as long as it computes, and take over this long after it dies."),
@@ -42,11 +46,11 @@ class CachePlugin:
     @hookimpl
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
         self.context = context
-        self.default_ttl, self.fail_open, self.lock_timeout = (
+        self.default_ttl, self.fail_open, self.breaker_seconds, self.lock_timeout = (
             context.setting(key) for key in CONFIG_KEYS)
         self._serializer: Serializer | None = None
         self._tags: dict[str, str] = {}
-        self._guard = Guard(self.fail_open)
+        self._guard = Guard(self.fail_open, self.breaker_seconds)
         self._recompute = Recompute(lambda: context.client, self._guard, self.serializer,
                                     self.lock_timeout)
 
