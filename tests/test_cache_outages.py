@@ -132,3 +132,23 @@ def test_the_cache_uses_redis_again_once_a_stopped_server_answers(
         wait_until(lambda: ext.cache.get("k") == "cached", 10, "the cache to read Redis again")
     assert [record.getMessage() for record in caplog.records
             if record.getMessage().startswith("cache:")][-1] == "cache: Redis is back"
+
+
+@pytest.mark.integration
+def test_deletions_and_invalidations_are_tried_even_while_the_breaker_is_open(
+        make_app, own_redis_server):
+    """Skipped, they would leave stale entries behind once Redis is back."""
+    app, ext = outage_app(make_app, own_redis_server.address, breaker_seconds=600)
+    with app.app_context():
+        ext.cache.set("k", "stale", namespace="profiles")
+        ext.cache.set("gone", "stale")
+        own_redis_server.signal(signal.SIGSTOP)
+        try:
+            assert ext.cache.get("k", "miss", namespace="profiles") == "miss"  # opens it
+        finally:
+            own_redis_server.signal(signal.SIGCONT)
+        assert ext.cache.invalidate_namespace("profiles") == 1
+        assert ext.cache.delete("gone") is True
+        assert ext.cache.get("k", "miss", namespace="profiles") == "miss"
+        assert ext.cache.get_or_set("k", lambda: "fresh", namespace="profiles") == "fresh"
+        assert ext.cache.get("k", namespace="profiles") == "fresh"

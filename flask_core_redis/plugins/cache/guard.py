@@ -84,10 +84,13 @@ class Guard:
         self.fail_open = fail_open
         self.breaker = Breaker(breaker_seconds)
 
-    def run(self, call: Callable[[], T], fallback: T) -> T:
+    def run(self, call: Callable[[], T], fallback: T, *, always_try: bool = False) -> T:
+        """``call()``, or ``fallback``. ``always_try`` calls Redis even while the
+        breaker is open: for deletions and invalidations, which, skipped, would
+        leave stale entries behind once Redis is back."""
         if not self.fail_open:
             return call()
-        if not self.breaker.allows():
+        if not (self.breaker.allows() or always_try):
             return fallback
         try:
             result = call()

@@ -69,9 +69,6 @@ class CachePlugin:
             tag = self._tags[namespace] = self.context.slot_tag("cache", namespace)
         return tag
 
-    def _redis(self, call: Callable[[], T], fallback: T) -> T:
-        return self._guard.run(call, fallback)
-
     # Entries -------------------------------------------------------------
 
     def _read(self, keys: list[str], namespace: str) -> list[Entry | None]:
@@ -79,15 +76,15 @@ class CachePlugin:
         tag = self._tag(namespace)
         names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
         missing: list[bytes | None] = [None] * len(names)
-        version, *raws = self._redis(lambda: read_raw(self.context.client, names), missing)
+        version, *raws = self._guard.run(lambda: read_raw(self.context.client, names), missing)
         serializer = self.serializer()
         return [decode(serializer, raw, version or b"0") for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
         keys = [version_key(tag), *(entry_key(tag, key) for key in entries)]
-        self._redis(lambda: run_raw(self.context.client, SET_MANY, keys,
-                                    [ttl_ms, *entries.values()]), None)
+        self._guard.run(lambda: run_raw(self.context.client, SET_MANY, keys,
+                                        [ttl_ms, *entries.values()]), None)
 
     def _resolve_ttl(self, ttl: float | None) -> int:
         return ttl_ms(self.default_ttl if ttl is None else ttl)
@@ -123,12 +120,13 @@ class CachePlugin:
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Remove one entry; True if it was there."""
         name = entry_key(self._tag(namespace), key)
-        return bool(self._redis(lambda: self.context.client.delete(name), 0))
+        return bool(self._guard.run(lambda: self.context.client.delete(name), 0,
+                                    always_try=True))
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version."""
         key = version_key(self._tag(namespace))
-        return int(self._redis(lambda: self.context.client.incr(key), 0))
+        return int(self._guard.run(lambda: self.context.client.incr(key), 0, always_try=True))
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> T:
