@@ -55,8 +55,8 @@ class TaggedJson:
     def dumps(self, value):
         return "tagged:" + json.dumps(value)
 
-    def loads(self, data):
-        return json.loads(data.removeprefix("tagged:"))
+    def loads(self, data):  # the cache hands over bytes
+        return json.loads(data.removeprefix(b"tagged:"))
 
 
 class BoomPlugin:
@@ -128,8 +128,8 @@ class NamedJson:
     def dumps(self, value):
         return f"{self.name}|{json.dumps(value)}"
 
-    def loads(self, data):
-        return json.loads(data.partition("|")[2])
+    def loads(self, data):  # the cache hands over bytes
+        return json.loads(data.partition(b"|")[2])
 
 
 class BrokenHookPlugin:

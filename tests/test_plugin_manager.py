@@ -242,8 +242,9 @@ def test_every_hook_runs_in_one_order_and_the_first_serializer_wins(
         ext.health()
         app.test_cli_runner().invoke(args=["redis", "--help"])
         ext.close()
-    for hook in HOOKS:
-        assert [name for called, name in ordered_samples if called == hook] == order, hook
+    for hook in HOOKS:  # once per call of the hook (two clients: the shared one, health's)
+        called = [name for hook_called, name in ordered_samples if hook_called == hook]
+        assert called and called == order * (len(called) // len(order)), hook
     assert [name for called, name in ordered_samples if called == "serializer"] == order[:1]
     assert stored.split(":", 3)[3].startswith(f"{order[0]}|")
 

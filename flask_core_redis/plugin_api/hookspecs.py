@@ -59,5 +59,6 @@ def core_redis_closing(context: PluginContext) -> None:
 
 @hookspec(firstresult=True)
 def core_redis_serializer(context: PluginContext) -> Any:
-    """Return the serializer for cached values (``dumps``/``loads``); the first
-    plugin in hook order that returns one wins."""
+    """Return the serializer for cached values: ``dumps(value)`` gives str or
+    bytes, ``loads(data)`` is given bytes. The first plugin in hook order that
+    returns one wins."""
