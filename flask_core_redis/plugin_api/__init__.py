@@ -7,12 +7,27 @@ Built-in plugins import from here and nowhere else in the package."""
 
 from ..config import Key, parsers
 from ..config.parsers import InvalidValue
+from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
 from ..errors import ConfigurationError, RedisUnavailable, describe_error
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
 from .hookspecs import hookimpl, hookspec
 from .lua import NOW_MS, LuaScript
 
-__all__ = ["MAX_TTL_SECONDS", "NOW_MS", "ConfigurationError", "InvalidValue", "Key", "LuaScript",
-           "PluginContext", "RedisUnavailable", "as_text", "describe_error", "hookimpl",
-           "hookspec", "parsers", "ttl_ms"]
+__all__ = [
+    "MAX_TTL_SECONDS",
+    "NOW_MS",
+    "RETRY_DELAY_CAP_SECONDS",
+    "ConfigurationError",
+    "InvalidValue",
+    "Key",
+    "LuaScript",
+    "PluginContext",
+    "RedisUnavailable",
+    "as_text",
+    "describe_error",
+    "hookimpl",
+    "hookspec",
+    "parsers",
+    "ttl_ms",
+]

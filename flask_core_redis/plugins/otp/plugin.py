@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from ...plugin_api import (
     MAX_TTL_SECONDS,
+    RETRY_DELAY_CAP_SECONDS,
     ConfigurationError,
     Key,
     LuaScript,
@@ -43,8 +44,6 @@ CODE_DIGITS = 6
 EXPIRED_GRACE_MS = 600_000
 #: The least time a call's reply is remembered for a retry (see scripts.py).
 MIN_REPLAY_MS = 60_000
-#: The longest delay of the core's retry policy, min(n x 50 ms, 2000 ms).
-RETRY_DELAY_CAP_MS = 2_000
 
 CONFIG_KEYS = (
     Key("OTP_TTL", 300, parsers.integer(1, MAX_TTL_SECONDS), "OTP: seconds a code stays "
@@ -74,7 +73,7 @@ def _replay_window_ms(settings: dict[str, object]) -> int:
     connect = cast(float, settings["connect_timeout_ms"])
     socket = cast("float | None", settings["socket_timeout_ms"])
     attempts = cast(int, settings["max_retries"]) + 1
-    each = connect + (connect if socket is None else socket) + RETRY_DELAY_CAP_MS
+    each = connect + (connect if socket is None else socket) + RETRY_DELAY_CAP_SECONDS * 1000
     return max(MIN_REPLAY_MS, math.ceil(attempts * each))
 
 
