@@ -107,6 +107,16 @@ class RedisState:
                 client = self._own_clients[name] = self._announce(build())
             return client
 
+    def fail_fast_client(self) -> AnyClient:
+        """The shared client when SOCKET_TIMEOUT bounds its reads; else a pooled
+        client of its own whose reads wait at most CONNECT_TIMEOUT."""
+        if self.settings.socket_timeout_ms is not None:
+            return self.client
+        bounded = dataclasses.replace(self.settings,
+                                      socket_timeout_ms=self.settings.connect_timeout_ms)
+        return self.own_client("fail-fast", lambda: build_client(bounded, self.events,
+                                                                 self.options))
+
     def duplicate(self) -> AnyClient:
         """A new client with its own pool: no read timeout, health checks on."""
         client = self._announce(

@@ -284,3 +284,17 @@ def test_a_malformed_default_url_fails_at_construction():
     with pytest.raises(ConfigurationError, match=r"CoreRedis\(default_url='redis://:\*\*\*@h"
                                                  r":99999'\) is invalid: port '99999'"):
         CoreRedis(default_url="redis://:hunter2@h:99999")
+
+
+def test_a_plugins_fail_fast_client_bounds_every_read(make_app):
+    app, ext = make_app({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_CONNECT_TIMEOUT": 700})
+    timed, timed_ext = make_app({"REDIS_URL": "redis://127.0.0.1:1",
+                                 "REDIS_SOCKET_TIMEOUT": 300})
+    with app.app_context():
+        context = ext.plugins["presence"].context
+        fast = context.fail_fast_client()
+        assert fast is not ext.client and fast is context.fail_fast_client()
+        assert fast.connection_pool.connection_kwargs["socket_timeout"] == 0.7
+        assert ext.client.connection_pool.connection_kwargs["socket_timeout"] is None
+    with timed.app_context():
+        assert timed_ext.plugins["presence"].context.fail_fast_client() is timed_ext.client

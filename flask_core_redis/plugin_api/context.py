@@ -23,6 +23,8 @@ class Registration(Protocol):
 
     def duplicate(self) -> AnyClient: ...
 
+    def fail_fast_client(self) -> AnyClient: ...
+
 
 class PluginContext:
     """A plugin's handle on one app's Redis: the shared client, key names under
@@ -56,6 +58,13 @@ class PluginContext:
     def duplicate(self) -> AnyClient:
         """A client of its own, for pub/sub and blocking commands."""
         return self._registration.duplicate()
+
+    def fail_fast_client(self) -> AnyClient:
+        """A pooled client for short commands that must fail fast on a hung
+        server: every read waits at most ``SOCKET_TIMEOUT``, or
+        ``CONNECT_TIMEOUT`` when that is unset (then it is a pool of its own;
+        else the shared client)."""
+        return self._registration.fail_fast_client()
 
     def serializer(self) -> Any:
         """The serializer the first plugin in hook order supplies through
