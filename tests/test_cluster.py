@@ -114,3 +114,36 @@ def test_pipelines_run_across_slots_with_the_policy_retry_count(make_app, cluste
         assert pipe.execute() == [True] * 10
         assert pipe.retry.get_retries() == 4
         assert ext.client.mget_nonatomic([f"{prefix}:{n}" for n in range(3)]) == ["0", "1", "2"]
+
+
+def test_a_cluster_with_every_node_down_is_an_outage_everywhere(make_app, own_cluster):
+    """redis-py reports an unreachable cluster with an exception that is no
+    RedisError; it must read as the outage it is: a health report, a cache
+    miss, OtpUnavailable and a 503, never a 500."""
+    from flask_core_redis.plugins.otp import OtpUnavailable
+
+    app, ext = make_app({"REDIS_URL": own_cluster.url, "REDIS_CONNECT_TIMEOUT": 300,
+                         "REDIS_SOCKET_TIMEOUT": 300, "REDIS_ERROR_HANDLER": True,
+                         "REDIS_HEALTH_ROUTE": "/health", "REDIS_MAX_RETRIES": 1})
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/counter")
+    def counter():
+        return {"n": ext.client.incr("counter")}
+
+    with app.app_context():
+        ext.cache.set("k", 1)
+        assert ext.health()["ok"] is True
+    for node in own_cluster.nodes:
+        node.kill()
+    with app.app_context():
+        report = ext.health()
+        assert report["ok"] is False and report["error"].startswith("ConnectionError")
+        assert ext.cache.get("k", "miss") == "miss"
+        with pytest.raises(OtpUnavailable):
+            ext.otp.verify_otp("+15550109988", "123456")
+        with pytest.raises(redis.ConnectionError):
+            ext.client.get("k")
+    web = app.test_client()
+    assert web.get("/health").status_code == 503
+    assert web.get("/counter").status_code == 503

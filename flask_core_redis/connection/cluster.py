@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import Connection
-from redis.exceptions import ConnectionError, RedisClusterException
+from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
 from redis.retry import Retry
 
 from ..config import Settings
 from .connections import evented_class
 from .events import ConnectionEvents
 from .retry import NEVER_RETRIED, build_retry
+
+T = TypeVar("T")
 
 
 class RetryingRedisCluster(RedisCluster):
@@ -38,10 +41,25 @@ class RetryingRedisCluster(RedisCluster):
         return pipe
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        run = functools.partial(super().execute_command, *args, **kwargs)
+        run = functools.partial(as_redis_errors, super().execute_command, *args, **kwargs)
         if kwargs.get("target_nodes") is not None:
             return run()
         return self.command_retry.call_with_retry(run, lambda error: None)
+
+
+def as_redis_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(...)``, with redis-py's "cannot reach the cluster" exception, which
+    is no RedisError, turned into the error it wraps: a ConnectionError to
+    retry and to report as an outage, or an AuthenticationError to raise."""
+    try:
+        return call(*args, **kwargs)
+    except RedisClusterException as error:
+        cause = error.__cause__
+        if isinstance(cause, NEVER_RETRIED):  # no node let us in
+            raise cause from None
+        if isinstance(cause, ConnectionError | TimeoutError | OSError):
+            raise ConnectionError(str(error)) from error
+        raise  # a misuse (a command that names no key, say): not an outage
 
 
 def build_cluster_client(settings: Settings, events: ConnectionEvents,
@@ -53,19 +71,14 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     host = f"[{first_host}]" if ":" in first_host else first_host
 
     def connect() -> RedisCluster:
-        try:
-            # Given a URL (without credentials: those stay in kwargs), RedisCluster
-            # builds each node's pool from the keyword arguments, connection_class
-            # included; given only startup nodes, it would drop connection_class.
-            return RetryingRedisCluster(
-                url=f"redis://{host}:{first_port}",
-                startup_nodes=[ClusterNode(h, p) for h, p in others],
-                connection_class=evented_class(Connection, events),
-                command_retry=command_retry, **kwargs)
-        except RedisClusterException as error:  # no startup node reachable
-            if isinstance(error.__cause__, NEVER_RETRIED):  # none let us in
-                raise error.__cause__ from None
-            raise ConnectionError(str(error)) from error
+        # Given a URL (without credentials: those stay in kwargs), RedisCluster
+        # builds each node's pool from the keyword arguments, connection_class
+        # included; given only startup nodes, it would drop connection_class.
+        return as_redis_errors(
+            RetryingRedisCluster, url=f"redis://{host}:{first_port}",
+            startup_nodes=[ClusterNode(h, p) for h, p in others],
+            connection_class=evented_class(Connection, events),
+            command_retry=command_retry, **kwargs)
 
     # RedisCluster reads the slot map while it is constructed; a cluster that
     # is down is retried like any command, then reported as a ConnectionError.
