@@ -4,8 +4,11 @@ import pytest
 import redis
 
 from .conftest import ACL_USER
+from .servers import RedisProcess, free_port
 
 pytestmark = pytest.mark.integration
+
+SENTINEL_PASSWORD = "sentinel-s3cret"
 
 
 def wrong_password_url(request, topology):
@@ -31,3 +34,29 @@ def test_a_wrong_password_fails_at_once_without_retries(request, make_app, topol
     assert result.exit_code == 1
     assert result.output.startswith("Error: AuthenticationError: ")
     assert len(result.output.splitlines()) == 1 and "not-the-password" not in result.output
+
+
+@pytest.fixture
+def guarded_sentinel(own_redis_server, tmp_path):
+    """One sentinel that requires a password, watching a server of its own."""
+    process = RedisProcess(tmp_path, free_port(), [
+        f"sentinel monitor guarded 127.0.0.1 {own_redis_server.port} 1",
+        f"requirepass {SENTINEL_PASSWORD}"], sentinel=True,
+        client_kwargs={"password": SENTINEL_PASSWORD}).start()
+    yield process
+    process.stop()
+
+
+def test_a_wrong_sentinel_password_fails_at_once(make_app, guarded_sentinel):
+    url = f"redis+sentinel://{guarded_sentinel.address}/guarded"
+    app, ext = make_app({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": "not-the-password",
+                         "REDIS_MAX_RETRIES": 5})
+    kinds = []
+    with app.app_context():
+        ext.events.subscribe(lambda event: kinds.append(event.kind))
+        with pytest.raises(redis.AuthenticationError):
+            ext.client.ping()
+    assert "retry" not in kinds
+    right, right_ext = make_app({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD})
+    with right.app_context():
+        assert right_ext.client.ping()  # the same sentinel, with the password it wants

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis import Redis
-from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.connection import (
     Connection,
@@ -16,15 +15,14 @@ from redis.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
-from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from ..config import Settings
 from .cluster import build_cluster_client
-from .connections import EventedSentinelConnection, evented_class
+from .connections import evented_class
 from .events import ConnectionEvents
 from .memory import build_memory_client
 from .retry import build_retry
+from .sentinel import build_sentinel_client
 
 AnyClient = Redis | RedisCluster
 
@@ -81,28 +79,6 @@ def _ssl_kwargs(settings: Settings) -> dict[str, Any]:
         "ssl_cert_reqs": settings.ssl_cert_reqs,
         "ssl_check_hostname": settings.ssl_cert_reqs == "required",
     }
-
-
-def build_sentinel_client(settings: Settings, events: ConnectionEvents,
-                          kwargs: dict[str, Any]) -> Redis:
-    sentinel = Sentinel(list(settings.nodes), sentinel_kwargs={
-        "username": settings.sentinel_username,
-        "password": settings.sentinel_password,
-        "socket_connect_timeout": settings.connect_timeout,
-        # A sentinel that hangs must not hang master discovery either.
-        "socket_timeout": settings.connect_timeout,
-        "decode_responses": True,
-        # Each lookup asks every sentinel once; the data connection's own
-        # retry policy repeats the whole lookup with its delays.
-        "retry": Retry(NoBackoff(), 0),
-    })
-    connection_class = evented_class(SentinelManagedConnection, events,
-                                     EventedSentinelConnection)
-    client: Redis = sentinel.master_for(
-        settings.sentinel_master, connection_class=connection_class,
-        retry=build_retry(settings.max_retries, events, settings.address),
-        db=settings.db, **kwargs)
-    return client
 
 
 _BUILDERS: dict[str, Callable[[Settings, ConnectionEvents, dict[str, Any]], AnyClient]] = {
