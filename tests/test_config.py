@@ -155,7 +155,9 @@ def test_booleans_accept_the_usual_words(value, expected):
                                                 r"invalid: .* is not a host name"),
     ({"REDIS_CLUSTER_NODES": "::1:7000"}, r"an IPv6 address goes in brackets"),
     ({"REDIS_CLUSTER_NODES": [("n1", 7000, 1)]}, r"is not a \(host, port\) pair"),
-    ({"REDIS_SENTINELS": [("s1", "port")]}, r"port 'port' in 's1:port' is invalid"),
+    ({"REDIS_SENTINELS": [("s1", "port")]}, r"REDIS_SENTINELS=<list of 1> is invalid: item 1: "
+                                           r"the port is not an integer"),
+    ({"REDIS_SENTINELS": ["s1:1", ("s2", 2, "pw")]}, r"item 2 is not a \(host, port\) pair"),
 ])
 def test_bad_values_fail_with_key_value_and_what_is_accepted(config, complaint):
     if complaint is None:
@@ -221,6 +223,9 @@ def test_no_fragment_of_a_password_reaches_the_error(password):
     {"REDIS_SENTINELS": [("u:Sup3rSecret@s1", 26379)]},
     {"REDIS_CLUSTER_NODES": "redis://:Sup3rSecret@n1:7000"},
     {"REDIS_HOST": "Sup3rSecret@h"},
+    {"REDIS_SENTINELS": [("h", 1), ("u:Sup3rSecret@h",)]},
+    {"REDIS_SENTINELS": [("h", 26379, "Sup3rSecret")]},
+    {"REDIS_CLUSTER_NODES": {"password": "Sup3rSecret", "host": "h"}},
 ])
 def test_credentials_put_in_a_host_key_are_refused_and_never_shown(config):
     with pytest.raises(ConfigurationError) as caught:

@@ -59,7 +59,8 @@ def _node_list(default_port: int) -> Parser:
     def parse(value: Any) -> tuple[tuple[str, int], ...]:
         items = value if isinstance(value, list | tuple) else [value]
         try:
-            nodes = tuple(node for item in items for node in _nodes_of(item, default_port))
+            nodes = tuple(node for number, item in enumerate(items, start=1)
+                          for node in _nodes_of(item, number, default_port))
         except UrlError as error:
             raise InvalidValue(str(error)) from None
         if not nodes:
@@ -69,13 +70,19 @@ def _node_list(default_port: int) -> Parser:
     return parse
 
 
-def _nodes_of(item: Any, default_port: int) -> tuple[tuple[str, int], ...]:
-    if isinstance(item, list | tuple):
-        if len(item) != 2:
-            raise UrlError(f"{item!r} is not a (host, port) pair")
-        host, port = (str(part).strip() for part in item)
-        return ((check_host(host, host), parse_port(port, f"{host}:{port}")),)
-    return parse_nodes(str(item), default_port)
+def _nodes_of(item: Any, number: int, default_port: int) -> tuple[tuple[str, int], ...]:
+    """The nodes of one item of a list; errors never quote a pair's parts but
+    the host, masked (a password may sit anywhere in a mistaken pair)."""
+    if isinstance(item, str):
+        return parse_nodes(item, default_port)
+    if not isinstance(item, list | tuple) or len(item) != 2:
+        raise UrlError(f"item {number} is not a (host, port) pair nor a 'host:port' string")
+    host, port = (str(part).strip() for part in item)
+    try:
+        port_number = parse_port(port, "")
+    except UrlError:
+        raise UrlError(f"item {number}: the port is not an integer from 1 to 65535") from None
+    return ((check_host(host, host), port_number),)
 
 
 def _name_list(value: Any) -> tuple[str, ...]:

@@ -59,7 +59,11 @@ def shown_value(key: Key, value: Any) -> str:
     """``value`` as an error message may show it: secrets and URL passwords masked."""
     if key.secret:
         return MASK
-    return repr(mask_url(value)) if isinstance(value, str) else mask_url(repr(value))
+    if isinstance(value, str | int | float | bool):
+        return repr(mask_url(value) if isinstance(value, str) else value)
+    # A list or mapping may hold a password anywhere: only its shape is shown.
+    size = f" of {len(value)}" if hasattr(value, "__len__") else ""
+    return f"<{type(value).__name__}{size}>"
 
 
 def config_source(prefix: str, config: Mapping[str, Any],
