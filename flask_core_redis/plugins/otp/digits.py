@@ -1,15 +1,16 @@
 """Phone numbers and codes as the OTP plugin reads them. Every Unicode decimal
 digit (fullwidth, Arabic-Indic, Devanagari ...) is folded to its ASCII digit
-first, so that one number, or one code, has exactly one canonical spelling:
-limits cannot be dodged by respelling a number, and a code typed on a
-keyboard in another script still matches."""
+first, and a phone number is always written with its leading ``+``, so that
+one number, or one code, has exactly one canonical spelling: limits cannot be
+dodged by respelling a number, and a code typed on a keyboard in another
+script still matches."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
-_PHONE = re.compile(r"\+?[0-9]{7,15}")
+_PHONE = re.compile(r"\+?([0-9]{7,15})")
 _PHONE_NOISE = re.compile(r"[\s\-().]")
 _CODE = re.compile(r"[0-9]{4,10}")
 
@@ -25,22 +26,16 @@ def _ascii_digit(char: str) -> str:
 
 
 def normalize_phone(phone: object) -> str:
-    """``"+1 (555) 010-99 88"`` -> ``"+15550109988"``, in ASCII whatever digits
-    it is typed in; ValueError if not a phone."""
+    """``"+1 (555) 010-99 88"`` and ``"1 555 010 9988"`` -> ``"+15550109988"``:
+    ``+`` and the number's ASCII digits, whatever digits it is typed in and
+    whether or not it is typed with its ``+``; ValueError if not a phone."""
     text = _PHONE_NOISE.sub("", _ascii_digits(phone)) if isinstance(phone, str) else ""
-    if not _PHONE.fullmatch(text):
+    match = _PHONE.fullmatch(text)
+    if match is None:
         raise ValueError(f"invalid phone number {phone!r}: expected 7 to 15 digits with "
                          "an optional leading '+' (spaces, dashes, dots and brackets "
                          "are ignored)")
-    return text
-
-
-def subscriber(number: str) -> str:
-    """The digits of a normalised number without its ``+``: what its limits
-    and its code record are kept under. ``+15550109988`` and ``15550109988``
-    may reach one handset, so they share them (the code's digest still binds
-    the ``+``: a code sent to one does not verify the other)."""
-    return number.lstrip("+")
+    return "+" + match[1]
 
 
 def normalize_code(code: object) -> str:

@@ -32,7 +32,7 @@ from ...plugin_api import (
     parsers,
     ttl_ms,
 )
-from .digits import normalize_code, normalize_phone, subscriber
+from .digits import normalize_code, normalize_phone
 from .scripts import CHECK, ISSUE
 
 logger = logging.getLogger("flask_core_redis")
@@ -145,7 +145,7 @@ class OtpPlugin:
         """``script`` on the number's keys ``names``, as one call: if the core
         sends it again after a lost reply, the script answers with the first
         run's reply instead of running twice."""
-        tag = self.context.slot_tag("otp", subscriber(number))
+        tag = self.context.slot_tag("otp", number)
         nonce = secrets.token_hex(8)
         keys = [f"{tag}:reply:{nonce}", *(f"{tag}:{name}" for name in names)]
         try:
