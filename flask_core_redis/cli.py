@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster
 from .connection import AnyClient, build_client
 from .errors import describe_error
 from .integrations.queues import make_queue, queue_connection
+from .key_text import key_to_text, text_to_key
 from .state import RedisState, registered_states
 from .values import as_text
 
@@ -134,22 +135,22 @@ def keys(pattern: str, limit: int) -> None:
     client = _bytes_client()
     found = client.scan_iter(match=pattern, count=max(limit, 100))
     for key in itertools.islice(found, limit):
-        click.echo(as_text(key))
+        click.echo(key_to_text(key))
 
 
 @redis_group.command()
 @click.argument("key")
 def get(key: str) -> None:
-    """Print the string value of KEY, or (nil)."""
-    value = _bytes_client().get(key)
+    """Print the string value of KEY (as `keys` prints it), or (nil)."""
+    value = _bytes_client().get(text_to_key(key))
     click.echo("(nil)" if value is None else as_text(value))
 
 
 @redis_group.command()
 @click.argument("key")
 def ttl(key: str) -> None:
-    """Print the seconds KEY has left to live."""
-    seconds = _state().client.ttl(key)
+    """Print the seconds KEY (as `keys` prints it) has left to live."""
+    seconds = _state().client.ttl(text_to_key(key))
     meaning = {-1: " (no expiry)", -2: " (no such key)"}.get(seconds, "")
     click.echo(f"{seconds}{meaning}")
 
@@ -157,8 +158,8 @@ def ttl(key: str) -> None:
 @redis_group.command("del")
 @click.argument("keys", nargs=-1, required=True)
 def delete(keys: tuple[str, ...]) -> None:
-    """Delete KEYS and print how many existed."""
-    click.echo(str(_state().client.delete(*keys)))
+    """Delete KEYS (as `keys` prints them) and print how many existed."""
+    click.echo(str(_state().client.delete(*map(text_to_key, keys))))
 
 
 @redis_group.command()

@@ -16,6 +16,7 @@ NAME = "flask_core_redis"
 LAYERS = {
     f"{NAME}.errors": 0,
     f"{NAME}.values": 0,
+    f"{NAME}.key_text": 0,
     f"{NAME}.config": 1,
     f"{NAME}.connection": 2,
     f"{NAME}.plugin_api": 3,
@@ -27,8 +28,8 @@ LAYERS = {
     f"{NAME}.extension": 7,
     NAME: 8,
 }
-CORE = ("config", "connection", "state", "cli", "routes", "errors", "values", "extension",
-        "integrations", "plugin_api")
+CORE = ("config", "connection", "state", "cli", "routes", "errors", "values", "key_text",
+        "extension", "integrations", "plugin_api")
 
 
 def module_name(path: Path) -> str:

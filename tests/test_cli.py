@@ -1,8 +1,11 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flask_core_redis import CoreRedis
+from flask_core_redis import CoreRedis, as_text
+from flask_core_redis.key_text import key_to_text, text_to_key
 
 
 @pytest.fixture
@@ -114,22 +117,32 @@ def test_group_is_also_published_as_a_flask_commands_entry_point():
 
 
 @pytest.mark.parametrize("decode", ["true", "false"])
-def test_binary_keys_and_values_print_escaped(make_app, memory_url, decode):
-    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_DECODE_RESPONSES": decode})
-    raw, _ = make_app({"REDIS_URL": memory_url, "REDIS_DECODE_RESPONSES": "false"})
+def test_any_key_lists_as_one_line_that_reads_back(make_app, memory_url, decode):
+    app, _ = make_app({"REDIS_URL": memory_url, "REDIS_DECODE_RESPONSES": decode})
+    raw, raw_ext = make_app({"REDIS_URL": memory_url, "REDIS_DECODE_RESPONSES": "false"})
+    keys = {b"bin:\xff\xfe": b"1", b"multi\nline\nkey": b"2", b"bin:\\xff\\xfe": b"3",
+            "text:caf\u00e9".encode(): "cr\u00e8me".encode(), b"binary-value": b"\xff(ok"}
     with raw.app_context():
-        raw.extensions["core_redis"]["REDIS"].client.set(b"bin:\xff\xfe", b"\x00\xc3(ok")
-        raw.extensions["core_redis"]["REDIS"].client.set("text:caf\u00e9", "cr\u00e8me")
-        raw.extensions["core_redis"]["REDIS"].client.set("binary-value", b"\xff(ok")
+        for key, value in keys.items():
+            raw_ext.client.set(key, value)
     listed = run(app, "keys", "*")
     assert listed.exit_code == 0, listed.output
-    assert sorted(listed.output.splitlines()) == [
-        "bin:\\xff\\xfe", "binary-value", "text:caf\u00e9"]
+    lines = listed.output.splitlines()
+    assert sorted(lines) == sorted(["bin:\\xff\\xfe", "multi\\x0aline\\x0akey",
+                                    "bin:\\\\xff\\\\xfe", "text:caf\u00e9", "binary-value"])
+    for key, value in keys.items():  # each printed line reads back as its key
+        assert run(app, "get", key_to_text(key)).output == as_text(value) + "\n"
+        assert key_to_text(key) in lines
     assert run(app, "get", "binary-value").output == "\\xff(ok\n"
-    assert run(app, "get", "text:caf\u00e9").output == "cr\u00e8me\n"
-    with app.app_context():
-        ext.client.set("plain", "x")
-    assert run(app, "get", "plain").output == "x\n"
+    assert run(app, "del", "multi\\x0aline\\x0akey").output == "1\n"
+    bad = run(app, "get", "a\\qb")
+    assert bad.exit_code == 1 and "no other escape" in bad.output
+
+
+@given(st.binary())
+def test_a_keys_text_is_one_printable_line_that_reads_back(key):
+    text = key_to_text(key)
+    assert text.isprintable() and text_to_key(text) == key
 
 
 def test_an_unexpected_failure_is_one_line(make_app, memory_url, monkeypatch):
