@@ -20,6 +20,7 @@ Lifecycle, in one place:
 from __future__ import annotations
 
 import atexit
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -34,11 +35,13 @@ from flask.cli import AppGroup
 
 from .config import ConfigSource, Settings
 from .connection import AnyClient, ConnectionEvents, build_client, log_event
-from .connection.health import check_health
+from .connection.health import check_health, failed_report
 from .errors import describe_error
 from .plugin_api.manager import Plugins
 
 EXTENSION_KEY = "core_redis"
+#: What health() may take beyond CONNECT_TIMEOUT.
+HEALTH_MARGIN_SECONDS = 0.5
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -61,6 +64,7 @@ class RedisState:
         self._own_clients: dict[str, AnyClient] = {}
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
         self._plugin_commands: click.Group | None = None
+        self._health_running = threading.Lock()
         self._scoped_key = f"flask_core_redis.close_after.{settings.prefix}"
         # Reentrant: a plugin's client_created hook may itself ask for a client.
         self._lock = threading.RLock()
@@ -170,10 +174,35 @@ class RedisState:
     def health(self) -> dict[str, Any]:
         """The core report plus each plugin's part; ok only if all parts are.
 
-        Bounded: the check runs on a client of its own whose every read waits
-        at most ``CONNECT_TIMEOUT``, with no retries, so a hung server gives
-        ``ok: false`` in about that time; the plugins are asked only when the
-        server answered (their parts use the shared client)."""
+        Bounded: it answers within ``CONNECT_TIMEOUT`` plus half a second,
+        whatever the servers do. The check runs in a thread of its own (with
+        the caller's app context); when it has not answered by then, the report
+        says so with ``ok`` false, and until that check ends the next ones say
+        it is still waiting, rather than piling up threads on a hung server."""
+        limit = self.settings.connect_timeout + HEALTH_MARGIN_SECONDS
+        if not self._health_running.acquire(blocking=False):
+            return failed_report(self.settings, "the previous health check is still "
+                                                "waiting for Redis")
+        answers: list[dict[str, Any]] = []
+
+        def check() -> None:
+            try:
+                answers.append(self._health_report())
+            finally:
+                self._health_running.release()
+
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(check,),
+                                  name="flask-core-redis health", daemon=True)
+        worker.start()
+        worker.join(limit)
+        if answers:
+            return answers[0]
+        return failed_report(self.settings, f"no answer within {limit * 1000:.0f} ms")
+
+    def _health_report(self) -> dict[str, Any]:
+        """The check itself, on a client of its own whose every read waits at
+        most CONNECT_TIMEOUT, with no retries; the plugins are asked only when
+        the server answered (their parts use the shared client)."""
         report = check_health(self._health_client, self.settings)
         parts = self.plugins.health() if report["ok"] else {}
         report["plugins"] = parts

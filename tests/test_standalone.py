@@ -463,3 +463,27 @@ def test_health_of_a_hung_server_returns_not_ok_within_the_connect_timeout(
     assert report["ok"] is False and "Timeout" in report["error"]
     assert report["plugins"] == {}
     assert response["value"].status_code == 503
+
+
+def test_health_answers_while_writes_are_paused(make_app, own_redis_server):
+    """CLIENT PAUSE WRITE, as a failover does: the server answers PING and INFO
+    but a plugin's script waits. health() still answers, not ok, in about the
+    connect timeout; a second call meanwhile does not start another check."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CONNECT_TIMEOUT": 300})
+
+    def health():
+        with app.app_context():
+            return ext.health()
+
+    assert health()["ok"] is True
+    with own_redis_server.client() as admin:
+        admin.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+        try:
+            first = run_with_deadline(health)["value"]  # ok, had it waited for the pause
+            second = run_with_deadline(health)["value"]
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+    assert first["ok"] is False and first["error"] == "no answer within 800 ms"
+    assert second["ok"] is False and "still waiting" in second["error"]
+    wait_until(lambda: health()["ok"], 10, "health to recover once writes resume")

@@ -14,14 +14,22 @@ from ..config import Settings
 from ..errors import describe_error
 
 
-def check_health(get_client: Callable[[], Redis | RedisCluster],
-                 settings: Settings) -> dict[str, Any]:
-    """``ok``, ``mode``, ``latency_ms``, ``server_version``, ``role``, ``address``,
-    and ``error`` when not ok. Redis being down is a result, not an exception."""
+def failed_report(settings: Settings, error: str | None = None) -> dict[str, Any]:
+    """The report of a check that has not succeeded (yet): ``ok`` false."""
     report: dict[str, Any] = {
         "ok": False, "mode": settings.mode, "address": settings.address,
         "latency_ms": None, "server_version": None, "role": None,
     }
+    if error is not None:
+        report["error"] = error
+    return report
+
+
+def check_health(get_client: Callable[[], Redis | RedisCluster],
+                 settings: Settings) -> dict[str, Any]:
+    """``ok``, ``mode``, ``latency_ms``, ``server_version``, ``role``, ``address``,
+    and ``error`` when not ok. Redis being down is a result, not an exception."""
+    report = failed_report(settings)
     try:
         started = time.perf_counter()
         client = get_client()  # building a Cluster client already talks to it
