@@ -1,6 +1,8 @@
 """Sentinel: one master, one replica, three sentinels, all real processes."""
 
 import logging
+import signal
+import threading
 import time
 
 import pytest
@@ -137,3 +139,27 @@ def test_killed_master_writes_resume_on_the_new_master_within_10s(make_app, own_
     logged = [r.getMessage() for r in caplog.records]
     assert any("disconnected" in m or "connection error" in m for m in logged)
     assert any(m.endswith(f"127.0.0.1:{new_port}: connected") for m in logged)
+
+
+def test_health_answers_when_every_sentinel_hangs(make_app, own_sentinel):
+    """Three sentinels stopped by SIGSTOP: asking each for the master waits a
+    connect timeout, three in all; health() still answers after one."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 400})
+    outcome = {}
+
+    def health():
+        with app.app_context():
+            outcome["report"] = ext.health()
+
+    for sentinel in own_sentinel.sentinels:
+        sentinel.signal(signal.SIGSTOP)
+    try:
+        checker = threading.Thread(target=health, daemon=True)
+        checker.start()
+        checker.join(60)
+        assert not checker.is_alive()
+    finally:
+        for sentinel in own_sentinel.sentinels:
+            sentinel.signal(signal.SIGCONT)
+    report = outcome["report"]  # cut at its limit, not waited for
+    assert report["ok"] is False and report["error"] == "no answer within 900 ms"
