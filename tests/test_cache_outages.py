@@ -134,6 +134,20 @@ def test_the_cache_uses_redis_again_once_a_stopped_server_answers(
             if record.getMessage().startswith("cache:")][-1] == "cache: Redis is back"
 
 
+@pytest.mark.parametrize("fail_open", ["true", "false"])
+def test_a_deletion_or_invalidation_that_meets_an_outage_raises(make_app, fail_open):
+    """Lost without a word, it would leave the old value to be served, for its
+    whole TTL, once Redis is back: the caller must know it did not happen."""
+    with silent_listener() as address:
+        app, ext = outage_app(make_app, address, breaker_seconds=600,
+                              REDIS_CACHE_FAIL_OPEN=fail_open)
+        with app.app_context():
+            with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+                ext.cache.invalidate_namespace("profiles")
+            with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+                ext.cache.delete("k", namespace="profiles")  # the breaker is open now
+
+
 @pytest.mark.integration
 def test_deletions_and_invalidations_are_tried_even_while_the_breaker_is_open(
         make_app, own_redis_server):

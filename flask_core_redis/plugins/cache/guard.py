@@ -8,7 +8,11 @@ bug or a server-side refusal, and is raised whatever ``CACHE_FAIL_OPEN`` says.
 An outage is paid for once, not by every call: after a failure a breaker
 skips Redis for ``CACHE_BREAKER_SECONDS`` (calls get their fallback at once),
 then lets one call through to probe it; that call's success closes the breaker,
-its failure opens it again."""
+its failure opens it again.
+
+Deletions and invalidations never fail open: they are tried even while the
+breaker is open, and their outage errors are raised (a lost invalidation would
+serve stale entries once Redis is back)."""
 
 from __future__ import annotations
 
@@ -84,18 +88,31 @@ class Guard:
         self.fail_open = fail_open
         self.breaker = Breaker(breaker_seconds)
 
-    def run(self, call: Callable[[], T], fallback: T, *, always_try: bool = False) -> T:
-        """``call()``, or ``fallback``. ``always_try`` calls Redis even while the
-        breaker is open: for deletions and invalidations, which, skipped, would
-        leave stale entries behind once Redis is back."""
+    def run(self, call: Callable[[], T], fallback: T) -> T:
+        """``call()``, or ``fallback``."""
         if not self.fail_open:
             return call()
-        if not (self.breaker.allows() or always_try):
+        if not self.breaker.allows():
             return fallback
         try:
             result = call()
         except OUTAGE_ERRORS as error:
             self.breaker.failed(error)
             return fallback
+        self.breaker.succeeded()
+        return result
+
+    def run_or_raise(self, call: Callable[[], T]) -> T:
+        """``call()``, even while the breaker is open, its error raised whatever
+        ``fail_open`` says: for deletions and invalidations. Skipped or lost
+        without a word, they would leave stale entries to be served once Redis
+        is back; the caller must know that they did not happen."""
+        if not self.fail_open:
+            return call()
+        try:
+            result = call()
+        except OUTAGE_ERRORS as error:
+            self.breaker.failed(error)
+            raise
         self.breaker.succeeded()
         return result

@@ -118,15 +118,16 @@ class CachePlugin:
                          for key, value in mapping.items()}, ttl_ms, namespace)
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
-        """Remove one entry; True if it was there."""
+        """Remove one entry; True if it was there. With Redis down, the
+        error is raised: a deletion never fails open."""
         name = entry_key(self._tag(namespace), key)
-        return bool(self._guard.run(lambda: self.context.client.delete(name), 0,
-                                    always_try=True))
+        return bool(self._guard.run_or_raise(lambda: self.context.client.delete(name)))
 
     def invalidate_namespace(self, namespace: str) -> int:
-        """Drop every entry of ``namespace`` at once (O(1)); the new version."""
+        """Drop every entry of ``namespace`` at once (O(1)); the new version.
+        With Redis down, the error is raised: an invalidation never fails open."""
         key = version_key(self._tag(namespace))
-        return int(self._guard.run(lambda: self.context.client.incr(key), 0, always_try=True))
+        return int(self._guard.run_or_raise(lambda: self.context.client.incr(key)))
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> T:
