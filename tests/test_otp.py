@@ -111,12 +111,41 @@ def test_five_wrong_attempts_lock_the_code(otp):
     assert otp.verify_otp(PHONE, code) is False
 
 
+def answers(otp, phone, codes):
+    """What ``check`` answers for each of ``codes``: an OtpCheck, or the
+    ValueError's message."""
+    out = []
+    for code in codes:
+        try:
+            out.append(otp.check(phone, code))
+        except ValueError as error:
+            out.append(str(error))
+    return out
+
+
 def test_unknown_phone_answers_exactly_like_a_wrong_code(otp):
-    otp.store_otp("+15550000001", "123456")
-    known = [otp.check("+15550000001", "999999") for _ in range(6)]
-    unknown = [otp.check("+15550000002", "999999") for _ in range(6)]
+    otp.issue("+15550000001")
+    codes = ["1234", "999999", "12345678", "999999", "1234567890"] + ["999999"] * 4
+    known = answers(otp, "+15550000001", codes)
+    unknown = answers(otp, "+15550000002", codes)
     assert known == unknown
+    assert known[0] == "invalid code: expected 6 digits, not 4"
     assert known[-1].status == "locked"
+
+
+def test_a_code_of_another_length_than_the_stored_one_costs_no_attempt(otp):
+    code = otp.issue(PHONE)
+    for length in (4, 5, 7, 8, 9, 10):
+        with pytest.raises(ValueError, match=rf"^invalid code: expected 6 digits, "
+                                             rf"not {length}$"):
+            otp.check(PHONE, code[:1] * length)
+    wrong = "000000" if code != "000000" else "111111"
+    assert otp.check(PHONE, wrong) == OtpCheck("invalid", 4)
+    otp.store_otp(PHONE, "1234")
+    with pytest.raises(ValueError, match="expected 4 digits, not 6"):
+        otp.verify_otp(PHONE, code)
+    assert otp.check(PHONE, "4321") == OtpCheck("invalid", 4)
+    assert otp.verify_otp(PHONE, "1234") is True
 
 
 def test_expired_code(otp):

@@ -168,24 +168,28 @@ class OtpPlugin:
         """Store ``code`` for ``phone`` for ``ttl`` seconds, under the same limits
         as :meth:`issue`."""
         key = self._digest_key()
-        number = normalize_phone(phone)
+        number, code = normalize_phone(phone), normalize_code(code)
         lifetime_ms = ttl_ms(self.ttl if ttl is None else ttl)
         status, wait_ms = self._run(ISSUE, number, ["code", "cooldown", "sends"], [
-            self._digest(key, number, normalize_code(code)), lifetime_ms, self.cooldown * 1000,
-            self.max_sends, self.window * 1000, EXPIRED_GRACE_MS])
+            self._digest(key, number, code), lifetime_ms, self.cooldown * 1000,
+            self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, len(code)])
         if status != "ok":
             raise OtpRateLimited(status, wait_ms / 1000)
 
     def check(self, phone: str, code: str) -> OtpCheck:
         """``ok`` (and the code is used up), ``invalid`` (wrong code or unknown
         phone, indistinguishably), ``expired`` or ``locked``. A phone or code
-        that is not one is a ValueError, and costs no attempt."""
+        that is not one is a ValueError, and costs no attempt; so is a code
+        with another number of digits than the stored one (an unknown phone
+        expects as many as :meth:`issue` gives)."""
         key = self._digest_key()
-        number = normalize_phone(phone)
-        status, left = self._run(CHECK, number, ["code"], [
-            self._digest(key, number, normalize_code(code)), self.max_attempts, self.ttl * 1000,
-            EXPIRED_GRACE_MS])
-        return OtpCheck(status, left)
+        number, code = normalize_phone(phone), normalize_code(code)
+        status, count = self._run(CHECK, number, ["code"], [
+            self._digest(key, number, code), len(code), self.max_attempts, self.ttl * 1000,
+            EXPIRED_GRACE_MS, CODE_DIGITS])
+        if status == "digits":
+            raise ValueError(f"invalid code: expected {count} digits, not {len(code)}")
+        return OtpCheck(status, count)
 
     def verify_otp(self, phone: str, code: str) -> bool:
         """True once for the right code; False otherwise. Fails closed:

@@ -33,7 +33,7 @@ def _once(body: str) -> LuaScript:
 
 
 # KEYS reply, code, cooldown, sends. ARGV remember, nonce, digest, ttl, cooldown,
-# max sends, window, grace (all ms but max sends).
+# max sends, window, grace (all ms but max sends), the code's number of digits.
 ISSUE = _once("""
 local wait = redis.call('PTTL', KEYS[3])
 if wait > 0 then return {'cooldown', wait} end
@@ -47,23 +47,30 @@ redis.call('ZADD', KEYS[4], now, now .. ':' .. ARGV[2])
 redis.call('PEXPIRE', KEYS[4], window)
 if tonumber(ARGV[5]) > 0 then redis.call('SET', KEYS[3], '1', 'PX', ARGV[5]) end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'exp', now + tonumber(ARGV[4]), 'attempts', 0)
+redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'exp', now + tonumber(ARGV[4]), 'attempts', 0,
+           'digits', ARGV[9])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[8]))
 return remember('ok', 0)
 """)
 
-# KEYS reply, code. ARGV remember, nonce, digest, max attempts, ttl for an
-# unknown phone, grace (ms). An unknown phone gets a record no code matches,
-# so that it answers exactly as a wrong code does, attempts and lock-out
-# included.
+# KEYS reply, code. ARGV remember, nonce, digest, the code's number of digits,
+# max attempts, ttl for an unknown phone, grace (ms), the number of digits of
+# an issued code. An unknown phone gets a record no code matches, with an
+# issued code's number of digits, so that it answers exactly as a wrong code
+# does, attempts and lock-out included. A code whose number of digits is not
+# the stored code's could never match: it is answered with 'digits' and the
+# number expected, and counts no attempt.
 CHECK = _once("""
-local max = tonumber(ARGV[4])
-local record = redis.call('HMGET', KEYS[2], 'digest', 'exp', 'attempts')
+local max = tonumber(ARGV[5])
+local record = redis.call('HMGET', KEYS[2], 'digest', 'exp', 'attempts', 'digits')
 if not record[1] then
-  record = {'', tostring(now + tonumber(ARGV[5])), '0'}
-  redis.call('HSET', KEYS[2], 'digest', record[1], 'exp', record[2], 'attempts', 0)
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[6]))
+  record = {'', tostring(now + tonumber(ARGV[6])), '0', ARGV[8]}
+  redis.call('HSET', KEYS[2], 'digest', record[1], 'exp', record[2], 'attempts', 0,
+             'digits', record[4])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + tonumber(ARGV[7]))
 end
+local digits = tonumber(record[4])
+if digits ~= tonumber(ARGV[4]) then return {'digits', digits} end
 if now >= tonumber(record[2]) then return {'expired', 0} end
 local attempts = tonumber(record[3])
 if attempts >= max then return {'locked', 0} end
