@@ -5,13 +5,16 @@ import contextlib
 import logging
 import signal
 import socket
+import threading
 
 import pytest
 import redis
 
-from flask_core_redis.plugins.cache.scripts import Names
+from flask_core_redis.plugins.cache import recompute
+from flask_core_redis.plugins.cache.scripts import RENEW, Names
 
 from .servers import wait_until
+from .test_standalone import run_with_deadline
 
 
 def unavailable_warnings(caplog):
@@ -166,3 +169,72 @@ def test_deletions_and_invalidations_are_tried_even_while_the_breaker_is_open(
         assert ext.cache.get("k", "miss", namespace="profiles") == "miss"
         assert ext.cache.get_or_set("k", lambda: "fresh", namespace="profiles") == "fresh"
         assert ext.cache.get("k", namespace="profiles") == "fresh"
+
+
+def no_socket_timeout_app(make_app, address, **config):
+    """REDIS_SOCKET_TIMEOUT unset, as by default: the shared client waits for a
+    reply for ever."""
+    return make_app({"REDIS_URL": f"redis://{address}", "REDIS_CONNECT_TIMEOUT": 200,
+                     "REDIS_CACHE_BREAKER_SECONDS": 600, **config})
+
+
+@pytest.mark.integration
+def test_with_no_socket_timeout_a_stopped_server_still_fails_open(make_app, own_redis_server):
+    """Each cache command waits at most CONNECT_TIMEOUT for its reply, also on
+    a warm pooled connection, so a hung server cannot hang the request."""
+    app, ext = no_socket_timeout_app(make_app, own_redis_server.address)
+
+    @ext.cache.cached(ttl=60)
+    def fragment():
+        return "computed"
+
+    with app.app_context():
+        ext.cache.set("k", "cached")
+        assert ext.cache.get("k") == "cached"  # the cache's pool holds a connection now
+
+    def during_the_outage():
+        with app.app_context():
+            return fragment(), ext.cache.get("k", "miss")
+
+    own_redis_server.signal(signal.SIGSTOP)
+    try:
+        outcome = run_with_deadline(during_the_outage)
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+    assert outcome == {"value": ("computed", "miss")}
+
+
+@pytest.mark.integration
+def test_a_server_that_stops_during_a_computation_leaves_no_thread_waiting_on_it(
+        make_app, own_redis_server, monkeypatch):
+    """The value is returned, and the thread renewing the lock gives up its
+    try on the hung server and ends (with no socket timeout it waited for ever)."""
+    app, ext = no_socket_timeout_app(make_app, own_redis_server.address,
+                                     REDIS_CACHE_LOCK_TIMEOUT=1)
+    renewing: list[threading.Thread] = []
+    run_raw = recompute.run_raw
+
+    def watching_renewals(client, script, keys, args):
+        if script is RENEW:
+            renewing.append(threading.current_thread())
+        return run_raw(client, script, keys, args)
+
+    monkeypatch.setattr(recompute, "run_raw", watching_renewals)
+
+    def compute():
+        own_redis_server.signal(signal.SIGSTOP)
+        wait_until(lambda: renewing, 30, "the lock keeper to renew the lock")
+        return "computed"
+
+    def get_or_set():
+        with app.app_context():
+            return ext.cache.get_or_set("k", compute)
+
+    with app.app_context():
+        ext.client.ping()  # a warm connection in the shared pool too: none may be used
+    try:
+        outcome = run_with_deadline(get_or_set)
+        wait_until(lambda: not renewing[0].is_alive(), 60, "the lock keeper to end")
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+    assert outcome == {"value": "computed"}

@@ -51,7 +51,11 @@ class CachePlugin:
         self._serializer: Serializer | None = None
         self._tags: dict[str, str] = {}
         self._guard = Guard(self.fail_open, self.breaker_seconds)
-        self._recompute = Recompute(lambda: context.client, self._guard, self.serializer,
+        # Every command, the lock keeper's included, on a client whose reads are
+        # bounded: on a hung server a warm connection of the shared client, with
+        # no SOCKET_TIMEOUT, would wait for ever, and fail-open never happen.
+        self._client = context.fail_fast_client
+        self._recompute = Recompute(self._client, self._guard, self.serializer,
                                     self.lock_timeout)
 
     def serializer(self) -> Serializer:
@@ -76,14 +80,14 @@ class CachePlugin:
         tag = self._tag(namespace)
         names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
         missing: list[bytes | None] = [None] * len(names)
-        version, *raws = self._guard.run(lambda: read_raw(self.context.client, names), missing)
+        version, *raws = self._guard.run(lambda: read_raw(self._client(), names), missing)
         serializer = self.serializer()
         return [decode(serializer, raw, version or b"0") for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
         keys = [version_key(tag), *(entry_key(tag, key) for key in entries)]
-        self._guard.run(lambda: run_raw(self.context.client, SET_MANY, keys,
+        self._guard.run(lambda: run_raw(self._client(), SET_MANY, keys,
                                         [ttl_ms, *entries.values()]), None)
 
     def _resolve_ttl(self, ttl: float | None) -> int:
@@ -121,13 +125,13 @@ class CachePlugin:
         """Remove one entry; True if it was there. With Redis down, the
         error is raised: a deletion never fails open."""
         name = entry_key(self._tag(namespace), key)
-        return bool(self._guard.run_or_raise(lambda: self.context.client.delete(name)))
+        return bool(self._guard.run_or_raise(lambda: self._client().delete(name)))
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version.
         With Redis down, the error is raised: an invalidation never fails open."""
         key = version_key(self._tag(namespace))
-        return int(self._guard.run_or_raise(lambda: self.context.client.incr(key)))
+        return int(self._guard.run_or_raise(lambda: self._client().incr(key)))
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> T:

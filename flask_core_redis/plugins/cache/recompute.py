@@ -11,7 +11,10 @@ computes a missing or expiring entry while the others wait for its value.
 - The others poll the entry and the lock in one MGET until a value appears or
   the lock goes without one (the computation raised, or its value was
   refused); then they compete for the lock again. An exception reaches only
-  the caller whose computation raised it."""
+  the caller whose computation raised it.
+- Every command, the lock keeper's included, uses the client it is given,
+  whose reads are bounded: on a hung server no caller, and no keeper thread,
+  waits for ever."""
 
 from __future__ import annotations
 
