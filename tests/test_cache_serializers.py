@@ -5,6 +5,7 @@ import datetime
 import enum
 import importlib.util
 import json
+import logging
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -104,6 +105,54 @@ def test_a_serializer_writing_bytes_that_are_not_utf8_works(
         (key,) = list(ext.client.scan_iter(match=entry_pattern(ext, "k")))
         raw = ext.client.execute_command("GET", key, **{NEVER_DECODE: True})
     assert BinarySerializer.MARK in raw
+
+
+class MarkedSerializer:
+    """Reads only what it wrote, and says what it was given when it cannot."""
+
+    MARK = b"marked:"
+
+    def dumps(self, value):
+        return self.MARK + json.dumps(value).encode()
+
+    def loads(self, data):
+        if not data.startswith(self.MARK):
+            raise ValueError(f"not written by MarkedSerializer: {data!r}")
+        return json.loads(data.removeprefix(self.MARK))
+
+
+class MarkedSerializerPlugin:
+    @hookimpl
+    def core_redis_serializer(self):
+        return MarkedSerializer()
+
+
+def test_entries_of_a_previous_serializer_are_misses_and_get_recomputed(
+        monkeypatch, make_app, memory_url, caplog):
+    """A deployment that changes the serializer finds the old one's entries:
+    each is a miss until it is overwritten, not an error for its whole TTL."""
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    installed = manager.plugin_entry_points()
+    extra = EntryPoint("marked", f"{__name__}:MarkedSerializerPlugin", manager.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(manager, "plugin_entry_points", lambda: [*installed, extra])
+    shared = {"REDIS_URL": memory_url, "REDIS_KEY_PREFIX": "shop:"}
+    before, before_ext = make_app({**shared, "REDIS_PLUGINS": "cache"})  # JSON
+    after, after_ext = make_app({**shared, "REDIS_PLUGINS": "marked,cache"})
+    with before.app_context():
+        before_ext.cache.set_many({"a": "card 4111 1111", "b": "card 4111 2222"})
+        assert before_ext.cache.get("a") == "card 4111 1111"
+    with after.app_context():
+        cache = after_ext.cache
+        assert cache.get("a", "miss") == "miss"
+        assert cache.get_many(["a", "b"]) == {}
+        assert cache.get_or_set("a", lambda: "recomputed") == "recomputed"
+        assert cache.get("a") == "recomputed"
+        assert cache.get_or_set("b", lambda: "recomputed too") == "recomputed too"
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "MarkedSerializer.loads cannot read (ValueError) is a miss" in warnings[0]
+    assert "4111" not in caplog.text
 
 
 def test_text_that_is_not_ascii_comes_back_whatever_decode_responses_says(mode_app):

@@ -15,7 +15,7 @@ from flask import Flask
 
 from ...plugin_api import MAX_TTL_SECONDS, Key, PluginContext, hookimpl, parsers, ttl_ms
 from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
-from .entries import Entry, decode, encode
+from .entries import Codec, Entry
 from .guard import Guard
 from .recompute import Recompute
 from .scripts import SET_MANY, Names, entry_key, read_raw, run_raw, version_key
@@ -55,8 +55,8 @@ class CachePlugin:
         # bounded: on a hung server a warm connection of the shared client, with
         # no SOCKET_TIMEOUT, would wait for ever, and fail-open never happen.
         self._client = context.fail_fast_client
-        self._recompute = Recompute(self._client, self._guard, self.serializer,
-                                    self.lock_timeout)
+        self._codec = Codec(self.serializer)
+        self._recompute = Recompute(self._client, self._guard, self._codec, self.lock_timeout)
 
     def serializer(self) -> Serializer:
         """The first serializer a plugin supplies, else JSON. (A method, not a
@@ -81,8 +81,7 @@ class CachePlugin:
         names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
         missing: list[bytes | None] = [None] * len(names)
         version, *raws = self._guard.run(lambda: read_raw(self._client(), names), missing)
-        serializer = self.serializer()
-        return [decode(serializer, raw, version or b"0") for raw in raws]
+        return [self._codec.decode(raw, version or b"0") for raw in raws]
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
         tag = self._tag(namespace)
@@ -118,7 +117,7 @@ class CachePlugin:
         """Cache every item of ``mapping`` for ``ttl`` seconds, in one round trip."""
         ttl_ms = self._resolve_ttl(ttl)
         if mapping:
-            self._write({key: encode(self.serializer(), value, ttl_ms, 0)
+            self._write({key: self._codec.encode(value, ttl_ms, 0)
                          for key, value in mapping.items()}, ttl_ms, namespace)
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:

@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .entries import Entry, decode, encode
+from .entries import Codec, Entry
 from .guard import OUTAGE_ERRORS, Guard
 from .scripts import CLAIM, RENEW, STORE_COMPUTED, UNLOCK, Names, read_raw, run_raw
-from .serializers import Serializer
 
 T = TypeVar("T")
 
@@ -73,10 +72,10 @@ class Recompute:
     """``get_or_set`` for one cache: see the module's docstring."""
 
     def __init__(self, client: Callable[[], Any], guard: Guard,
-                 serializer: Callable[[], Serializer], lock_timeout: float) -> None:
+                 codec: Codec, lock_timeout: float) -> None:
         self._client = client
         self._guard = guard
-        self._serializer = serializer
+        self._codec = codec
         self._lock_timeout = lock_timeout
         self._lock_ms = round(lock_timeout * 1000)
 
@@ -109,7 +108,7 @@ class Recompute:
             # The lock went without a value: compete for it again.
 
     def _entry(self, snapshot: Snapshot) -> Entry | None:
-        return decode(self._serializer(), snapshot.raw, snapshot.version)
+        return self._codec.decode(snapshot.raw, snapshot.version)
 
     def _look(self, names: Names) -> Snapshot:
         version, raw, lock = read_raw(self._client(), names.all())
@@ -141,7 +140,7 @@ class Recompute:
                 started = time.perf_counter()
                 value = compute()
                 compute_ms = (time.perf_counter() - started) * 1000
-            body = encode(self._serializer(), value, ttl_ms, compute_ms)
+            body = self._codec.encode(value, ttl_ms, compute_ms)
             self._guard.run(lambda: run_raw(self._client(), STORE_COMPUTED, names.all(),
                                             [ttl_ms, version, token, body]), None)
             stored = True
