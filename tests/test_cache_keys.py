@@ -4,7 +4,9 @@ import contextlib
 import datetime
 import decimal
 import enum
+import pathlib
 import uuid
+import zoneinfo
 
 import pytest
 from hypothesis import given, settings
@@ -44,6 +46,10 @@ def cache(make_app, memory_url):
         yield ext.cache
 
 
+PARIS, BERLIN = zoneinfo.ZoneInfo("Europe/Paris"), zoneinfo.ZoneInfo("Europe/Berlin")
+PLUS_ONE = datetime.timezone(datetime.timedelta(hours=1))
+NEW_YEAR = datetime.datetime(2024, 1, 1)
+
 CONFUSABLE = [
     ({1: "x"}, {"1": "x"}),
     ((1, 2), [1, 2]),
@@ -63,6 +69,15 @@ CONFUSABLE = [
     (["a", "b"], ["a,b"]),
     (["ab"], ["a", "b"]),
     ({"a": 1, "b": 2}, {"a": {"b": 2}}),
+    # One offset in January, not in July: (when + 180 days) differs.
+    (NEW_YEAR.replace(tzinfo=PARIS), NEW_YEAR.replace(tzinfo=PLUS_ONE)),
+    (NEW_YEAR.replace(tzinfo=PARIS), NEW_YEAR.replace(tzinfo=BERLIN)),
+    (NEW_YEAR.replace(tzinfo=PLUS_ONE),
+     NEW_YEAR.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=1), "CET"))),
+    (NEW_YEAR.replace(tzinfo=datetime.timezone.utc), NEW_YEAR.replace(tzinfo=None)),
+    (NEW_YEAR, NEW_YEAR.replace(fold=1)),
+    (datetime.time(12, tzinfo=PARIS), datetime.time(12)),  # no offset in its isoformat
+    (datetime.time(12, tzinfo=PARIS), datetime.time(12, tzinfo=BERLIN)),
 ]
 
 
@@ -114,17 +129,50 @@ def test_an_argument_without_a_canonical_form_is_a_type_error_naming_it(cache):
     assert by_key(User()) == "works with key="
 
 
+class Plus2(datetime.tzinfo):
+    def utcoffset(self, when):
+        return datetime.timedelta(hours=2)
+
+
+class Zone(zoneinfo.ZoneInfo):
+    pass
+
+
+def keyless_paris():
+    """Europe/Paris read from its file: a ZoneInfo without a key."""
+    for folder in zoneinfo.TZPATH:
+        path = pathlib.Path(folder, "Europe", "Paris")
+        if path.exists():
+            with path.open("rb") as tzfile:
+                return zoneinfo.ZoneInfo.from_file(tzfile)
+    pytest.fail(f"no Europe/Paris in {zoneinfo.TZPATH}")
+
+
+def test_a_datetime_whose_tzinfo_has_no_known_identity_is_a_type_error(cache):
+    @cache.cached(ttl=60)
+    def later(when):
+        return "never"
+
+    for zone in (Plus2(), keyless_paris(), Zone("Europe/Paris")):
+        with pytest.raises(TypeError, match=r"@cached .*later: argument 'when' at \[0\]"
+                                            r"\.tzinfo is a (Plus2|ZoneInfo|Zone), .*pass key="):
+            later([NEW_YEAR.replace(tzinfo=zone)])
+
+
 # The property ------------------------------------------------------------
 
+offsets = st.timedeltas(min_value=datetime.timedelta(hours=-23),
+                        max_value=datetime.timedelta(hours=23))
+zones = st.one_of(
+    st.none(), st.builds(datetime.timezone, offsets),
+    st.builds(datetime.timezone, offsets, st.text(min_size=1, max_size=6)),
+    st.timezones(), st.sampled_from([PARIS, BERLIN, PLUS_ONE, datetime.timezone.utc]))
 hashable_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=2**64),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
     st.sampled_from(["\ud800", "a\udfffb", "", ";", "s1:a", "i1;"]),
-    st.binary(max_size=8), st.dates(),
-    st.datetimes(timezones=st.none() | st.builds(
-        datetime.timezone, st.timedeltas(min_value=datetime.timedelta(hours=-23),
-                                         max_value=datetime.timedelta(hours=23)))),
-    st.times(), st.timedeltas(),
+    st.binary(max_size=8), st.dates(), st.datetimes(timezones=zones), st.times(timezones=zones),
+    st.timedeltas(),
     st.decimals(allow_nan=False), st.uuids(), st.sampled_from([*Color, *Size]),
 )
 scalars = hashable_scalars | st.builds(str, hashable_scalars) | st.builds(repr, hashable_scalars)
@@ -150,7 +198,18 @@ def tagged(value):
         return kind, frozenset(map(tagged, value))
     if isinstance(value, float):
         return kind, value.hex()  # NaN equals itself here; 0.0 and -0.0 differ
+    if isinstance(value, datetime.datetime | datetime.time):  # == compares instants
+        return kind, value.isoformat(), value.fold, zone_identity(value.tzinfo)
     return kind, value
+
+
+def zone_identity(zone):
+    """What tells two tzinfos apart: a ZoneInfo's key, a timezone's offset and name."""
+    if isinstance(zone, zoneinfo.ZoneInfo):
+        return "ZoneInfo", zone.key
+    if zone is None:
+        return None
+    return type(zone).__qualname__, zone.utcoffset(None), zone.tzname(None)
 
 
 def confusions(value):
@@ -166,7 +225,20 @@ def confusions(value):
                 found.append(convert(value))
     if isinstance(value, datetime.date):
         found.append(value.isoformat())
+    if isinstance(value, datetime.datetime | datetime.time):
+        found.append(value.replace(fold=1 - value.fold))
+        found += [value.replace(tzinfo=zone) for zone in [None, *same_offset_zones(value)]]
     return found
+
+
+def same_offset_zones(moment):
+    """tzinfos that give ``moment`` the offset it has, with other identities."""
+    offset = moment.utcoffset()
+    if offset is None:
+        return [PARIS, PLUS_ONE]
+    return [datetime.timezone(offset), datetime.timezone(offset, "x"),
+            *(zone for zone in (PARIS, BERLIN) if moment.replace(tzinfo=zone).utcoffset()
+              == offset)]
 
 
 def echo(value):
@@ -180,6 +252,16 @@ def test_distinct_argument_values_give_distinct_keys(data):
     second = data.draw(values | st.sampled_from(confusions(first)))
     if tagged(first) != tagged(second):
         assert key_of(echo, first) != key_of(echo, second)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_a_datetime_or_time_under_another_tzinfo_gets_another_key(data):
+    """An offset is not a zone: Europe/Paris and UTC+01:00 agree in January only."""
+    moment = data.draw(st.datetimes(timezones=zones) | st.times(timezones=zones))
+    other = moment.replace(tzinfo=data.draw(zones | st.sampled_from(same_offset_zones(moment))))
+    if tagged(moment) != tagged(other):
+        assert key_of(echo, moment) != key_of(echo, other)
 
 
 @settings(max_examples=100, deadline=None)
@@ -198,12 +280,12 @@ def test_arguments_are_told_apart_by_their_names_and_positions(first, second):
 ENUMS = {f"{kind.__module__}.{kind.__qualname__}": kind for kind in (Color, Size)}
 TERMINATED = {
     "i": lambda body: int(body, 16), "f": float.fromhex,
-    "W": datetime.datetime.fromisoformat, "D": datetime.date.fromisoformat,
-    "H": datetime.time.fromisoformat, "M": decimal.Decimal,
+    "D": datetime.date.fromisoformat, "M": decimal.Decimal,
     "R": lambda body: datetime.timedelta(*map(int, body.split(","))),
     "U": lambda body: uuid.UUID(hex=body),
 }
 COLLECTIONS = {"l": list, "t": tuple, "S": set, "Z": frozenset}
+MOMENTS = {"W": datetime.datetime.fromisoformat, "H": datetime.time.fromisoformat}
 
 
 def read(text):
@@ -218,6 +300,8 @@ def read_one(text, at):
         return read_enum(text, at)
     if tag in "NTF":
         return {"N": None, "T": True, "F": False}[tag], at
+    if tag in MOMENTS:
+        return read_moment(MOMENTS[tag], text, at)
     if tag in TERMINATED:
         end = text.index(";", at)
         return TERMINATED[tag](text[at:end]), end + 1
@@ -234,6 +318,23 @@ def read_one(text, at):
     if tag == "d":
         return dict(zip(items[::2], items[1::2], strict=True)), at
     return COLLECTIONS[tag](items), at
+
+
+def read_moment(parse, text, at):
+    """A datetime or time: its ISO form, its fold, and its tzinfo's identity."""
+    end = text.index(";", at)
+    moment, fold, at = parse(text[at:end]), int(text[end + 1]), end + 2
+    tag, at = text[at], at + 1
+    if tag == "-":
+        zone = None
+    elif tag == "z":
+        key, at = read_one(text, at)
+        zone = zoneinfo.ZoneInfo(key)
+    else:
+        offset, at = read_one(text, at)
+        name, at = read_one(text, at)
+        zone = datetime.timezone(offset, name)
+    return moment.replace(tzinfo=zone, fold=fold), at
 
 
 def read_enum(text, at):

@@ -5,9 +5,11 @@ anything of variable length, so that no two different values share an
 encoding: ``(1, 2)`` and ``[1, 2]``, ``{1: "x"}`` and ``{"1": "x"}``, a date
 and its string, ``1``, ``1.0`` and ``True`` all differ. Members of dicts and
 sets are written in the order of their own encodings, so insertion order does
-not matter. Only the types below are encoded, matched exactly (a subclass may
-define its own equality): any other value has no canonical form, and the
-decorator asks for ``key=``."""
+not matter. A datetime or time carries its ``fold`` and its tzinfo's identity,
+not only its offset: Europe/Paris and a fixed UTC+01:00 agree in January, not
+in July. Only the types below are encoded, matched exactly (a subclass may
+define its own equality), and only the tzinfos whose identity is known: any
+other value has no canonical form, and the decorator asks for ``key=``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import datetime
 import decimal
 import enum
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +29,9 @@ _SCALARS: dict[type, Callable[[Any], str]] = {
     float: lambda value: f"f{value.hex()};",  # exact; -0.0, nan and inf included
     str: lambda value: f"s{len(value)}:{value}",
     bytes: lambda value: f"b{len(value)}:{value.hex()}",
-    datetime.datetime: lambda value: f"W{value.isoformat()};",
+    datetime.datetime: lambda value: f"W{value.isoformat()};{value.fold}" + _zone(value),
     datetime.date: lambda value: f"D{value.isoformat()};",
-    datetime.time: lambda value: f"H{value.isoformat()};",
+    datetime.time: lambda value: f"H{value.isoformat()};{value.fold}" + _zone(value),
     datetime.timedelta: lambda value: f"R{value.days},{value.seconds},{value.microseconds};",
     decimal.Decimal: lambda value: f"M{value};",
     uuid.UUID: lambda value: f"U{value.hex};",
@@ -37,7 +40,8 @@ _SEQUENCES: dict[type, str] = {list: "l", tuple: "t"}
 _SETS: dict[type, str] = {set: "S", frozenset: "Z"}
 
 ENCODED_TYPES = ("None, bool, int, float, str, bytes, list, tuple, dict, set, frozenset, "
-                 "date, datetime, time, timedelta, Decimal, UUID and Enum members")
+                 "date, datetime and time (naive, or with a datetime.timezone or a "
+                 "zoneinfo.ZoneInfo), timedelta, Decimal, UUID and Enum members")
 
 
 class NotCanonical(TypeError):
@@ -81,6 +85,21 @@ def _encode(value: Any) -> str:
     if isinstance(value, enum.Enum):
         return "E" + _encode(f"{kind.__module__}.{kind.__qualname__}") + _encode(value.name)
     raise NotCanonical(value)
+
+
+def _zone(value: datetime.datetime | datetime.time) -> str:
+    """The identity of ``value``'s tzinfo: a ``timezone`` by its offset and
+    name, a ``ZoneInfo`` by its key."""
+    zone = value.tzinfo
+    if zone is None:
+        return "-"
+    if type(zone) is datetime.timezone:
+        return "o" + _encode(zone.utcoffset(None)) + _encode(zone.tzname(None))
+    if type(zone) is zoneinfo.ZoneInfo and zone.key is not None:  # no key: from a file
+        return "z" + _encode(zone.key)
+    error = NotCanonical(zone)
+    error.where.append(".tzinfo")
+    raise error
 
 
 def _located(value: Any, where: str) -> str:
