@@ -27,7 +27,8 @@ CONFIG_KEYS = (
     Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
         "an entry lives unless `ttl=` says otherwise."),
     Key("CACHE_FAIL_OPEN", True, parsers.boolean, "Cache: with Redis down, reads miss and "
-        "writes are skipped (one WARNING per outage); false raises instead."),
+        "writes are skipped (one WARNING per outage); false raises instead. Deletions and "
+        "invalidations raise either way."),
     Key("CACHE_BREAKER_SECONDS", 5, parsers.number(0, 3600, "expected a number of seconds "
         "above 0 and at most 3600"), "Cache: with `CACHE_FAIL_OPEN`, seconds Redis is "
         "skipped after a connection error or timeout before one call tries it again, so "
