@@ -5,7 +5,6 @@ output ever shows a password."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import time
@@ -16,7 +15,7 @@ from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
 
-from .connection import AnyClient, build_client
+from .connection import AnyClient
 from .errors import describe_error
 from .integrations.queues import make_queue, queue_connection
 from .key_text import key_to_text, text_to_key
@@ -75,10 +74,7 @@ def _bytes_client() -> AnyClient:
     """A client of the command's registration that returns bytes whatever
     DECODE_RESPONSES says, so that binary keys and values print (escaped)
     instead of failing to decode."""
-    state = _state()
-    settings = dataclasses.replace(state.settings, decode_responses=False)
-    return state.own_client("cli-bytes", lambda: build_client(settings, state.events,
-                                                              state.options))
+    return _state().own_client("cli-bytes", decode_responses=False)
 
 
 def _state() -> RedisState:

@@ -26,7 +26,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import click
@@ -102,13 +102,21 @@ class RedisState:
                 client = self._client
         return client
 
-    def own_client(self, name: str, build: Callable[[], AnyClient]) -> AnyClient:
-        """The client an integration (RQ, say) keeps for itself, built once by
-        ``build``, and closed with the shared one."""
+    def own_client(self, name: str, *, duplicate: bool = False,
+                   **changes: Any) -> AnyClient:
+        """A pooled client kept under ``name`` for a part that needs other
+        settings (RQ's bytes, the health check's bounded reads ...): the
+        registration's settings with ``changes``, built once, closed with the
+        shared client. ``duplicate`` builds it as :meth:`duplicate` does."""
+        client = self._own_clients.get(name)  # the hot path takes no lock
+        if client is not None:
+            return client
         with self._lock:
             client = self._own_clients.get(name)
             if client is None:
-                client = self._own_clients[name] = self._announce(build())
+                settings = dataclasses.replace(self.settings, **changes)
+                client = self._own_clients[name] = self._announce(
+                    build_client(settings, self.events, self.options, duplicate=duplicate))
             return client
 
     def fail_fast_client(self) -> AnyClient:
@@ -116,10 +124,7 @@ class RedisState:
         client of its own whose reads wait at most CONNECT_TIMEOUT."""
         if self.settings.socket_timeout_ms is not None:
             return self.client
-        bounded = dataclasses.replace(self.settings,
-                                      socket_timeout_ms=self.settings.connect_timeout_ms)
-        return self.own_client("fail-fast", lambda: build_client(bounded, self.events,
-                                                                 self.options))
+        return self.own_client("fail-fast", socket_timeout_ms=self.settings.connect_timeout_ms)
 
     def duplicate(self) -> AnyClient:
         """A new client with its own pool: no read timeout, health checks on."""
@@ -211,10 +216,8 @@ class RedisState:
         return report
 
     def _health_client(self) -> AnyClient:
-        settings = dataclasses.replace(self.settings, max_retries=0,
-                                       socket_timeout_ms=self.settings.connect_timeout_ms)
-        return self.own_client("health", lambda: build_client(settings, self.events,
-                                                              self.options))
+        return self.own_client("health", max_retries=0,
+                               socket_timeout_ms=self.settings.connect_timeout_ms)
 
     def close(self) -> None:
         """Close every client of this registration; the next use opens anew."""

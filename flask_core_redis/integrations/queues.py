@@ -8,12 +8,10 @@ RQ does not support Redis Cluster."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, cast
 
 from redis import Redis
 
-from ..connection import build_client
 from ..errors import ConfigurationError
 from ..state import RedisState
 
@@ -26,9 +24,8 @@ def queue_connection(state: RedisState) -> Redis:
             f"RQ does not support Redis Cluster, and {settings.prefix}_* selects Cluster "
             "mode. Give queues a standalone or Sentinel Redis, e.g. a second "
             "CoreRedis(config_prefix='QUEUE_REDIS') with QUEUE_REDIS_URL.")
-    for_rq = dataclasses.replace(settings, decode_responses=False, socket_timeout_ms=None)
-    return cast(Redis, state.own_client("rq", lambda: build_client(
-        for_rq, state.events, state.options, duplicate=True)))
+    return cast(Redis, state.own_client("rq", duplicate=True, decode_responses=False,
+                                        socket_timeout_ms=None))
 
 
 def make_queue(state: RedisState, name: str, **options: Any) -> Any:

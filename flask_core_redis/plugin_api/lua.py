@@ -17,11 +17,16 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
+    def __call__(self, client: Any, keys: list[str], args: list[Any],
+                 **options: Any) -> Any:
+        """Run it on ``client``; ``options`` go to redis-py's ``execute_command``
+        (``NEVER_DECODE=True`` for a reply in bytes, say)."""
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args,
+                                          **options)
         except NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
+            return client.execute_command("EVAL", self.source, len(keys), *keys, *args,
+                                          **options)
 
 
 #: Lua prelude: the server's clock in milliseconds, so every worker agrees.

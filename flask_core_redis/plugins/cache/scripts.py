@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from redis.client import NEVER_DECODE
-from redis.exceptions import NoScriptError
 
 from ...plugin_api import LuaScript
 
@@ -48,11 +47,8 @@ def read_raw(client: Any, names: list[str]) -> list[bytes | None]:
 
 
 def run_raw(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-    """Run ``script`` (by SHA, loading it if the server lacks it), the reply as bytes."""
-    try:
-        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **_RAW)
-    except NoScriptError:
-        return client.execute_command("EVAL", script.source, len(keys), *keys, *args, **_RAW)
+    """Run ``script``, the reply as bytes."""
+    return script(client, keys, args, **_RAW)
 
 
 # KEYS version, then entries. ARGV ttl ms, then one body per entry. Stamps each
