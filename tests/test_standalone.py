@@ -487,3 +487,29 @@ def test_health_answers_while_writes_are_paused(make_app, own_redis_server):
     assert first["ok"] is False and first["error"] == "no answer within 800 ms"
     assert second["ok"] is False and "still waiting" in second["error"]
     wait_until(lambda: health()["ok"], 10, "health to recover once writes resume")
+
+
+@pytest.mark.parametrize(("use", "error"), [
+    (lambda ext: ext.otp.verify_otp("+15550109988", "123456"), "OtpUnavailable"),
+    (lambda ext: ext.presence.is_online("ann"), "TimeoutError"),
+    (lambda ext: ext.presence.mark_online("ann", 60), "TimeoutError"),
+])
+def test_plugins_fail_fast_on_a_hung_server_without_a_socket_timeout(
+        make_app, own_redis_server, use, error):
+    """A warm connection to a server stopped by SIGSTOP, REDIS_SOCKET_TIMEOUT
+    unset: a login or a presence call in a request raises in about the
+    connect timeout instead of hanging the request."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CONNECT_TIMEOUT": 200, "REDIS_MAX_RETRIES": 0})
+
+    def call():
+        with app.app_context():
+            return use(ext)
+
+    call()  # the connection is open and idle
+    own_redis_server.signal(signal.SIGSTOP)
+    try:
+        outcome = run_with_deadline(call)
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+    assert type(outcome.get("error")).__name__ == error

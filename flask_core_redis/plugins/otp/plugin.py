@@ -149,7 +149,7 @@ class OtpPlugin:
         nonce = secrets.token_hex(8)
         keys = [f"{tag}:reply:{nonce}", *(f"{tag}:{name}" for name in names)]
         try:
-            status, count = script(self.context.client, keys,
+            status, count = script(self.context.fail_fast_client(), keys,
                                    [self._replay_ms, nonce, *args])
         except RedisError as error:
             raise OtpUnavailable(f"the OTP store is unavailable: "

@@ -100,7 +100,7 @@ class PresencePlugin:
         """One script: (this connection was alive, the user was online)."""
         user = _user(user_id)
         connection_alive, user_online = MARK_ONLINE(
-            self.context.client, self._keys,
+            self.context.fail_fast_client(), self._keys,
             [user, self.seen_ms, _identifier("connection_id", connection_id),
              self._ttl_ms(ttl)])
         return bool(connection_alive), bool(user_online)
@@ -111,7 +111,7 @@ class PresencePlugin:
         user = _user(user_id)
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
-        latest = MARK_OFFLINE(self.context.client, self._keys,
+        latest = MARK_OFFLINE(self.context.fail_fast_client(), self._keys,
                                [user, self.seen_ms, connection])
         return bool(latest)
 
@@ -128,24 +128,24 @@ class PresencePlugin:
         joined = "\0".join(users)
         if joined.count("\0") != len(users) - 1:
             raise ValueError("user ids must not contain NUL")
-        flags = as_text(ONLINE_MANY(self.context.client, self._keys[:1], [joined]))
+        flags = as_text(ONLINE_MANY(self.context.fail_fast_client(), self._keys[:1], [joined]))
         return {user: flag == "1" for user, flag in zip(users, flags, strict=True)}
 
     def online_count(self) -> int:
         """How many users are online: one ZCOUNT, O(log N)."""
-        return int(ONLINE_QUERY(self.context.client, self._keys[:1], ["count", 0, 0]))
+        return int(ONLINE_QUERY(self.context.fail_fast_client(), self._keys[:1], ["count", 0, 0]))
 
     def online_users(self, limit: int = 100, offset: int = 0) -> list[str]:
         """Online users, most recently active first."""
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
-        users = ONLINE_QUERY(self.context.client, self._keys[:1], ["list", offset, limit])
+        users = ONLINE_QUERY(self.context.fail_fast_client(), self._keys[:1], ["list", offset, limit])
         return [as_text(user) for user in users]
 
     def last_seen(self, user_id: object) -> datetime | None:
         """When the user was last marked online, heartbeating or offline."""
         user = _user(user_id)
-        score = LAST_SEEN(self.context.client, self._keys[:2], [user])
+        score = LAST_SEEN(self.context.fail_fast_client(), self._keys[:2], [user])
         if score is None:
             return None
         return datetime.fromtimestamp(float(score) / 1000, tz=timezone.utc)
