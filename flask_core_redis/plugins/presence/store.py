@@ -139,7 +139,8 @@ class PresencePlugin:
         """Online users, most recently active first."""
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
-        users = ONLINE_QUERY(self.context.fail_fast_client(), self._keys[:1], ["list", offset, limit])
+        users = ONLINE_QUERY(self.context.fail_fast_client(), self._keys[:1],
+                             ["list", offset, limit])
         return [as_text(user) for user in users]
 
     def last_seen(self, user_id: object) -> datetime | None:
