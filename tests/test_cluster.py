@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from .servers import free_port
+from .servers import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,8 +91,10 @@ def test_killed_master_replica_takes_over_and_client_follows(make_app, own_clust
         else:
             pytest.fail(f"writes did not resume: {errors[-3:]}")
         assert client.get(key) == "after"
-    successor = own_cluster.master_of(key)
-    assert successor is not victim
+    # The node asked may hear of the promotion by gossip a moment after the
+    # client found the new master.
+    successor = wait_until(lambda: (master := own_cluster.master_of(key)) is not victim
+                           and master, 10, "the nodes to see the new master")
     with successor.client() as admin:
         assert admin.execute_command("ROLE")[0] == "master"
     # Each failing command waited 50, 100, 150 ms between its tries, rather
