@@ -1,15 +1,19 @@
 """The presence plugin, on memory, standalone, Sentinel and Cluster."""
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from flask_core_redis.plugins.presence import TooManyConnections
+
 from .servers import run_concurrently, wait_until
 
 
-@pytest.fixture
-def presence(mode_app):
-    app, ext = mode_app()
+@pytest.fixture(params=[16, 1], ids=["16-shards", "1-shard"])
+def presence(request, mode_app):
+    """Every behaviour holds with the data split over shards and in one slot."""
+    app, ext = mode_app({"REDIS_PRESENCE_SHARDS": request.param})
     with app.app_context():
         yield ext.presence
 
@@ -51,6 +55,20 @@ def test_heartbeat_reports_a_connection_that_had_timed_out(presence):
     assert presence.heartbeat("u", "c") is True
     assert presence.heartbeat("u", "new-connection") is False
     assert presence.is_online("u")
+    assert presence.mark_offline("u", connection_id="c") is False  # never opened by a beat
+
+
+def test_a_heartbeat_renews_a_timed_out_connection_until_a_sweep_drops_it(presence):
+    presence.mark_online("sleepy", 0.3, connection_id="c")
+    time.sleep(0.5)
+    assert not presence.is_online("sleepy")
+    assert presence.heartbeat("sleepy", "c", ttl=60) is False  # had timed out: renewed
+    assert presence.is_online("sleepy")
+    presence.mark_online("sleepy", 0.3, connection_id="c")
+    time.sleep(0.5)
+    assert presence.sweep() == ["sleepy"]
+    assert presence.heartbeat("sleepy", "c", ttl=60) is False  # dropped: stays closed
+    assert not presence.is_online("sleepy")
 
 
 def test_online_many_count_and_pages(presence):
@@ -98,7 +116,11 @@ def test_connect_racing_a_disconnect_of_the_same_user(presence):
     (lambda p: p.mark_online(None, 60), "user_id must be"),
     (lambda p: p.mark_online("u", 0), "ttl must be a positive"),
     (lambda p: p.mark_online("u", 60, connection_id=""), "connection_id must be"),
-    (lambda p: p.mark_online("a|b", 60), "without '|', '=' or NUL"),
+    (lambda p: p.mark_online("a\0b", 60), "without NUL"),
+    (lambda p: p.mark_online("u" * 513, 60), "at most 512 characters"),
+    (lambda p: p.mark_online("\udc80", 60), "no lone surrogates"),
+    (lambda p: p.heartbeat("u", "\0"), "connection_id must be"),
+    (lambda p: p.online_many(["ok", "a\0b"]), "NUL"),
     (lambda p: p.online_users(limit=0), "limit must be"),
 ])
 def test_bad_input_is_refused(presence, call, complaint):
@@ -110,26 +132,107 @@ def test_keys_stay_under_the_key_prefix(mode_app):
     app, ext = mode_app({"REDIS_KEY_PREFIX": "shop-a:"})
     with app.app_context():
         ext.presence.mark_online("u", 60, connection_id="c")
+        ext.presence.mark_offline("v")
         keys = list(ext.client.scan_iter(match="*shop-a:presence*"))
-    assert sorted(keys) == ["{shop-a:presence}:conns", "{shop-a:presence}:online",
-                            "{shop-a:presence}:sweep"]
+    assert keys and all(key.startswith("{shop-a:presence:") for key in keys), keys
+    assert sorted(key.split("}", 1)[1] for key in keys) == [":c:u", ":users"]
+
+
+def test_odd_ids_are_kept_apart(presence):
+    """Ids with the key layout's own characters, and Unicode, stay distinct."""
+    odd = ["a}b", "{x}", "u:c:v", "ünï", "🙂", "a|b=c", "42", " ", "u" * 512]
+    for user in odd:
+        presence.mark_online(user, 60, connection_id=f"{user[:9]}}}:c")
+    assert presence.online_many([*odd, "a", "x", "u"]) == {
+        **{user: True for user in odd}, "a": False, "x": False, "u": False}
+    assert presence.online_count() == len(odd)
+    for user in odd:
+        assert presence.mark_offline(user, connection_id=f"{user[:9]}}}:c") is False
+    assert presence.online_count() == 0
 
 
 def test_a_crashed_connection_leaves_nothing_behind(mode_app):
     app, ext = mode_app()
     with app.app_context():
         presence = ext.presence
-        presence.mark_online("ghost", 1, connection_id="worker-7")
-        conns = f"{{{ext.settings.key_prefix}presence}}:conns"
-        assert ext.client.hexists(conns, "ghost")
-
-        def swept():
-            presence.mark_online("someone-else", 60)  # every write sweeps a few entries
-            return not ext.client.hexists(conns, "ghost")
-
-        wait_until(swept, 10, "the sweep to drop the dead connection", interval=0.2)
+        presence.mark_online("ghost", 0.5, connection_id="worker-7")
+        presence.mark_online("alive", 60, connection_id="worker-1")
+        heard = []
+        presence.on_offline(heard.append)
+        time.sleep(0.7)
+        assert presence.sweep() == ["ghost"]
+        assert heard == ["ghost"]
+        assert presence.sweep() == []  # announced once
         assert presence.is_online("ghost") is False
         assert presence.last_seen("ghost") is not None
+        left = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}presence*ghost*"))
+        assert left == []
+
+
+def test_a_user_cannot_hold_more_connections_than_the_cap(mode_app):
+    app, ext = mode_app({"REDIS_PRESENCE_MAX_CONNECTIONS": 3})
+    with app.app_context():
+        presence = ext.presence
+        for tab in range(3):
+            presence.mark_online("greedy", 60, connection_id=f"tab-{tab}")
+        with pytest.raises(TooManyConnections, match="already holds 3 live connections"):
+            presence.connect("greedy", "tab-3")
+        assert presence.heartbeat("greedy", "tab-3") is False  # was not opened
+        presence.mark_online("greedy", 30, connection_id="tab-0")  # renewing is not opening
+        presence.mark_offline("greedy", connection_id="tab-1")
+        presence.connect("greedy", "tab-3")  # a freed place
+        presence.mark_online("greedy", 0.3, connection_id="tab-2")
+        with pytest.raises(TooManyConnections):
+            presence.connect("greedy", "tab-4")
+        time.sleep(0.5)  # tab-2 expired: it no longer counts
+        presence.connect("greedy", "tab-4")
+        presence.mark_online("other", 60, connection_id="tab-0")  # the cap is per user
+        assert presence.online_count() == 2
+        presence.mark_offline("greedy")
+        assert not presence.is_online("greedy")
+
+
+def test_the_default_connection_and_named_ones_mix(presence):
+    presence.mark_online("mix", 60)  # the one-connection API
+    assert presence.connect("mix", "tab") is False  # was already online
+    assert presence.mark_offline("mix", connection_id="tab") is True  # default still open
+    assert presence.heartbeat("mix") is True
+    presence.mark_online("mix", 60, connection_id="tab")
+    assert presence.mark_offline("mix", connection_id="~") is True
+    assert presence.heartbeat("mix") is False  # closed, and not reopened by the beat
+    assert presence.mark_offline("mix", connection_id="tab") is False
+    assert not presence.is_online("mix")
+
+
+@pytest.mark.parametrize("mode", ["cluster"])
+def test_presence_keys_spread_over_the_cluster(mode_app, cluster):
+    app, ext = mode_app()
+    with app.app_context():
+        for n in range(200):
+            ext.presence.mark_online(f"user-{n}", 60, connection_id="tab")
+        assert ext.presence.online_count() == 200
+        keys = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}presence*"))
+        slots = {int(ext.client.execute_command("CLUSTER KEYSLOT", key)) for key in keys}
+    assert len(slots) == 16
+    masters = {cluster.master_of(key).port for key in keys}
+    assert len(masters) == 3, "every master holds presence data"
+
+
+def test_legacy_keys_are_ignored_and_given_a_ttl(mode_app):
+    app, ext = mode_app({"REDIS_PRESENCE_SHARDS": 1})
+    with app.app_context():
+        tag = "{" + ext.settings.key_prefix + "presence}"
+        far = int(time.time() * 1000) + 3_600_000
+        ext.client.zadd(f"{tag}:online", {"old-user": far})
+        ext.client.hset(f"{tag}:conns", "old-user", f"{far}|~={far}")
+        ext.client.set(f"{tag}:sweep", "0")
+        assert not ext.presence.is_online("old-user")
+        assert ext.presence.online_count() == 0
+        ext.presence.sweep()
+        for name in ("online", "conns", "sweep"):
+            assert 0 < ext.client.ttl(f"{tag}:{name}") <= 30 * 86_400
+        ext.presence.mark_online("old-user", 60)
+        assert ext.presence.online_count() == 1
 
 
 def test_cli_count_and_list(mode_app):

@@ -38,6 +38,9 @@ class RetryingRedisCluster(RedisCluster):
         # The pipeline reads its retry count from here when it executes: give
         # it the policy's count rather than the zero this client's loop uses.
         pipe.retry = self.command_retry
+        # Like a command, a pipeline that cannot reach the cluster raises the
+        # ConnectionError it wraps, not redis-py's RedisClusterException.
+        pipe.execute = functools.partial(as_redis_errors, pipe.execute)
         return pipe
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ from ..errors import ConfigurationError, RedisUnavailable, describe_error
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
 from .hookspecs import hookimpl, hookspec
-from .lua import NOW_MS, LuaScript
+from .lua import NOW_MS, LuaScript, run_scripts
 
 __all__ = [
     "MAX_TTL_SECONDS",
@@ -29,5 +29,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "parsers",
+    "run_scripts",
     "ttl_ms",
 ]

@@ -34,3 +34,21 @@ NOW_MS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
+
+
+def run_scripts(client: Any, calls: list[tuple[LuaScript, list[str], list[Any]]],
+                **options: Any) -> list[Any]:
+    """Run several scripts in one pipeline: one round trip, or on a Cluster one
+    per master. A script a server lacks is sent again, alone, by EVAL."""
+    pipe = client.pipeline(transaction=False)
+    for script, keys, args in calls:
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **options)
+    replies = pipe.execute(raise_on_error=False)
+    results = []
+    for (script, keys, args), reply in zip(calls, replies, strict=True):
+        if isinstance(reply, NoScriptError):
+            reply = script(client, keys, args, **options)
+        elif isinstance(reply, Exception):
+            raise reply
+        results.append(reply)
+    return results

@@ -1,92 +1,113 @@
-"""The presence plugin's Lua scripts. Each runs on the keys ``online``,
-``conns`` and ``sweep`` of one app, which share a hash tag (one Cluster slot),
-and reads the server's clock.
+"""The presence plugin's Lua scripts: the changes that must read before they
+write (open, close, sweep) and the bulk lookup. Each runs on the keys of one
+shard (:mod:`.shards`), which share a hash tag, so it is atomic and valid in
+Cluster. A heartbeat needs no script: it is one transaction of plain commands
+(see :meth:`.store.PresencePlugin.heartbeat`).
 
-A user's connections are packed into one hash field:
-``<last active ms>|<connection>=<expiry ms>|...``."""
+Times are milliseconds of the caller's clock, passed in (``now``), because
+the heartbeat, a plain ``ZADD``, cannot read the server's.
+
+A user with only the default connection (``DEFAULT``, the original
+one-connection API) has no ``held`` key: the user's mark in ``users`` is that
+connection's expiry. Any other connection moves the default one into
+``held``."""
 
 from __future__ import annotations
 
-from ...plugin_api import NOW_MS, LuaScript
+from ...plugin_api import LuaScript
 
-# Lua helpers. parse: packed field -> last active, {connection = expiry}.
-# pack: drops expired connections -> packed field (nil if none live), latest expiry.
-PACKING = """
-local function parse(packed)
-  local seen, conns = 0, {}
-  if not packed then return seen, conns end
-  for part in string.gmatch(packed, '[^|]+') do
-    local eq = string.find(part, '=', 1, true)
-    if eq then
-      conns[string.sub(part, 1, eq - 1)] = tonumber(string.sub(part, eq + 1))
+#: The connection of callers that name none; short, because it is stored.
+DEFAULT_CONNECTION = "~"
+
+# sweep(users, seen, held prefix, now, limit, keep ms): the users whose mark
+# has passed are looked at, at most `limit`; those with a connection still
+# alive get its expiry as their mark, the others are dropped, their mark kept
+# as last seen, and returned. Last-seen entries older than `keep ms` go.
+SWEEP_FUNCTION = """
+local function sweep(users, seen, prefix, now, limit, keep_ms)
+  local gone = {}
+  local due = redis.call('ZRANGEBYSCORE', users, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #due, 2 do
+    local user, held = due[i], prefix .. due[i]
+    redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+    local latest = redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2]
+    if latest then
+      redis.call('ZADD', users, latest, user)
     else
-      seen = tonumber(part)
+      redis.call('ZREM', users, user)
+      redis.call('ZADD', seen, due[i + 1], user)
+      gone[#gone + 1] = user
     end
   end
-  return seen, conns
-end
-local function pack(seen, conns)
-  local parts, best = {string.format('%d', seen)}, 0
-  for conn, expiry in pairs(conns) do
-    if expiry > now then
-      parts[#parts + 1] = conn .. '=' .. string.format('%d', expiry)
-      if expiry > best then best = expiry end
-    end
-  end
-  if best == 0 then return nil, 0 end
-  return table.concat(parts, '|'), best
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - keep_ms)
+  return gone
 end
 """
 
-# Files a user's connections (KEYS online, conns, sweep; ARGV[1] user, ARGV[2]
-# how long offline users are remembered, ms), then sweeps and trims.
-STORE = """
-local packed, best = pack(now, conns)
-if packed then
-  redis.call('HSET', KEYS[2], ARGV[1], packed)
-  redis.call('ZADD', KEYS[1], best, ARGV[1])
+# KEYS users, seen, held. ARGV user, connection, now, expiry, cap, held prefix,
+# sweep limit, keep ms. Opens (or renews) one connection, then sweeps a little.
+# Returns {this connection was alive, the user was online, {users gone}}, or
+# {-1} when the user already holds `cap` other live connections.
+OPEN = LuaScript(SWEEP_FUNCTION + f"""
+local users, seen, held = KEYS[1], KEYS[2], KEYS[3]
+local user, conn, now, expiry = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local mark = tonumber(redis.call('ZSCORE', users, user) or '0')
+local online, alive = mark > now, false
+local solo = redis.call('EXISTS', held) == 0
+if solo and conn == '{DEFAULT_CONNECTION}' then
+  alive = online
+  redis.call('ZADD', users, expiry, user)
 else
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  if solo and online then redis.call('ZADD', held, mark, '{DEFAULT_CONNECTION}') end
+  redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+  alive = redis.call('ZSCORE', held, conn) ~= false
+  if not alive and redis.call('ZCARD', held) >= tonumber(ARGV[5]) then return {{-1}} end
+  redis.call('ZADD', held, expiry, conn)
+  redis.call('ZADD', users, redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2], user)
 end
-local cursor = redis.call('GET', KEYS[3]) or '0'
-local page = redis.call('HSCAN', KEYS[2], cursor, 'COUNT', 10)
-for i = 1, #page[2], 2 do
-  local gone_seen, gone_conns = parse(page[2][i + 1])
-  if not pack(gone_seen, gone_conns) then
-    redis.call('HDEL', KEYS[2], page[2][i])
-    redis.call('ZADD', KEYS[1], gone_seen, page[2][i])
-  end
+local gone = sweep(users, seen, ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]))
+return {{alive and 1 or 0, online and 1 or 0, gone}}
+""")
+
+# KEYS users, seen, held. ARGV user, connection ('' = all), now. Returns 1 if
+# the user is still online, 0 if this made them offline, -1 if they were not
+# online (closed or swept before).
+CLOSE = LuaScript(f"""
+local users, seen, held = KEYS[1], KEYS[2], KEYS[3]
+local user, conn, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local mark = redis.call('ZSCORE', users, user)
+if not mark then return -1 end
+mark = tonumber(mark)
+local latest = nil
+if redis.call('EXISTS', held) == 0 then
+  if conn ~= '' and conn ~= '{DEFAULT_CONNECTION}' and mark > now then return 1 end
+else
+  if conn == '' then redis.call('DEL', held) else redis.call('ZREM', held, conn) end
+  redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+  latest = redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2]
 end
-redis.call('SET', KEYS[3], page[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-"""
-
-# ARGV[3] connection, ARGV[4] ttl ms. Returns {1 if this connection was alive,
-# 1 if the user was online through any connection}.
-MARK_ONLINE = LuaScript(NOW_MS + PACKING + """
-local seen, conns = parse(redis.call('HGET', KEYS[2], ARGV[1]))
-local before = conns[ARGV[3]] or 0
-local user_was_online = 0
-for _, expiry in pairs(conns) do
-  if expiry > now then user_was_online = 1 end
+if latest then
+  redis.call('ZADD', users, latest, user)
+  return 1
 end
-conns[ARGV[3]] = now + tonumber(ARGV[4])
-""" + STORE + "return {before > now and 1 or 0, user_was_online}")
+redis.call('ZREM', users, user)
+redis.call('ZADD', seen, math.min(mark, now), user)
+return 0
+""")
 
-# ARGV[3] connection ('' = all). Returns the latest live expiry, 0 if offline.
-MARK_OFFLINE = LuaScript(NOW_MS + PACKING + """
-local seen, conns = parse(redis.call('HGET', KEYS[2], ARGV[1]))
-if ARGV[3] == '' then conns = {} else conns[ARGV[3]] = nil end
-""" + STORE + "return best")
+# KEYS users, seen. ARGV now, limit, keep ms, held prefix. The users gone.
+SWEEP = LuaScript(SWEEP_FUNCTION + """
+return sweep(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[1]), tonumber(ARGV[2]),
+             tonumber(ARGV[3]))
+""")
 
-# KEYS online; ARGV[1] users joined by NUL (one argument, however many users:
-# packing and parsing 10,000 separate values would cost more than the lookup).
-# Returns a string of '1'/'0', one per user.
-ONLINE_MANY = LuaScript(NOW_MS + """
-local users, start, text = {}, 1, ARGV[1]
+# KEYS users. ARGV users joined by NUL (one argument, however many users:
+# packing and parsing 10,000 separate values would cost more than the
+# lookup), now. Returns a string of '1'/'0', one per user.
+ONLINE_MANY = LuaScript("""
+local users, start, text, now = {}, 1, ARGV[1], tonumber(ARGV[2])
 while true do
-  local stop = string.find(text, '\0', start, true)
+  local stop = string.find(text, '\\0', start, true)
   if not stop then users[#users + 1] = string.sub(text, start) break end
   users[#users + 1] = string.sub(text, start, stop - 1)
   start = stop + 1
@@ -101,20 +122,4 @@ for first = 1, #users, 1000 do
   end
 end
 return table.concat(flags)
-""")
-
-# KEYS online. ARGV 'count' or 'list', offset, limit.
-ONLINE_QUERY = LuaScript(NOW_MS + """
-if ARGV[1] == 'count' then
-  return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-end
-return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now,
-                  'LIMIT', tonumber(ARGV[2]), tonumber(ARGV[3]))
-""")
-
-# KEYS online, conns; ARGV user. Last active (ms), or false if never seen.
-LAST_SEEN = LuaScript(NOW_MS + PACKING + """
-local packed = redis.call('HGET', KEYS[2], ARGV[1])
-if packed then return string.format('%d', (parse(packed))) end
-return redis.call('ZSCORE', KEYS[1], ARGV[1])
 """)

@@ -1,23 +1,29 @@
 """Who is online, per user and per connection (browser tab, socket, device).
 
-A user is online while any of their connections is alive: marked online and
-heartbeating within its TTL. Every change is one Lua script on keys that share
-one hash tag, so it is atomic and Cluster-safe, and the clock is the server's.
+A user is online while any of their connections is alive: opened, and
+heartbeaten within its TTL. The data is split over hash-slot shards
+(:mod:`.shards`); every change touches one shard, and costs the same however
+many connections the user holds and however many users are online:
 
-Keys (under ``KEY_PREFIX``), all in the slot of ``{presence}``:
+- a heartbeat is one transaction of plain commands that only extends what
+  exists (``ZADD XX``), so a heartbeat that races a close never reopens the
+  connection;
+- opening and closing are one script each (:mod:`.scripts`), which also drop
+  the user's expired connections;
+- users whose every connection expired (their server died) are found by a
+  sweep, which each open runs a little of and :meth:`PresencePlugin.sweep`
+  runs in full; the users it drops are announced to ``on_offline`` listeners.
 
-- ``online``: a sorted set, user -> the latest expiry of their connections
-  (ms) while online; once offline, the time they were last active. It answers
-  ``is_online``, ``online_count`` (one ZCOUNT) and ``last_seen``, and forgets
-  users not seen for ``PRESENCE_SEEN_DAYS``.
-- ``conns``: a hash, user -> ``<last active>|<connection>=<expiry>|...`` for
-  users with live connections. One field per user, not one key, keeps the cost
-  of an online user under 200 bytes. Each write also sweeps a few fields
-  (HSCAN, cursor in ``sweep``), so a worker that crashed leaves nothing behind.
+Times come from the app server's clock, so the app servers' clocks must agree
+(NTP): a server whose clock is ``s`` seconds ahead keeps its connections
+``s`` seconds longer.
 """
 
 from __future__ import annotations
 
+import heapq
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -32,34 +38,54 @@ from ...plugin_api import (
     as_text,
     hookimpl,
     parsers,
+    run_scripts,
     ttl_ms,
 )
-from .scripts import LAST_SEEN, MARK_OFFLINE, MARK_ONLINE, ONLINE_MANY, ONLINE_QUERY
+from .errors import TooManyConnections
+from .scripts import CLOSE, DEFAULT_CONNECTION, ONLINE_MANY, OPEN, SWEEP
+from .shards import Shard, Shards
 from .socketio_binding import bind_socketio
 
-#: The connection of callers that name none (the original one-connection API);
-#: short, because it is stored once per online user.
-DEFAULT_CONNECTION = "~"
-#: What user and connection ids may not contain: the packed field's separators.
-SEPARATORS = ("|", "=", "\0")
+#: The longest user or connection id accepted, in characters.
+MAX_ID_LENGTH = 512
+#: How many expired users one open sweeps; one would keep up (every user that
+#: expires was opened once), two catch up after a burst.
+SWEEP_PER_OPEN = 2
+#: How many expired users :meth:`PresencePlugin.sweep` drops per shard per call.
+SWEEP_PER_CALL = 1000
 
 TTL = Key("PRESENCE_TTL", 60, parsers.integer(1, MAX_TTL_SECONDS), "Presence: seconds a "
           "connection stays online without a heartbeat.")
 SEEN_DAYS = Key("PRESENCE_SEEN_DAYS", 30, parsers.integer(1, MAX_TTL_SECONDS // 86_400),
                 "Presence: days `last_seen` is kept.")
-CONFIG_KEYS = (TTL, SEEN_DAYS)
+SHARDS = Key("PRESENCE_SHARDS", 16, parsers.integer(1, 256), "Presence: hash slots the "
+             "data is split over, spread evenly over a Cluster's slot ranges; 1 keeps it "
+             "in one slot.")
+MAX_CONNECTIONS = Key("PRESENCE_MAX_CONNECTIONS", 100, parsers.integer(1, 100_000),
+                      "Presence: live connections one user may hold; opening one more "
+                      "raises `TooManyConnections`.")
+CONFIG_KEYS = (TTL, SEEN_DAYS, SHARDS, MAX_CONNECTIONS)
 
 
 def _identifier(name: str, value: object) -> str:
-    text = str(value) if isinstance(value, str | int) else ""
-    if not text or isinstance(value, bool) or any(sep in text for sep in SEPARATORS):
-        raise ValueError(f"{name} must be a non-empty str or int without '|', '=' or "
-                         f"NUL, got {value!r}")
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not text or "\0" in text or len(text) > MAX_ID_LENGTH:
+        raise ValueError(f"{name} must be a non-empty str or int of at most "
+                         f"{MAX_ID_LENGTH} characters, without NUL; got {value!r:.80}")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} must be valid Unicode (no lone surrogates); "
+                         f"got {value!r:.80}") from None
     return text
 
 
 def _user(user_id: object) -> str:
     return _identifier("user_id", user_id)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class PresencePlugin:
@@ -70,86 +96,206 @@ class PresencePlugin:
     @hookimpl
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
         self.context = context
-        self.default_ttl = context.setting(TTL)
-        self.seen_ms = context.setting(SEEN_DAYS) * 86_400_000
-        tag = context.slot_tag("presence")
-        self._keys = [f"{tag}:online", f"{tag}:conns", f"{tag}:sweep"]
+        self.default_ttl, seen_days, shards, self.max_connections = (
+            context.setting(key) for key in CONFIG_KEYS)
+        self.seen_ms = seen_days * 86_400_000
+        self._shards = Shards(context.key("presence"), shards)
+        self._offline_listeners: list[Callable[[str], None]] = []
+        self._legacy_expired = threading.Event()
 
     def _ttl_ms(self, ttl: float | None) -> int:
         """``ttl`` seconds (default ``PRESENCE_TTL``) as milliseconds, validated."""
         return ttl_ms(self.default_ttl if ttl is None else ttl)
 
+    # Changes ----------------------------------------------------------------
+
     def mark_online(self, user_id: object, ttl: float | None = None, *,
                     connection_id: str = DEFAULT_CONNECTION) -> None:
-        """Mark one connection of the user alive for ``ttl`` seconds."""
-        self._touch(user_id, connection_id, ttl)
+        """Open (or renew) one connection of the user for ``ttl`` seconds."""
+        self._open(user_id, connection_id, ttl)
 
     def connect(self, user_id: object, connection_id: str, ttl: float | None = None) -> bool:
-        """Mark a connection online; True if the user was offline until now (one
-        round trip: what a Socket.IO connect needs to decide on a broadcast)."""
-        return not self._touch(user_id, connection_id, ttl)[1]
+        """Open a connection; True if the user was offline until now (one round
+        trip: what a Socket.IO connect needs to decide on a broadcast)."""
+        return not self._open(user_id, connection_id, ttl)[1]
+
+    def _open(self, user_id: object, connection_id: str,
+              ttl: float | None) -> tuple[bool, bool]:
+        """One script: (this connection was alive, the user was online)."""
+        user, connection = _user(user_id), _identifier("connection_id", connection_id)
+        shard, now = self._shards.of(user), _now_ms()
+        reply = OPEN(self.context.fail_fast_client(), [shard.users, shard.seen,
+                                                        shard.held(user)],
+                     [user, connection, now, now + self._ttl_ms(ttl), self.max_connections,
+                      shard.held_prefix, SWEEP_PER_OPEN, self.seen_ms])
+        if reply[0] == -1:
+            raise TooManyConnections(
+                f"user {user!r:.80} already holds {self.max_connections} live connections "
+                "(PRESENCE_MAX_CONNECTIONS); close one, or let it time out, first")
+        alive, online, gone = reply
+        self._announce_offline(gone)
+        return bool(alive), bool(online)
 
     def heartbeat(self, user_id: object, connection_id: str = DEFAULT_CONNECTION,
                   ttl: float | None = None) -> bool:
-        """Keep a connection alive; False if it had already timed out (it is
-        alive again now)."""
-        return self._touch(user_id, connection_id, ttl)[0]
+        """Keep an open connection alive for ``ttl`` more seconds; True if it was
+        alive. False if it had timed out (renewed if no sweep dropped it yet) or
+        is not open (closed, or dropped by a sweep): a heartbeat never opens a
+        connection, :meth:`connect` does.
 
-    def _touch(self, user_id: object, connection_id: str,
-               ttl: float | None) -> tuple[bool, bool]:
-        """One script: (this connection was alive, the user was online)."""
-        user = _user(user_id)
-        connection_alive, user_online = MARK_ONLINE(
-            self.context.fail_fast_client(), self._keys,
-            [user, self.seen_ms, _identifier("connection_id", connection_id),
-             self._ttl_ms(ttl)])
-        return bool(connection_alive), bool(user_online)
+        One transaction of plain commands. If it loses a race with the close of
+        its connection while the user holds others, the user's online mark may
+        outlast those by up to ``ttl``; the closed connection stays closed."""
+        user, connection = _user(user_id), _identifier("connection_id", connection_id)
+        shard, now = self._shards.of(user), _now_ms()
+        expiry, held = now + self._ttl_ms(ttl), shard.held(user)
+        pipe = self.context.fail_fast_client().pipeline(transaction=True)
+        pipe.zscore(held, connection)
+        pipe.zadd(held, {connection: expiry}, xx=True)
+        solo = connection == DEFAULT_CONNECTION
+        if solo:  # the default connection may live in `users` alone
+            pipe.exists(held)
+            pipe.zscore(shard.users, user)
+        pipe.zadd(shard.users, {user: expiry}, xx=True, gt=True)
+        replies = pipe.execute()
+        before = replies[0]
+        if before is None and solo and not replies[2]:
+            before = replies[3]
+        return before is not None and float(before) > now
 
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """Close one connection (or all of them); True if the user is still
         online through another connection."""
+        return self._close(user_id, connection_id) == 1
+
+    def disconnect(self, user_id: object, connection_id: str) -> bool:
+        """Close a connection; True if this made the user go offline (False if
+        they are still online, or were already offline): what a Socket.IO
+        disconnect needs to decide on a broadcast."""
+        return self._close(user_id, connection_id) == 0
+
+    def _close(self, user_id: object, connection_id: str | None) -> int:
         user = _user(user_id)
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
-        latest = MARK_OFFLINE(self.context.fail_fast_client(), self._keys,
-                               [user, self.seen_ms, connection])
-        return bool(latest)
+        shard = self._shards.of(user)
+        return int(CLOSE(self.context.fail_fast_client(),
+                         [shard.users, shard.seen, shard.held(user)],
+                         [user, connection, _now_ms()]))
+
+    # Users gone offline without a close ---------------------------------------
+
+    def on_offline(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(user)`` for each user a sweep finds offline: their
+        last connection expired (its server died, say) without a close."""
+        self._offline_listeners.append(listener)
+
+    def sweep(self) -> list[str]:
+        """Drop the users whose every connection has expired, on every shard (up
+        to ``SWEEP_PER_CALL`` each, one round trip per master), tell the
+        ``on_offline`` listeners, and return them."""
+        self._expire_legacy_keys()
+        now = _now_ms()
+        replies = run_scripts(self.context.fail_fast_client(), [
+            (SWEEP, [shard.users, shard.seen], [now, SWEEP_PER_CALL, self.seen_ms,
+                                                shard.held_prefix])
+            for shard in self._shards.all])
+        gone = [user for reply in replies for user in reply]
+        self._announce_offline(gone)
+        return [as_text(user) for user in gone]
+
+    def _announce_offline(self, gone: list[Any]) -> None:
+        for user in gone:
+            for listener in self._offline_listeners:
+                listener(as_text(user))
+
+    def _expire_legacy_keys(self) -> None:
+        """Give the keys of the layout before shards (one hash tag, a packed
+        hash of connections) a TTL of ``PRESENCE_SEEN_DAYS``, once per process:
+        nothing reads them any more."""
+        if self._legacy_expired.is_set():
+            return
+        client = self.context.fail_fast_client()
+        tag = self.context.slot_tag("presence")
+        for name in (f"{tag}:online", f"{tag}:conns", f"{tag}:sweep"):
+            if client.ttl(name) == -1:  # exists, without a TTL
+                client.pexpire(name, self.seen_ms)
+        self._legacy_expired.set()
+
+    # Questions --------------------------------------------------------------
 
     def is_online(self, user_id: object) -> bool:
         return self.online_many([user_id])[_user(user_id)]
 
     def online_many(self, user_ids: list[Any]) -> dict[str, bool]:
-        """Online or not, for every user, in one round trip."""
+        """Online or not, for every user: one script per shard, one round trip
+        per master."""
         # The hot path of a bulk check: validate cheaply, in one pass over the
         # joined argument rather than per user.
-        users = [user if type(user) is str and user else _user(user) for user in user_ids]
+        users = [user if type(user) is str and user and len(user) <= MAX_ID_LENGTH
+                 else _user(user) for user in user_ids]
         if not users:
             return {}
-        joined = "\0".join(users)
-        if joined.count("\0") != len(users) - 1:
-            raise ValueError("user ids must not contain NUL")
-        flags = as_text(ONLINE_MANY(self.context.fail_fast_client(), self._keys[:1], [joined]))
-        return {user: flag == "1" for user, flag in zip(users, flags, strict=True)}
+        groups = list(self._shards.group(users).items())
+        now = _now_ms()
+        calls = []
+        for index, positions in groups:
+            joined = "\0".join(users[position] for position in positions)
+            if joined.count("\0") != len(positions) - 1:
+                raise ValueError("user ids must not contain NUL")
+            calls.append((ONLINE_MANY, [self._shards.all[index].users], [joined, now]))
+        flags = [False] * len(users)
+        for (_, positions), reply in zip(groups, run_scripts(
+                self.context.fail_fast_client(), calls), strict=True):
+            for position, flag in zip(positions, as_text(reply), strict=True):
+                flags[position] = flag == "1"
+        return dict(zip(users, flags, strict=True))
+
+    def _per_shard(self, queue: Callable[[Any, Shard], None]) -> list[Any]:
+        """``queue(pipe, shard)`` for every shard in one pipeline: one round trip
+        per master."""
+        pipe = self.context.fail_fast_client().pipeline(transaction=False)
+        for shard in self._shards.all:
+            queue(pipe, shard)
+        return list(pipe.execute())
 
     def online_count(self) -> int:
-        """How many users are online: one ZCOUNT, O(log N)."""
-        return int(ONLINE_QUERY(self.context.fail_fast_client(), self._keys[:1], ["count", 0, 0]))
+        """How many users are online: one ZCOUNT per shard, O(log N) each."""
+        now = _now_ms()
+        return sum(self._per_shard(
+            lambda pipe, shard: pipe.zcount(shard.users, f"({now}", "+inf")))
 
     def online_users(self, limit: int = 100, offset: int = 0) -> list[str]:
-        """Online users, most recently active first."""
+        """Online users, most recently active first (latest expiry first)."""
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
-        users = ONLINE_QUERY(self.context.fail_fast_client(), self._keys[:1],
-                             ["list", offset, limit])
-        return [as_text(user) for user in users]
+        now = _now_ms()
+        pages = self._per_shard(lambda pipe, shard: pipe.zrevrangebyscore(
+            shard.users, "+inf", f"({now}", start=0, num=offset + limit, withscores=True))
+        # Each page is in Redis' order, score then member descending: merge alike.
+        merged = heapq.merge(*pages, key=lambda pair: (pair[1], as_text(pair[0])),
+                             reverse=True)
+        return [as_text(user) for user, _ in list(merged)[offset:offset + limit]]
 
     def last_seen(self, user_id: object) -> datetime | None:
-        """When the user was last marked online, heartbeating or offline."""
+        """Now for a user online; for one offline, when they went offline (their
+        close, or the expiry of their last connection); None if not seen within
+        ``PRESENCE_SEEN_DAYS``."""
         user = _user(user_id)
-        score = LAST_SEEN(self.context.fail_fast_client(), self._keys[:2], [user])
-        if score is None:
+        shard, now = self._shards.of(user), _now_ms()
+        pipe = self.context.fail_fast_client().pipeline(transaction=False)
+        pipe.zscore(shard.users, user)
+        pipe.zscore(shard.seen, user)
+        mark, seen = pipe.execute()
+        if mark is not None and mark > now:
+            seen = now
+        elif mark is not None:
+            seen = max(mark, seen or 0)
+        if seen is None:
             return None
-        return datetime.fromtimestamp(float(score) / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(float(seen) / 1000, tz=timezone.utc)
+
+    # Integration ------------------------------------------------------------
 
     def bind_socketio(self, socketio: Any, identify: Callable[[Any], object], *,
                       room: str = "presence", namespace: str = "/",
@@ -181,4 +327,10 @@ class PresencePlugin:
         def list_users(limit: int, offset: int) -> None:
             """List online users, most recently active first."""
             for user in self.online_users(limit=limit, offset=offset):
+                click.echo(user)
+
+        @presence.command("sweep")
+        def sweep() -> None:
+            """Drop users whose every connection expired; print them."""
+            for user in self.sweep():
                 click.echo(user)

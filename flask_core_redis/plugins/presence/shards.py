@@ -1,0 +1,79 @@
+"""Where presence data lives: split over ``PRESENCE_SHARDS`` hash slots, so a
+Cluster spreads it over its masters.
+
+A user belongs to one shard (CRC-32 of the id, the same in every process).
+Each shard's keys share a hash tag, so a change to one user is one atomic
+script or transaction. The tags are picked so that shard ``i`` falls in the
+``i``-th equal part of the 16,384 slots: a cluster that splits its slots into
+equal ranges, as ``redis-cli --cluster create`` does, gets the same number of
+shards on every master. With one shard the tag is ``{<prefix>presence}``.
+
+Keys of a shard, under its tag:
+
+- ``users``: a sorted set, user -> the latest expiry of their connections (ms),
+  while they have any: ``online_count`` is one ZCOUNT per shard.
+- ``seen``: a sorted set, user -> when they went offline, kept
+  ``PRESENCE_SEEN_DAYS``.
+- ``c:<user>``: a sorted set, connection -> expiry, for a user with any other
+  connection than the default one (see :mod:`.scripts`).
+"""
+
+from __future__ import annotations
+
+import binascii
+import itertools
+import zlib
+
+#: How many hash slots a Redis Cluster has.
+CLUSTER_SLOTS = 16384
+
+
+def _slot(tag: str) -> int:
+    """The Cluster slot of a hash tag's content (CRC16-XMODEM, as Redis does)."""
+    return binascii.crc_hqx(tag.encode(), 0) % CLUSTER_SLOTS
+
+
+def _spread_tag(base: str, index: int, count: int) -> str:
+    """The first of ``base:index``, ``base:index.1``, ... whose slot lies in the
+    ``index``-th of ``count`` equal slot ranges."""
+    low, high = index * CLUSTER_SLOTS // count, (index + 1) * CLUSTER_SLOTS // count
+    for attempt in itertools.count():
+        tag = f"{base}:{index}" + (f".{attempt}" if attempt else "")
+        if low <= _slot(tag) < high:
+            return tag
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Shard:
+    """The key names of one shard."""
+
+    __slots__ = ("held_prefix", "seen", "tag", "users")
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.users = f"{tag}:users"
+        self.seen = f"{tag}:seen"
+        self.held_prefix = f"{tag}:c:"
+
+    def held(self, user: str) -> str:
+        """The key of ``user``'s connections."""
+        return self.held_prefix + user
+
+
+class Shards:
+    """Every shard of one app's presence data."""
+
+    def __init__(self, base: str, count: int) -> None:
+        tags = [base] if count == 1 else [_spread_tag(base, i, count) for i in range(count)]
+        self.all = [Shard("{" + tag + "}") for tag in tags]
+
+    def of(self, user: str) -> Shard:
+        return self.all[zlib.crc32(user.encode()) % len(self.all)]
+
+    def group(self, users: list[str]) -> dict[int, list[int]]:
+        """Shard index -> the positions in ``users`` of that shard's users."""
+        count = len(self.all)
+        groups: dict[int, list[int]] = {}
+        for position, user in enumerate(users):
+            groups.setdefault(zlib.crc32(user.encode()) % count, []).append(position)
+        return groups
