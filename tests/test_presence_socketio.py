@@ -1,5 +1,6 @@
 """Presence bound to Socket.IO connections (Flask-SocketIO's test client)."""
 
+import threading
 import time
 
 import pytest
@@ -53,3 +54,42 @@ def test_heartbeats_keep_a_connection_online_past_its_ttl(bound):
     with app.app_context():
         assert ext.presence.is_online("ann")
     ann.disconnect()
+
+
+def test_a_heartbeat_racing_a_disconnect_leaves_no_ghost(bound):
+    """The heartbeat loop takes its list of connections, then ann disconnects,
+    then the loop heartbeats her connection: it must stay closed."""
+    app, ext, socketio = bound
+    watcher = socketio.test_client(app, auth={"user": "watcher"})
+    ann = socketio.test_client(app, auth={"user": "ann"})
+    with app.app_context():
+        plugin = ext.presence
+    real_heartbeat = plugin.heartbeat
+    raced = threading.Event()
+
+    def heartbeat_after_the_disconnect(user, connection_id, ttl=None):
+        if user == "ann" and not raced.is_set():
+            ann.disconnect()
+            raced.set()
+        return real_heartbeat(user, connection_id, ttl)
+
+    plugin.heartbeat = heartbeat_after_the_disconnect
+    assert raced.wait(5), "the heartbeat loop never ran"
+    time.sleep(0.5)  # more beats and sweeps; the TTL is 1 s
+    with app.app_context():
+        assert not ext.presence.is_online("ann")
+        assert ext.presence.online_users() == ["watcher"]
+    assert [event for event in events(watcher) if event[0] == "ann"] == [
+        ("ann", True), ("ann", False)]
+    watcher.disconnect()
+
+
+def test_a_user_over_the_connection_cap_is_refused(mode_app):
+    app, ext = mode_app({"REDIS_PRESENCE_MAX_CONNECTIONS": 2})
+    socketio = SocketIO(app, async_mode="threading")
+    with app.app_context():
+        ext.presence.bind_socketio(socketio, identify=lambda auth: auth["user"], ttl=5)
+    tabs = [socketio.test_client(app, auth={"user": "ann"}) for _ in range(3)]
+    assert [tab.is_connected() for tab in tabs] == [True, True, False]
+    tabs[0].disconnect()
+    assert socketio.test_client(app, auth={"user": "ann"}).is_connected()

@@ -167,3 +167,33 @@ def test_a_killed_server_leaves_no_ghost_after_the_ttl(redis_server, servers, li
         server.process.kill()  # no disconnect, no more heartbeats
         wait_until(lambda: not ext.presence.is_online("+15550004242"), 15,
                    "the user to time out")
+
+
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_another_server_announces_the_users_of_a_killed_one_offline(request, mode, servers):
+    """Nobody closes the connections of a killed server: the sweep of a server
+    still running finds them expired and broadcasts ``online: False``."""
+    if mode == "standalone":
+        url = f"redis://{request.getfixturevalue('redis_server').address}"
+    else:
+        url = request.getfixturevalue(mode).url
+    doomed, survivor = servers(url, REDIS_PRESENCE_TTL="2")  # a sweep every 2/3 s
+    heard = []
+    clients = []
+
+    def connect(server, user):
+        client = socketio.Client(reconnection=False)
+        client.on("presence", lambda data: heard.append((data["user"], data["online"])))
+        client.connect(server.base, transports=["polling"], wait_timeout=10,
+                       headers={"Cookie": f"session={logged_in_cookie(user)}"})
+        clients.append(client)
+
+    connect(survivor, "+15550000001")
+    connect(doomed, "+15550007777")
+    wait_until(lambda: ("+15550007777", True) in heard, 10, "the user online")
+    doomed.process.kill()  # no disconnect, no more heartbeats
+    wait_until(lambda: ("+15550007777", False) in heard, 2 + 1 + 5,
+               "the offline broadcast (TTL + one sweep interval + slack)")
+    assert heard.count(("+15550007777", False)) == 1
+    for client in clients:
+        client.disconnect()
