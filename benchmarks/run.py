@@ -1,215 +1,142 @@
-"""flask-core-redis benchmark: one run against one real redis-server that this
-script starts on a free loopback port (and stops). Prints medians and ratios.
+"""flask-core-redis benchmark: one run over three topologies (memory://,
+one redis-server, a 3+3 Cluster), the servers started on free loopback ports
+by this script and stopped by it. Every figure is printed next to its goal,
+with "met" or "MISSED", and a summary lists every MISSED goal.
 
-    bash scripts/bench            # or: PYTHONPATH=. python benchmarks/run.py
+    bash scripts/bench            # or: PYTHONPATH=. .venv/bin/python benchmarks/run.py
+
+Server time per operation comes from INFO commandstats (see benchmarks/measure.py):
+CONFIG RESETSTAT on every master, the operations, then the usec of the
+top-level commands the operation sends (EVALSHA, not the commands its script
+runs; MULTI+EXEC, not the queued commands), summed over the masters, divided
+by the number of operations. The set counted is printed next to each figure.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import platform
-import statistics
+import random
+import signal
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from types import FrameType
 
 import redis
-from flask import Flask
-from flask_caching import Cache
-from flask_caching.backends.rediscache import RedisCache
 
-from flask_core_redis import CoreRedis
-from tests.servers import RedisProcess, free_port
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).absolute().parent.parent))
 
-ROUNDS = 7
-rows: list[tuple[str, str, str]] = []
+from benchmarks import cache, presence
+from benchmarks.measure import Report
+from benchmarks.topologies import (
+    Topology,
+    cluster_topology,
+    describe_masters,
+    memory_topology,
+    pin_client,
+    server_version,
+    standalone_topology,
+)
 
-
-def mean_us(operation: Callable[[], object], count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        operation()
-    return (time.perf_counter() - started) / count * 1e6
-
-
-def median_us(operation: Callable[[], object], count: int) -> float:
-    """Median over ROUNDS of the mean time of one call, in microseconds."""
-    return statistics.median(mean_us(operation, count) for _ in range(ROUNDS))
+Figure = Callable[[Topology, Report, random.Random], None]
 
 
-def report(name: str, value: str, note: str = "") -> None:
-    rows.append((name, value, note))
-    print(f"  {name:<58} {value:>14}  {note}", flush=True)
+def plan(name: str) -> list[tuple[str, Figure]]:
+    """The figures each topology runs, in order."""
+    memory: dict[str, presence.MemoryFill | None] = {"default": None}
+
+    def count(top: Topology, report: Report, rng: random.Random) -> None:
+        memory["default"] = presence.online_count(top, report)
+
+    figures: list[tuple[str, Figure]] = []
+    if name != "memory":  # figures 1 and 2 are about servers
+        figures += [("presence writes", presence.writes),
+                    ("online_many", lambda top, report, rng: presence.online_many(top, report))]
+    figures.append(("online_count", count))
+    if name == "standalone":
+        figures.append(("memory per user", lambda top, report, rng: presence.memory(
+            top, report, memory["default"], rng)))
+    if name == "cluster":
+        figures.append(("spread over masters", presence.spread))
+    if name != "memory":
+        figures.append(("cache reads", lambda top, report, rng: cache.reads(top, report)))
+    figures.append(("invalidate_namespace",
+                    lambda top, report, rng: cache.invalidation(top, report)))
+    if name == "standalone":
+        figures += [("ext.client", lambda top, report, rng: cache.client(top, report)),
+                    ("stampede", lambda top, report, rng: cache.stampede(top, report)),
+                    ("OTP", lambda top, report, rng: cache.otp(top, report))]
+    return figures
 
 
-def compare(name: str, ours: Callable[[], object], theirs: Callable[[], object],
-            count: int, target: str) -> None:
-    """Time both in alternating rounds, so that drift in machine speed hits
-    both alike; report the medians and the median of the per-round ratios."""
-    pairs = [(mean_us(ours, count), mean_us(theirs, count)) for _ in range(ROUNDS)]
-    ours_us = statistics.median(a for a, _ in pairs)
-    theirs_us = statistics.median(b for _, b in pairs)
-    ratio = statistics.median(a / b for a, b in pairs)
-    report(name, f"{ours_us:.1f} us", f"vs {theirs_us:.1f} us = {ratio:.3f}x ({target})")
+TOPOLOGIES: list[tuple[str, str, Callable[[Path], AbstractContextManager[Topology]]]] = [
+    ("memory", 'REDIS_URL="memory://", fakeredis in this process; no server time',
+     lambda folder: memory_topology()),
+    ("standalone", "one redis-server", standalone_topology),
+    ("cluster", "3 masters + 3 replicas", cluster_topology),
+]
 
 
-def bench_client(app: Flask, ext: CoreRedis, raw: redis.Redis) -> None:
-    print("1. extension client vs raw redis-py", flush=True)
-    with app.app_context():
-        client = ext.client
-        client.set("bench:k", "v")
-        for label, command in (("GET", lambda c: c.get("bench:k")),
-                               ("SET", lambda c: c.set("bench:k", "v"))):
-            compare(f"{label}: ext.client vs redis.Redis",
-                    lambda command=command: command(ext.client),
-                    lambda command=command: command(raw), 3000, "target <= 1.03x")
+def header(pinning: str) -> None:
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"{server_version()}, redis-py {redis.__version__}, Python "
+          f"{sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {load}", flush=True)
+    print(f"CPU pinning: {pinning}", flush=True)
+    print("Presence app: REDIS_PRESENCE_MAX_CONNECTIONS=2000, REDIS_PRESENCE_SHARDS "
+          "default (16)", flush=True)
 
 
-def bench_cache(app: Flask, ext: CoreRedis, raw: redis.Redis, port: int) -> None:
-    print("2. cache reads", flush=True)
-    value = {"id": 7, "name": "Ann", "tags": ["a", "b", "c"], "score": 12.5}
-    raw.set("bench:json", json.dumps(value))
-    flask_caching = RedisCache(host="127.0.0.1", port=port, key_prefix="fc:")
-    flask_caching.set("hit", value, timeout=600)
-    with app.app_context():
-        ext.cache.set("hit", value, ttl=600)
-        ext.cache.set_many({f"m{n}": value for n in range(100)}, ttl=600)
-        compare("ext.cache.get hit vs GET + json.loads", lambda: ext.cache.get("hit"),
-                lambda: json.loads(raw.get("bench:json")), 2000, "target <= 1.15x")
-        compare("ext.cache.get hit vs Flask-Caching RedisCache.get",
-                lambda: ext.cache.get("hit"), lambda: flask_caching.get("hit"), 2000,
-                "target <= 1.00x")
-        keys = [f"m{n}" for n in range(100)]
-        compare("get_many(100) vs 100 x get", lambda: ext.cache.get_many(keys),
-                lambda: [ext.cache.get(key) for key in keys], 20, "lower is better")
+def run_topology(report: Report, name: str, description: str,
+                 start: Callable[[Path], AbstractContextManager[Topology]],
+                 folder: Path) -> None:
+    started = time.monotonic()
+    with report.guard(f"{name}: deployment"), start(folder / name) as top:
+        report.heading(name, f"{description}; masters: {describe_masters(top)}")
+        rng = random.Random(7)
+        for what, figure in plan(name):
+            with report.guard(what), top.app.app_context():
+                figure(top, report, rng)
+    print(f"  ({name} took {time.monotonic() - started:.0f} s)", flush=True)
 
 
-def stampede(call: Callable[[], object]) -> float:
-    start = threading.Barrier(50)
-
-    def caller() -> None:
-        start.wait()
-        call()
-
-    threads = [threading.Thread(target=caller) for _ in range(50)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started
+def summary(report: Report, seconds: float) -> None:
+    missed = report.with_status("MISSED")
+    unmeasured = report.with_status("not measured")
+    goals = sum(1 for row in report.rows if row.status in ("met", "MISSED"))
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"\n=== summary: {goals - len(missed)} of {goals} goals met, "
+          f"{len(missed)} MISSED, {len(unmeasured)} not measured; run took {seconds:.0f} s, "
+          f"load average at the end {load}", flush=True)
+    for row in missed + unmeasured:
+        print(f"  {row.status.upper() if row.status == 'MISSED' else row.status}  "
+              f"{row.topology}: {row.name}: {row.value} (goal {row.goal})", flush=True)
 
 
-def bench_stampede(app: Flask, ext: CoreRedis, port: int) -> None:
-    print("3. stampede: 50 threads, cold key, 200 ms function", flush=True)
-    runs = {"ours": 0, "flask-caching": 0}
-
-    def slow(who: str) -> str:
-        runs[who] += 1
-        time.sleep(0.2)
-        return "value"
-
-    def ours() -> object:
-        with app.app_context():
-            return ext.cache.get_or_set(f"cold-{uuid.uuid4().hex[:0]}stampede",
-                                        lambda: slow("ours"), ttl=60)
-
-    wall = stampede(ours)
-    report("ours: recomputations / wall time", f"{runs['ours']} / {wall:.2f} s")
-    fc_app = Flask("flask-caching")
-    cache = Cache(fc_app, config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": "127.0.0.1",
-                                  "CACHE_REDIS_PORT": port, "CACHE_KEY_PREFIX": "fcm:"})
-
-    @cache.memoize(60)
-    def memoized() -> str:
-        return slow("flask-caching")
-
-    def theirs() -> object:
-        with fc_app.app_context():
-            return memoized()
-
-    wall = stampede(theirs)
-    report("Flask-Caching memoize: recomputations / wall time",
-           f"{runs['flask-caching']} / {wall:.2f} s")
-
-
-def bench_presence(app: Flask, ext: CoreRedis, raw: redis.Redis) -> None:
-    print("4. presence", flush=True)
-    users = [f"user-{n}" for n in range(100_000)]
-    with app.app_context():
-        presence = ext.presence
-        filled = time.perf_counter()
-        for user in users:
-            presence.mark_online(user, 3600)
-        report("mark_online x 100,000", f"{(time.perf_counter() - filled):.1f} s",
-               f"{(time.perf_counter() - filled) / len(users) * 1e6:.0f} us each")
-        pipe = raw.pipeline(transaction=False)
-        for user in users[:10_000]:
-            pipe.set(f"presence:user:{user}", "1", ex=3600)  # the original module's layout
-        pipe.execute()
-        sample = users[:10_000]
-        ours = median_us(lambda: presence.online_many(sample), 1) / 1000
-        seed = median_us(lambda: [raw.exists(f"presence:user:{u}") for u in sample], 1) / 1000
-        report("online_many(10,000) vs 10,000 x EXISTS", f"{ours:.1f} ms",
-               f"vs {seed:.1f} ms = {seed / ours:.0f}x faster (target >= 50x)")
-        count = median_us(presence.online_count, 50)
-        report("online_count() with 100,000 online", f"{count:.0f} us")
-        scanned = median_us(lambda: sum(1 for _ in raw.scan_iter(
-            match="presence:user:*", count=1000)), 1) / 1000
-        report("counting 10,000 seed keys by SCAN instead", f"{scanned:.0f} ms",
-               f"= {scanned * 1000 / count:.0f}x slower")
-        tag = "{presence}"
-        total = sum(raw.memory_usage(f"{tag}:{name}", samples=0) or 0
-                    for name in ("online", "conns", "sweep"))
-        report("Redis memory per online user (MEMORY USAGE)", f"{total / len(users):.0f} B",
-               "target <= 200 B")
-
-
-def bench_otp(app: Flask, ext: CoreRedis) -> None:
-    print("5. OTP", flush=True)
-    with app.app_context():
-        otp = ext.otp
-        phones = [f"+1555{n:07d}" for n in range(2000)]
-        for phone in phones:
-            otp.store_otp(phone, "123456")
-        samples = []
-        for phone in phones:
-            started = time.perf_counter()
-            assert otp.verify_otp(phone, "123456")
-            samples.append((time.perf_counter() - started) * 1e6)
-        report("verify_otp latency (one round trip)", f"{statistics.median(samples):.0f} us",
-               f"p99 {statistics.quantiles(samples, n=100)[98]:.0f} us")
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every finally
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        server = RedisProcess(Path(folder), free_port()).start()
-        try:
-            port = server.port
-            app = Flask("bench")
-            app.config.update(SECRET_KEY="bench", REDIS_URL=f"redis://127.0.0.1:{port}",
-                              REDIS_OTP_RESEND_COOLDOWN=0, REDIS_OTP_MAX_SENDS=10)
-            ext = CoreRedis(app)
-            raw = redis.Redis(port=port, decode_responses=True)
-            with raw:
-                version = raw.info("server")["redis_version"]
-                print(f"redis-server {version}, redis-py {redis.__version__}, Python "
-                      f"{sys.version.split()[0]}, {platform.machine()}, "
-                      f"{platform.processor() or 'cpu ?'}", flush=True)
-                bench_client(app, ext, raw)
-                bench_cache(app, ext, raw, port)
-                bench_stampede(app, ext, port)
-                bench_presence(app, ext, raw)
-                bench_otp(app, ext)
-            with app.app_context():
-                ext.close()
-        finally:
-            server.stop()
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    header(pin_client().description)
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        for name, description, start in TOPOLOGIES:
+            run_topology(report, name, description, start, Path(folder))
+    summary(report, time.monotonic() - started)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as interrupt:
+        print(f"\ninterrupted ({interrupt or 'Ctrl-C'}); every server started was stopped",
+              file=sys.stderr)
+        sys.exit(130)

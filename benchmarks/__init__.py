@@ -1,0 +1,1 @@
+"""The flask-core-redis benchmark: `bash scripts/bench` runs benchmarks/run.py."""
