@@ -1,13 +1,16 @@
 """The presence plugin, on memory, standalone, Sentinel and Cluster."""
 
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from flask_core_redis.plugins.presence import TooManyConnections
+from flask_core_redis.plugins.presence.scripts import CLOSE, OPEN, SWEEP
 
 from .servers import run_concurrently, wait_until
+from .tcp_proxy import ReplyLosingProxy
 
 
 @pytest.fixture(params=[16, 1], ids=["16-shards", "1-shard"])
@@ -121,6 +124,8 @@ def test_connect_racing_a_disconnect_of_the_same_user(presence):
     (lambda p: p.mark_online("\udc80", 60), "no lone surrogates"),
     (lambda p: p.heartbeat("u", "\0"), "connection_id must be"),
     (lambda p: p.online_many(["ok", "a\0b"]), "NUL"),
+    (lambda p: p.is_online("\ud800"), "user_id must be valid Unicode"),
+    (lambda p: p.mark_online(10 ** 5000), "user_id must be"),
     (lambda p: p.online_users(limit=0), "limit must be"),
 ])
 def test_bad_input_is_refused(presence, call, complaint):
@@ -135,7 +140,9 @@ def test_keys_stay_under_the_key_prefix(mode_app):
         ext.presence.mark_offline("v")
         keys = list(ext.client.scan_iter(match="*shop-a:presence*"))
     assert keys and all(key.startswith("{shop-a:presence:") for key in keys), keys
-    assert sorted(key.split("}", 1)[1] for key in keys) == [":c:u", ":users"]
+    names = sorted(re.sub(":reply:[0-9a-f]{16}$", ":reply:*", key.split("}", 1)[1])
+                   for key in keys)
+    assert names == [":c:u", ":reply:*", ":users"]  # a call's reply, kept for its retries
 
 
 def test_odd_ids_are_kept_apart(presence):
@@ -166,6 +173,8 @@ def test_a_crashed_connection_leaves_nothing_behind(mode_app):
         assert presence.is_online("ghost") is False
         assert presence.last_seen("ghost") is not None
         left = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}presence*ghost*"))
+        assert all(ext.client.pttl(key) > 0 for key in ext.client.scan_iter(
+            match=f"*{ext.settings.key_prefix}presence*:reply:*"))
         assert left == []
 
 
@@ -251,3 +260,83 @@ def test_health_reports_online_count(mode_app):
     with app.app_context():
         ext.presence.mark_online("ann", 60)
         assert ext.health()["plugins"]["presence"] == {"online": 1}
+
+
+@pytest.fixture
+def lossy_presence(make_app, own_redis_server):
+    """Presence through a proxy that can drop the reply to one command: the
+    retry policy then sends that command again."""
+    with ReplyLosingProxy(own_redis_server.port) as proxy:
+        app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}",
+                             "REDIS_SOCKET_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1})
+        with app.app_context():
+            presence = ext.presence
+            heard = []
+            presence.on_offline(heard.append)
+            presence.connect("warm-up", "c")  # the scripts are loaded
+            presence.disconnect("warm-up", "c")
+            presence.sweep()
+            yield proxy, presence, heard
+
+
+def test_a_close_whose_reply_is_lost_still_reports_the_user_offline(lossy_presence):
+    proxy, presence, _ = lossy_presence
+    presence.connect("ann", "tab")
+    proxy.lose_reply_to(CLOSE.sha)
+    assert presence.disconnect("ann", "tab") is True  # not "already offline"
+    assert proxy.replies_lost == 1
+    assert not presence.is_online("ann")
+
+
+def test_an_open_whose_reply_is_lost_still_reports_the_user_coming_online(lossy_presence):
+    proxy, presence, _ = lossy_presence
+    proxy.lose_reply_to(OPEN.sha)
+    assert presence.connect("bob", "tab") is True  # not "was online already"
+    assert proxy.replies_lost == 1
+
+
+def test_a_sweep_whose_reply_is_lost_still_announces_the_users(lossy_presence):
+    proxy, presence, heard = lossy_presence
+    presence.connect("gone", "tab", ttl=0.3)
+    time.sleep(0.5)
+    proxy.lose_reply_to(SWEEP.sha)
+    assert "gone" in presence.sweep()
+    assert proxy.replies_lost == 1
+    assert heard.count("gone") == 1
+
+
+def test_a_heartbeat_of_a_connection_not_open_keeps_no_one_online(presence):
+    presence.connect("u", "a", ttl=0.3)
+    presence.connect("v", "a", ttl=60)
+    presence.mark_offline("v", connection_id="a")
+    time.sleep(0.5)
+    assert presence.heartbeat("u", "never-opened", ttl=60) is False
+    assert presence.heartbeat("v", "a", ttl=60) is False  # closed
+    assert presence.online_many(["u", "v"]) == {"u": False, "v": False}
+    assert presence.online_count() == 0
+
+
+def test_a_user_whose_connections_expired_unswept_is_announced_offline_then_online(presence):
+    heard = []
+    presence.on_offline(heard.append)
+    presence.connect("u", "a", ttl=0.3)
+    time.sleep(0.5)
+    assert presence.connect("u", "b") is True
+    assert heard == ["u"]  # the offline nobody had announced, before the online
+    assert presence.sweep() == []
+
+
+def test_a_failing_listener_neither_hides_the_others_nor_fails_the_call(presence, caplog):
+    heard = []
+
+    def broken(user):
+        raise RuntimeError("emit failed")
+
+    presence.on_offline(broken)
+    presence.on_offline(heard.append)
+    for user in ("x", "y"):
+        presence.connect(user, "a", ttl=0.3)
+    time.sleep(0.5)
+    assert sorted(presence.sweep()) == ["x", "y"]
+    assert sorted(heard) == ["x", "y"]
+    assert "an on_offline listener failed" in caplog.text

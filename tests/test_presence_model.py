@@ -36,8 +36,8 @@ def presence_machine(new_presence):
 
         def announce(self, user: str, online: bool) -> None:
             heard = self.announced.setdefault(user, [])
-            assert not (heard and heard[-1] is False and online is False), \
-                f"{user} announced offline twice in a row"
+            assert (heard[-1] if heard else False) is not online, \
+                f"{user} announced {'online' if online else 'offline'} twice in a row"
             heard.append(online)
 
         def swept(self, user: str) -> None:
@@ -65,8 +65,8 @@ def presence_machine(new_presence):
         def heartbeat(self, user, connection):
             # Renewals use the longest TTL, so the new expiry is the latest.
             alive = connection in self.live(user)
-            if not alive and self.expiry.get(user):
-                return  # timed out, or closed while the user holds others: see heartbeat()
+            if not alive and connection in self.expiry.get(user, {}):
+                return  # timed out: renewed unless a sweep or an open dropped it
             assert self.presence.heartbeat(user, connection, 30) is alive
             if alive:
                 self.expiry[user][connection] = self.clock.now_ms + 30_000

@@ -93,3 +93,19 @@ def test_a_user_over_the_connection_cap_is_refused(mode_app):
     assert [tab.is_connected() for tab in tabs] == [True, True, False]
     tabs[0].disconnect()
     assert socketio.test_client(app, auth={"user": "ann"}).is_connected()
+
+
+def test_a_connection_gone_without_a_disconnect_event_is_closed(bound):
+    """A client that leaves while its connect handler runs gets no disconnect
+    event from Socket.IO: the heartbeat round notices and closes it."""
+    app, ext, socketio = bound
+    watcher = socketio.test_client(app, auth={"user": "watcher"})
+    ann = socketio.test_client(app, auth={"user": "ann"})
+    manager = socketio.server.manager
+    sid = manager.sid_from_eio_sid(ann.eio_sid, "/")
+    manager.disconnect(sid, "/")  # behind the disconnect handler's back
+    time.sleep(0.7)  # rounds of heartbeats every 0.2 s
+    with app.app_context():
+        assert not ext.presence.is_online("ann")
+    assert ("ann", False) in events(watcher)
+    watcher.disconnect()

@@ -12,11 +12,13 @@ from ..errors import ConfigurationError, RedisUnavailable, describe_error
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
 from .hookspecs import hookimpl, hookspec
-from .lua import NOW_MS, LuaScript, run_scripts
+from .lua import MIN_REPLAY_MS, NOW_MS, ONCE, LuaScript, replay_window_ms, run_scripts
 
 __all__ = [
     "MAX_TTL_SECONDS",
+    "MIN_REPLAY_MS",
     "NOW_MS",
+    "ONCE",
     "RETRY_DELAY_CAP_SECONDS",
     "ConfigurationError",
     "InvalidValue",
@@ -29,6 +31,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "parsers",
+    "replay_window_ms",
     "run_scripts",
     "ttl_ms",
 ]

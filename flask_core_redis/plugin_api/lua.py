@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import math
+from collections.abc import Mapping
+from typing import Any, cast
 
 from redis.exceptions import NoScriptError
+
+from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
 
 
 class LuaScript:
@@ -27,6 +31,39 @@ class LuaScript:
         except NoScriptError:
             return client.execute_command("EVAL", self.source, len(keys), *keys, *args,
                                           **options)
+
+
+#: The shortest time a call's reply is remembered (see ``ONCE``).
+MIN_REPLAY_MS = 60_000
+
+#: Lua prelude for a script that must take effect once per call, however often
+#: the core's retry policy sends it after a lost reply. KEYS[1] is the call's
+#: reply key (``<hash tag>:reply:<nonce>``, a nonce per call), ARGV[1] how long
+#: to remember the reply (:func:`replay_window_ms`). A run that changed
+#: something returns ``remember(reply)``; the same call sent again gets that
+#: reply back without running.
+ONCE = """
+local remembered = redis.call('GET', KEYS[1])
+if remembered then return cjson.decode(remembered) end
+local function remember(reply)
+  redis.call('SET', KEYS[1], cjson.encode(reply), 'PX', ARGV[1])
+  return reply
+end
+"""
+
+
+def replay_window_ms(settings: Mapping[str, object]) -> int:
+    """How long a call's reply must be remembered (for ``ONCE``): longer than
+    the core's retries of one command can take (each attempt may wait for a
+    connection, then for its reply, then for the retry delay), and at least
+    ``MIN_REPLAY_MS``. Without a socket timeout no reply is lost to one; a
+    dropped connection is then given the connect timeout's length.
+    ``settings`` is :attr:`PluginContext.settings`."""
+    connect = cast(float, settings["connect_timeout_ms"])
+    socket = cast("float | None", settings["socket_timeout_ms"])
+    attempts = cast(int, settings["max_retries"]) + 1
+    each = connect + (connect if socket is None else socket) + RETRY_DELAY_CAP_SECONDS * 1000
+    return max(MIN_REPLAY_MS, math.ceil(attempts * each))
 
 
 #: Lua prelude: the server's clock in milliseconds, so every worker agrees.

@@ -10,17 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from flask import Flask
 from redis.exceptions import RedisError
 
 from ...plugin_api import (
     MAX_TTL_SECONDS,
-    RETRY_DELAY_CAP_SECONDS,
     ConfigurationError,
     Key,
     LuaScript,
@@ -30,6 +28,7 @@ from ...plugin_api import (
     describe_error,
     hookimpl,
     parsers,
+    replay_window_ms,
     ttl_ms,
 )
 from .digits import normalize_code, normalize_phone
@@ -42,8 +41,6 @@ Status = Literal["ok", "invalid", "expired", "locked"]
 CODE_DIGITS = 6
 #: How long an expired code is remembered, so that it reads "expired".
 EXPIRED_GRACE_MS = 600_000
-#: The least time a call's reply is remembered for a retry (see scripts.py).
-MIN_REPLAY_MS = 60_000
 
 CONFIG_KEYS = (
     Key("OTP_TTL", 300, parsers.integer(1, MAX_TTL_SECONDS), "OTP: seconds a code stays "
@@ -62,19 +59,6 @@ _NO_SECRET_KEY = (
     "not set. Set app.config['SECRET_KEY'] to a long random value (for example the "
     "output of: python -c 'import secrets; print(secrets.token_hex(32))'), or add 'otp' "
     "to {prefix}_DISABLED_PLUGINS if the app does not use one-time passwords")
-
-
-def _replay_window_ms(settings: dict[str, object]) -> int:
-    """How long a call's reply is remembered: longer than the core's retries
-    of one command can take (each attempt may wait for a connection, then for
-    its reply, then for the retry delay), and at least a minute. Without a
-    socket timeout no reply is lost to one; a dropped connection is then
-    given the connect timeout's length."""
-    connect = cast(float, settings["connect_timeout_ms"])
-    socket = cast("float | None", settings["socket_timeout_ms"])
-    attempts = cast(int, settings["max_retries"]) + 1
-    each = connect + (connect if socket is None else socket) + RETRY_DELAY_CAP_SECONDS * 1000
-    return max(MIN_REPLAY_MS, math.ceil(attempts * each))
 
 
 class OtpUnavailable(RedisUnavailable):
@@ -115,7 +99,7 @@ class OtpPlugin:
         self.context = context
         self.ttl, self.max_attempts, self.cooldown, self.max_sends, self.window = (
             context.setting(key) for key in CONFIG_KEYS)
-        self._replay_ms = _replay_window_ms(context.settings)
+        self._replay_ms = replay_window_ms(context.settings)
         self._config = app.config  # SECRET_KEY is read at each use: it may come later
         if not self._config.get("SECRET_KEY"):  # the app starts; OTP refuses to work
             logger.warning("[%s] one-time passwords are unavailable until SECRET_KEY is "

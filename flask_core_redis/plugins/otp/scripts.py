@@ -10,26 +10,15 @@ and a script that changed something remembers its reply under
 
 from __future__ import annotations
 
-from ...plugin_api import NOW_MS, LuaScript
-
-# KEYS[1] the call's reply key. ARGV[1] how long to remember the reply (ms),
-# ARGV[2] the call's nonce. A script returns remember(status, number) where it
-# changed something; a reply with no effect may as well be computed again.
-_ONCE = """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  local status, number = string.match(seen, '^(%S+) (%S+)$')
-  return {status, tonumber(number)}
-end
-local function remember(status, number)
-  redis.call('SET', KEYS[1], status .. ' ' .. string.format('%d', number), 'PX', ARGV[1])
-  return {status, number}
-end
-"""
+from ...plugin_api import NOW_MS, ONCE, LuaScript
 
 
 def _once(body: str) -> LuaScript:
-    return LuaScript(NOW_MS + _ONCE + body)
+    """A script run once per call (``ONCE``: KEYS[1] the reply key, ARGV[1]
+    how long to remember it; ARGV[2] is the call's nonce). It returns
+    ``remember({status, number})`` where it changed something; a reply with no
+    effect may as well be computed again."""
+    return LuaScript(NOW_MS + ONCE + body)
 
 
 # KEYS reply, code, cooldown, sends. ARGV remember, nonce, digest, ttl, cooldown,
@@ -50,7 +39,7 @@ redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'exp', now + tonumber(ARGV[4]), 'attempts', 0,
            'digits', ARGV[9])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[8]))
-return remember('ok', 0)
+return remember({'ok', 0})
 """)
 
 # KEYS reply, code. ARGV remember, nonce, digest, the code's number of digits,
@@ -76,9 +65,9 @@ local attempts = tonumber(record[3])
 if attempts >= max then return {'locked', 0} end
 if record[1] ~= '' and record[1] == ARGV[3] then
   redis.call('DEL', KEYS[2])
-  return remember('ok', max - attempts)
+  return remember({'ok', max - attempts})
 end
 attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-if attempts >= max then return remember('locked', 0) end
-return remember('invalid', max - attempts)
+if attempts >= max then return remember({'locked', 0}) end
+return remember({'invalid', max - attempts})
 """)

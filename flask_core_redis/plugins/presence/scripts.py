@@ -1,11 +1,16 @@
 """The presence plugin's Lua scripts: the changes that must read before they
 write (open, close, sweep) and the bulk lookup. Each runs on the keys of one
 shard (:mod:`.shards`), which share a hash tag, so it is atomic and valid in
-Cluster. A heartbeat needs no script: it is one transaction of plain commands
-(see :meth:`.store.PresencePlugin.heartbeat`).
+Cluster. A heartbeat needs no script (see
+:meth:`.store.PresencePlugin.heartbeat`).
 
-Times are milliseconds of the caller's clock, passed in (``now``), because
-the heartbeat, a plain ``ZADD``, cannot read the server's.
+Times are milliseconds of the caller's clock, passed in (``now``), because a
+heartbeat, plain ``ZADD``s, cannot read the server's.
+
+The changes run once per call (``ONCE``: KEYS[1] the call's reply key, ARGV[1]
+how long to remember the reply): a second run after a lost reply would answer
+"already offline" for the close that made the user offline, and no one would
+announce it.
 
 A user with only the default connection (``DEFAULT``, the original
 one-connection API) has no ``held`` key: the user's mark in ``users`` is that
@@ -14,7 +19,7 @@ connection's expiry. Any other connection moves the default one into
 
 from __future__ import annotations
 
-from ...plugin_api import LuaScript
+from ...plugin_api import ONCE, LuaScript
 
 #: The connection of callers that name none; short, because it is stored.
 DEFAULT_CONNECTION = "~"
@@ -44,37 +49,43 @@ local function sweep(users, seen, prefix, now, limit, keep_ms)
 end
 """
 
-# KEYS users, seen, held. ARGV user, connection, now, expiry, cap, held prefix,
-# sweep limit, keep ms. Opens (or renews) one connection, then sweeps a little.
-# Returns {this connection was alive, the user was online, {users gone}}, or
-# {-1} when the user already holds `cap` other live connections.
-OPEN = LuaScript(SWEEP_FUNCTION + f"""
-local users, seen, held = KEYS[1], KEYS[2], KEYS[3]
-local user, conn, now, expiry = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+# KEYS reply, users, seen, held. ARGV remember, user, connection, now, expiry,
+# cap, held prefix, sweep limit, keep ms. Opens (or renews) one connection,
+# then sweeps a little. Returns {this connection was alive, the user was
+# online, {users gone offline}}, or {-1} if the user already holds `cap` other
+# live connections. A user whose mark had passed without a sweep is among the
+# users gone: announced offline before the caller announces them online.
+OPEN = LuaScript(ONCE + SWEEP_FUNCTION + f"""
+local users, seen, held = KEYS[2], KEYS[3], KEYS[4]
+local user, conn, now, expiry = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local mark = tonumber(redis.call('ZSCORE', users, user) or '0')
-local online, alive = mark > now, false
-local solo = redis.call('EXISTS', held) == 0
-if solo and conn == '{DEFAULT_CONNECTION}' then
+local online, alive
+if redis.call('EXISTS', held) == 0 and conn == '{DEFAULT_CONNECTION}' then
+  online = mark > now
   alive = online
   redis.call('ZADD', users, expiry, user)
 else
-  if solo and online then redis.call('ZADD', held, mark, '{DEFAULT_CONNECTION}') end
+  if mark > now and redis.call('EXISTS', held) == 0 then
+    redis.call('ZADD', held, mark, '{DEFAULT_CONNECTION}')
+  end
   redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+  online = redis.call('EXISTS', held) == 1  -- a live connection (a mark may lag a beat)
   alive = redis.call('ZSCORE', held, conn) ~= false
-  if not alive and redis.call('ZCARD', held) >= tonumber(ARGV[5]) then return {{-1}} end
+  if not alive and redis.call('ZCARD', held) >= tonumber(ARGV[6]) then return {{-1}} end
   redis.call('ZADD', held, expiry, conn)
   redis.call('ZADD', users, redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2], user)
 end
-local gone = sweep(users, seen, ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]))
-return {{alive and 1 or 0, online and 1 or 0, gone}}
+local gone = sweep(users, seen, ARGV[7], now, tonumber(ARGV[8]), tonumber(ARGV[9]))
+if mark > 0 and not online then table.insert(gone, 1, user) end
+return remember({{alive and 1 or 0, online and 1 or 0, gone}})
 """)
 
-# KEYS users, seen, held. ARGV user, connection ('' = all), now. Returns 1 if
-# the user is still online, 0 if this made them offline, -1 if they were not
-# online (closed or swept before).
-CLOSE = LuaScript(f"""
-local users, seen, held = KEYS[1], KEYS[2], KEYS[3]
-local user, conn, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+# KEYS reply, users, seen, held. ARGV remember, user, connection ('' = all),
+# now. Returns 1 if the user is still online, 0 if this made them offline, -1
+# if they were not online (closed or swept before).
+CLOSE = LuaScript(ONCE + f"""
+local users, seen, held = KEYS[2], KEYS[3], KEYS[4]
+local user, conn, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local mark = redis.call('ZSCORE', users, user)
 if not mark then return -1 end
 mark = tonumber(mark)
@@ -82,23 +93,27 @@ local latest = nil
 if redis.call('EXISTS', held) == 0 then
   if conn ~= '' and conn ~= '{DEFAULT_CONNECTION}' and mark > now then return 1 end
 else
-  if conn == '' then redis.call('DEL', held) else redis.call('ZREM', held, conn) end
+  -- UNLINK frees a large set outside the server's main thread: O(1) here
+  if conn == '' then redis.call('UNLINK', held) else redis.call('ZREM', held, conn) end
   redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
   latest = redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2]
 end
 if latest then
   redis.call('ZADD', users, latest, user)
-  return 1
+  return remember(1)
 end
 redis.call('ZREM', users, user)
 redis.call('ZADD', seen, math.min(mark, now), user)
-return 0
+return remember(0)
 """)
 
-# KEYS users, seen. ARGV now, limit, keep ms, held prefix. The users gone.
-SWEEP = LuaScript(SWEEP_FUNCTION + """
-return sweep(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[1]), tonumber(ARGV[2]),
-             tonumber(ARGV[3]))
+# KEYS reply, users, seen. ARGV remember, now, limit, keep ms, held prefix.
+# The users gone offline.
+SWEEP = LuaScript(ONCE + SWEEP_FUNCTION + """
+local gone = sweep(KEYS[2], KEYS[3], ARGV[5], tonumber(ARGV[2]), tonumber(ARGV[3]),
+                   tonumber(ARGV[4]))
+if #gone > 0 then return remember(gone) end
+return gone
 """)
 
 # KEYS users. ARGV users joined by NUL (one argument, however many users:

@@ -33,29 +33,45 @@ class Presence(Protocol):
 
 
 class _LocalConnections:
-    """The Socket.IO connections this process serves: sid -> user. ``lock`` is
-    held while a connection is removed, and while one is reopened after a
-    missed heartbeat, so the two cannot interleave."""
+    """The Socket.IO connections this process serves: sid -> user, and the
+    round of heartbeats each was added in.
+
+    The Redis changes of one connection (open, reopen, close) run under the
+    lock of its sid's stripe, in the order their handlers started: a
+    disconnect that arrives while its connect is opening the connection waits,
+    then closes it."""
+
+    STRIPES = 64
 
     def __init__(self) -> None:
-        self._users: dict[str, str] = {}
-        self.lock = threading.Lock()
+        self._users: dict[str, tuple[str, int]] = {}
+        self._guard = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+        self.round = 0
+
+    def lock(self, sid: str) -> threading.Lock:
+        return self._stripes[hash(sid) % self.STRIPES]
 
     def add(self, sid: str, user: str) -> None:
-        with self.lock:
-            self._users[sid] = user
+        with self._guard:
+            self._users[sid] = (user, self.round)
 
     def pop(self, sid: str) -> str | None:
-        with self.lock:
-            return self._users.pop(sid, None)
+        with self._guard:
+            user, _ = self._users.pop(sid, (None, 0))
+            return user
 
     def holds(self, sid: str, user: str) -> bool:
-        """Call with ``lock`` held."""
-        return self._users.get(sid) == user
+        with self._guard:
+            return self._users.get(sid, (None, 0))[0] == user
 
-    def items(self) -> list[tuple[str, str]]:
-        with self.lock:
-            return list(self._users.items())
+    def next_round(self) -> list[tuple[str, str, bool]]:
+        """Start a round of heartbeats: every (sid, user, added in an earlier
+        round)."""
+        with self._guard:
+            self.round += 1
+            return [(sid, user, added < self.round)
+                    for sid, (user, added) in self._users.items()]
 
 
 def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], object], *,
@@ -66,12 +82,13 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
     On connect, ``identify(auth)`` (called in the Socket.IO request context,
     so ``flask.session`` works) names the user, or returns None to refuse the
     connection. The connection is opened for ``ttl`` seconds and joins
-    ``room``; a user at ``PRESENCE_MAX_CONNECTIONS`` is refused. Every
-    ``heartbeat_every`` seconds (default: a third of the TTL) this process
-    heartbeats its connections, reopens one that a pause made time out, and
-    sweeps: users whose last connection expired (their server died) are
-    announced offline by whichever process sweeps first. On disconnect the
-    connection is closed. Changes are broadcast to ``room`` as ``presence``
+    ``room``; a user at ``PRESENCE_MAX_CONNECTIONS`` is refused. On disconnect
+    it is closed. Every ``heartbeat_every`` seconds (default: a third of the
+    TTL) this process heartbeats its connections, reopens one that a pause made
+    time out, closes one Socket.IO no longer knows (a client gone while its
+    connect handler ran gets no disconnect), and sweeps: users whose last
+    connection expired (their server died) are announced offline by whichever
+    process sweeps first. Changes are broadcast to ``room`` as ``presence``
     events, ``{"user": ..., "online": bool}``. Registers the namespace's
     ``connect`` and ``disconnect`` handlers."""
     from flask import request
@@ -90,28 +107,31 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
         if user_id is None or user_id is False:
             return False
         sid = request.sid  # type: ignore[attr-defined]
-        try:
-            came_online = presence.connect(user_id, sid, ttl)  # validates the id
-        except TooManyConnections as error:
-            logger.warning("presence: connection refused: %s", error)
-            return False
-        user = str(user_id)
-        local.add(sid, user)
+        with local.lock(sid):
+            try:
+                came_online = presence.connect(user_id, sid, ttl)  # validates the id
+            except TooManyConnections as error:
+                logger.warning("presence: connection refused: %s", error)
+                return False
+            user = str(user_id)
+            local.add(sid, user)
         join_room(room)
         if came_online:
             announce(user, True)
         return True
 
-    def on_disconnect(*_: Any) -> None:
-        user = local.pop(request.sid)  # type: ignore[attr-defined]
-        if user is not None and presence.disconnect(user, request.sid):  # type: ignore[attr-defined]
+    def close(sid: str) -> None:
+        with local.lock(sid):
+            user = local.pop(sid)
+            went_offline = user is not None and presence.disconnect(user, sid)
+        if went_offline and user is not None:
             announce(user, False)
 
     def reopen(sid: str, user: str) -> None:
         """A connection whose heartbeat found it closed: open it again, unless
-        its disconnect came first (the lock orders the two)."""
+        its disconnect came first."""
         try:
-            with local.lock:
+            with local.lock(sid):
                 came_online = local.holds(sid, user) and presence.connect(user, sid, ttl)
         except TooManyConnections as error:
             logger.warning("presence: connection not reopened: %s", error)
@@ -120,8 +140,10 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
             announce(user, True)
 
     def beat() -> None:
-        for sid, user in local.items():
-            if not presence.heartbeat(user, sid, ttl):
+        for sid, user, settled in local.next_round():
+            if settled and not socketio.server.manager.is_connected(sid, namespace):
+                close(sid)
+            elif not presence.heartbeat(user, sid, ttl):
                 reopen(sid, user)
         presence.sweep()
 
@@ -137,5 +159,6 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
 
     presence.on_offline(lambda user: announce(user, False))
     socketio.on_event("connect", on_connect, namespace=namespace)
-    socketio.on_event("disconnect", on_disconnect, namespace=namespace)
+    socketio.on_event("disconnect", lambda *_: close(request.sid),  # type: ignore[attr-defined]
+                      namespace=namespace)
     socketio.start_background_task(heartbeat_forever)

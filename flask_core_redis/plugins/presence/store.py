@@ -22,6 +22,8 @@ Times come from the app server's clock, so the app servers' clocks must agree
 from __future__ import annotations
 
 import heapq
+import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from ...plugin_api import (
     as_text,
     hookimpl,
     parsers,
+    replay_window_ms,
     run_scripts,
     ttl_ms,
 )
@@ -46,8 +49,12 @@ from .scripts import CLOSE, DEFAULT_CONNECTION, ONLINE_MANY, OPEN, SWEEP
 from .shards import Shard, Shards
 from .socketio_binding import bind_socketio
 
+logger = logging.getLogger("flask_core_redis")
+
 #: The longest user or connection id accepted, in characters.
 MAX_ID_LENGTH = 512
+#: Ints from here on have more digits than an id may (and than str() takes).
+_INT_ID_LIMIT = 10 ** MAX_ID_LENGTH
 #: How many expired users one open sweeps; one would keep up (every user that
 #: expires was opened once), two catch up after a burst.
 SWEEP_PER_OPEN = 2
@@ -68,16 +75,27 @@ CONFIG_KEYS = (TTL, SEEN_DAYS, SHARDS, MAX_CONNECTIONS)
 
 
 def _identifier(name: str, value: object) -> str:
-    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    text = ""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) < _INT_ID_LIMIT:
+        text = str(value)
     if not text or "\0" in text or len(text) > MAX_ID_LENGTH:
         raise ValueError(f"{name} must be a non-empty str or int of at most "
-                         f"{MAX_ID_LENGTH} characters, without NUL; got {value!r:.80}")
+                         f"{MAX_ID_LENGTH} characters, without NUL; got {_shown(value)}")
     try:
         text.encode()
     except UnicodeEncodeError:
         raise ValueError(f"{name} must be valid Unicode (no lone surrogates); "
-                         f"got {value!r:.80}") from None
+                         f"got {_shown(value)}") from None
     return text
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message: its repr, cut short."""
+    if isinstance(value, int) and abs(value) >= _INT_ID_LIMIT:
+        return f"an int of more than {MAX_ID_LENGTH} digits"
+    return f"{value!r:.80}"
 
 
 def _user(user_id: object) -> str:
@@ -102,6 +120,16 @@ class PresencePlugin:
         self._shards = Shards(context.key("presence"), shards)
         self._offline_listeners: list[Callable[[str], None]] = []
         self._legacy_expired = threading.Event()
+        self._replay_ms = replay_window_ms(context.settings)
+
+    def _run(self, script: Any, shard: Shard, keys: list[str], args: list[Any]) -> Any:
+        """``script`` on ``shard`` as one call (see :mod:`.scripts`): its reply
+        key, then ``keys``; how long to remember the reply, then ``args``."""
+        return script(self.context.fail_fast_client(), *self._once(shard, keys, args))
+
+    def _once(self, shard: Shard, keys: list[str],
+              args: list[Any]) -> tuple[list[str], list[Any]]:
+        return [f"{shard.tag}:reply:{secrets.token_hex(8)}", *keys], [self._replay_ms, *args]
 
     def _ttl_ms(self, ttl: float | None) -> int:
         """``ttl`` seconds (default ``PRESENCE_TTL``) as milliseconds, validated."""
@@ -124,10 +152,10 @@ class PresencePlugin:
         """One script: (this connection was alive, the user was online)."""
         user, connection = _user(user_id), _identifier("connection_id", connection_id)
         shard, now = self._shards.of(user), _now_ms()
-        reply = OPEN(self.context.fail_fast_client(), [shard.users, shard.seen,
-                                                        shard.held(user)],
-                     [user, connection, now, now + self._ttl_ms(ttl), self.max_connections,
-                      shard.held_prefix, SWEEP_PER_OPEN, self.seen_ms])
+        reply = self._run(OPEN, shard, [shard.users, shard.seen, shard.held(user)],
+                          [user, connection, now, now + self._ttl_ms(ttl),
+                           self.max_connections, shard.held_prefix, SWEEP_PER_OPEN,
+                           self.seen_ms])
         if reply[0] == -1:
             raise TooManyConnections(
                 f"user {user!r:.80} already holds {self.max_connections} live connections "
@@ -143,25 +171,30 @@ class PresencePlugin:
         is not open (closed, or dropped by a sweep): a heartbeat never opens a
         connection, :meth:`connect` does.
 
-        One transaction of plain commands. If it loses a race with the close of
-        its connection while the user holds others, the user's online mark may
-        outlast those by up to ``ttl``; the closed connection stays closed."""
+        Plain commands, no script: a transaction that renews the connection if
+        it exists (``ZADD XX``), then, if it did, one ``ZADD XX GT`` that moves
+        the user's mark. A close between the two may leave the mark up to
+        ``ttl`` later than the user's last connection. A reply lost after the
+        renewal and sent again answers True."""
         user, connection = _user(user_id), _identifier("connection_id", connection_id)
         shard, now = self._shards.of(user), _now_ms()
         expiry, held = now + self._ttl_ms(ttl), shard.held(user)
-        pipe = self.context.fail_fast_client().pipeline(transaction=True)
+        client = self.context.fail_fast_client()
+        pipe = client.pipeline(transaction=True)
         pipe.zscore(held, connection)
         pipe.zadd(held, {connection: expiry}, xx=True)
         solo = connection == DEFAULT_CONNECTION
-        if solo:  # the default connection may live in `users` alone
+        if solo:  # the default connection may live in `users` alone: its mark
             pipe.exists(held)
             pipe.zscore(shard.users, user)
-        pipe.zadd(shard.users, {user: expiry}, xx=True, gt=True)
         replies = pipe.execute()
         before = replies[0]
         if before is None and solo and not replies[2]:
             before = replies[3]
-        return before is not None and float(before) > now
+        if before is None:
+            return False
+        client.zadd(shard.users, {user: expiry}, xx=True, gt=True)
+        return float(before) > now
 
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """Close one connection (or all of them); True if the user is still
@@ -179,9 +212,8 @@ class PresencePlugin:
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
         shard = self._shards.of(user)
-        return int(CLOSE(self.context.fail_fast_client(),
-                         [shard.users, shard.seen, shard.held(user)],
-                         [user, connection, _now_ms()]))
+        return int(self._run(CLOSE, shard, [shard.users, shard.seen, shard.held(user)],
+                             [user, connection, _now_ms()]))
 
     # Users gone offline without a close ---------------------------------------
 
@@ -197,17 +229,22 @@ class PresencePlugin:
         self._expire_legacy_keys()
         now = _now_ms()
         replies = run_scripts(self.context.fail_fast_client(), [
-            (SWEEP, [shard.users, shard.seen], [now, SWEEP_PER_CALL, self.seen_ms,
-                                                shard.held_prefix])
+            (SWEEP, *self._once(shard, [shard.users, shard.seen],
+                                [now, SWEEP_PER_CALL, self.seen_ms, shard.held_prefix]))
             for shard in self._shards.all])
         gone = [user for reply in replies for user in reply]
         self._announce_offline(gone)
         return [as_text(user) for user in gone]
 
     def _announce_offline(self, gone: list[Any]) -> None:
+        """Tell every listener of every user; a listener that raises is logged,
+        and the others are still told."""
         for user in gone:
             for listener in self._offline_listeners:
-                listener(as_text(user))
+                try:
+                    listener(as_text(user))
+                except Exception:
+                    logger.exception("presence: an on_offline listener failed")
 
     def _expire_legacy_keys(self) -> None:
         """Give the keys of the layout before shards (one hash tag, a packed
@@ -236,6 +273,11 @@ class PresencePlugin:
                  else _user(user) for user in user_ids]
         if not users:
             return {}
+        try:
+            "".join(users).encode()
+        except UnicodeEncodeError:
+            for user in users:
+                _user(user)  # raises, naming what is wrong
         groups = list(self._shards.group(users).items())
         now = _now_ms()
         calls = []
