@@ -65,7 +65,7 @@ def test_a_heartbeat_renews_a_timed_out_connection_until_a_sweep_drops_it(presen
     presence.mark_online("sleepy", 0.3, connection_id="c")
     time.sleep(0.5)
     assert not presence.is_online("sleepy")
-    assert presence.heartbeat("sleepy", "c", ttl=60) is False  # had timed out: renewed
+    assert presence.heartbeat("sleepy", "c", ttl=60) is True  # timed out, not dropped: renewed
     assert presence.is_online("sleepy")
     presence.mark_online("sleepy", 0.3, connection_id="c")
     time.sleep(0.5)
@@ -303,6 +303,18 @@ def test_a_sweep_whose_reply_is_lost_still_announces_the_users(lossy_presence):
     assert "gone" in presence.sweep()
     assert proxy.replies_lost == 1
     assert heard.count("gone") == 1
+
+
+def test_heartbeat_many_answers_each_connection(presence):
+    presence.mark_online("solo", 60)
+    presence.connect("tabs", "a")
+    presence.connect("tabs", "b")
+    presence.mark_offline("tabs", connection_id="b")
+    assert presence.heartbeat_many([("solo", "~"), ("tabs", "a"), ("tabs", "b"),
+                                    ("tabs", "~"), ("nobody", "~"), ("nobody", "x")],
+                                   ttl=60) == [True, True, False, False, False, False]
+    assert presence.heartbeat_many([]) == []
+    assert presence.online_count() == 2
 
 
 def test_a_heartbeat_of_a_connection_not_open_keeps_no_one_online(presence):

@@ -64,16 +64,17 @@ def test_a_heartbeat_racing_a_disconnect_leaves_no_ghost(bound):
     ann = socketio.test_client(app, auth={"user": "ann"})
     with app.app_context():
         plugin = ext.presence
-    real_heartbeat = plugin.heartbeat
+    real_heartbeat_many = plugin.heartbeat_many
     raced = threading.Event()
 
-    def heartbeat_after_the_disconnect(user, connection_id, ttl=None):
-        if user == "ann" and not raced.is_set():
+    def heartbeat_after_the_disconnect(connections, ttl=None):
+        connections = list(connections)
+        if any(user == "ann" for user, _ in connections) and not raced.is_set():
             ann.disconnect()
             raced.set()
-        return real_heartbeat(user, connection_id, ttl)
+        return real_heartbeat_many(connections, ttl)
 
-    plugin.heartbeat = heartbeat_after_the_disconnect
+    plugin.heartbeat_many = heartbeat_after_the_disconnect
     assert raced.wait(5), "the heartbeat loop never ran"
     time.sleep(0.5)  # more beats and sweeps; the TTL is 1 s
     with app.app_context():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -22,8 +22,8 @@ class Presence(Protocol):
     def connect(self, user_id: object, connection_id: str,
                 ttl: float | None = None) -> bool: ...
 
-    def heartbeat(self, user_id: object, connection_id: str = ...,
-                  ttl: float | None = None) -> bool: ...
+    def heartbeat_many(self, connections: Iterable[tuple[object, str]],
+                       ttl: float | None = None) -> list[bool]: ...
 
     def disconnect(self, user_id: object, connection_id: str) -> bool: ...
 
@@ -140,10 +140,15 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
             announce(user, True)
 
     def beat() -> None:
+        alive = []
         for sid, user, settled in local.next_round():
             if settled and not socketio.server.manager.is_connected(sid, namespace):
                 close(sid)
-            elif not presence.heartbeat(user, sid, ttl):
+            else:
+                alive.append((user, sid))
+        renewed = presence.heartbeat_many(alive, ttl)  # two round trips for all
+        for (user, sid), was_open in zip(alive, renewed, strict=True):
+            if not was_open:
                 reopen(sid, user)
         presence.sweep()
 

@@ -26,7 +26,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -55,6 +55,8 @@ logger = logging.getLogger("flask_core_redis")
 MAX_ID_LENGTH = 512
 #: Ints from here on have more digits than an id may (and than str() takes).
 _INT_ID_LIMIT = 10 ** MAX_ID_LENGTH
+#: What the first step of a heartbeat found (see heartbeat_many).
+_RENEWED, _SOLO, _NOT_OPEN = "renewed", "solo", "not open"
 #: How many expired users one open sweeps; one would keep up (every user that
 #: expires was opened once), two catch up after a burst.
 SWEEP_PER_OPEN = 2
@@ -166,35 +168,55 @@ class PresencePlugin:
 
     def heartbeat(self, user_id: object, connection_id: str = DEFAULT_CONNECTION,
                   ttl: float | None = None) -> bool:
-        """Keep an open connection alive for ``ttl`` more seconds; True if it was
-        alive. False if it had timed out (renewed if no sweep dropped it yet) or
-        is not open (closed, or dropped by a sweep): a heartbeat never opens a
-        connection, :meth:`connect` does.
+        """Renew an open connection for ``ttl`` more seconds; True if it was
+        open. False if it is not (never opened, closed, or dropped by a sweep
+        after it timed out): a heartbeat never opens a connection,
+        :meth:`connect` does. One that timed out and is not dropped yet is
+        renewed. See :meth:`heartbeat_many` for what it costs."""
+        return self.heartbeat_many([(user_id, connection_id)], ttl)[0]
 
-        Plain commands, no script: a transaction that renews the connection if
-        it exists (``ZADD XX``), then, if it did, one ``ZADD XX GT`` that moves
-        the user's mark. A close between the two may leave the mark up to
-        ``ttl`` later than the user's last connection. A reply lost after the
-        renewal and sent again answers True."""
-        user, connection = _user(user_id), _identifier("connection_id", connection_id)
-        shard, now = self._shards.of(user), _now_ms()
-        expiry, held = now + self._ttl_ms(ttl), shard.held(user)
+    def heartbeat_many(self, connections: Iterable[tuple[object, str]],
+                       ttl: float | None = None) -> list[bool]:
+        """:meth:`heartbeat` for each ``(user_id, connection_id)``, in two
+        pipelines: two round trips (per master) however many.
+
+        No script: first ``ZADD XX CH`` renews each connection that exists,
+        then ``ZADD XX GT`` moves the user's mark for those renewed (for a user
+        with only the default connection, the mark is the connection). So a
+        heartbeat never reopens a closed connection. One that races the close
+        of its connection while the user holds others may move the user's mark
+        up to ``ttl`` past their last connection."""
+        beats = [(_user(user_id), _identifier("connection_id", connection_id))
+                 for user_id, connection_id in connections]
+        now = _now_ms()
+        expiry = now + self._ttl_ms(ttl)
         client = self.context.fail_fast_client()
-        pipe = client.pipeline(transaction=True)
-        pipe.zscore(held, connection)
-        pipe.zadd(held, {connection: expiry}, xx=True)
-        solo = connection == DEFAULT_CONNECTION
-        if solo:  # the default connection may live in `users` alone: its mark
-            pipe.exists(held)
-            pipe.zscore(shard.users, user)
-        replies = pipe.execute()
-        before = replies[0]
-        if before is None and solo and not replies[2]:
-            before = replies[3]
-        if before is None:
-            return False
-        client.zadd(shard.users, {user: expiry}, xx=True, gt=True)
-        return float(before) > now
+        renew = client.pipeline(transaction=False)
+        for user, connection in beats:
+            held = self._shards.of(user).held(user)
+            renew.zadd(held, {connection: expiry}, xx=True, ch=True)
+            if connection == DEFAULT_CONNECTION:
+                renew.exists(held)
+        replies = iter(renew.execute())
+        mark = client.pipeline(transaction=False)
+        kinds = []
+        for user, connection in beats:
+            users = self._shards.of(user).users
+            renewed = next(replies) == 1
+            if connection == DEFAULT_CONNECTION and next(replies) == 0 and not renewed:
+                kinds.append(_SOLO)  # the user's mark is this connection's expiry
+                mark.zadd(users, {user: expiry}, xx=True, ch=True)
+            elif renewed:
+                kinds.append(_RENEWED)
+                mark.zadd(users, {user: expiry}, xx=True, gt=True)
+            else:
+                kinds.append(_NOT_OPEN)
+        marked = iter(mark.execute() if len(mark) else [])
+        answers = []
+        for kind in kinds:
+            reply = None if kind == _NOT_OPEN else next(marked)
+            answers.append(kind == _RENEWED or (kind == _SOLO and reply == 1))
+        return answers
 
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """Close one connection (or all of them); True if the user is still
