@@ -28,7 +28,7 @@ from .topologies import Topology
 #: The top-level commands each presence call sends, as the plugin stands;
 #: checked against commandstats at every figure (a change that sends something
 #: else is counted by what it sends, with a WARNING note).
-HEARTBEAT_TOP = frozenset({"multi", "exec"})  # one transaction of plain commands
+HEARTBEAT_TOP = frozenset({"zadd"})  # two plain ZADDs: renew, then move the mark
 SCRIPT_TOP = frozenset({"evalsha"})  # open, close, online_many: one script per shard
 COUNT_TOP = frozenset({"zcount"})  # online_count: one ZCOUNT per shard, pipelined
 CONNECTIONS = (1, 100, 1000)

@@ -12,6 +12,8 @@ Keys of a shard, under its tag:
 
 - ``users``: a sorted set, user -> the latest expiry of their connections (ms),
   while they have any: ``online_count`` is one ZCOUNT per shard.
+- ``present``: the members of ``users`` as a plain set, for ``online_many``
+  (see :data:`.scripts.ONLINE_MANY`).
 - ``seen``: a sorted set, user -> when they went offline, kept
   ``PRESENCE_SEEN_DAYS``.
 - ``c:<user>``: a sorted set, connection -> expiry, for a user with any other
@@ -47,11 +49,12 @@ def _spread_tag(base: str, index: int, count: int) -> str:
 class Shard:
     """The key names of one shard."""
 
-    __slots__ = ("held_prefix", "seen", "tag", "users")
+    __slots__ = ("held_prefix", "present", "seen", "tag", "users")
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
         self.users = f"{tag}:users"
+        self.present = f"{tag}:present"
         self.seen = f"{tag}:seen"
         self.held_prefix = f"{tag}:c:"
 

@@ -56,7 +56,7 @@ MAX_ID_LENGTH = 512
 #: Ints from here on have more digits than an id may (and than str() takes).
 _INT_ID_LIMIT = 10 ** MAX_ID_LENGTH
 #: What the first step of a heartbeat found (see heartbeat_many).
-_RENEWED, _SOLO, _NOT_OPEN = "renewed", "solo", "not open"
+_RENEWED, _SOLO, _UNCHANGED = "renewed", "solo", "unchanged"
 #: How many expired users one open sweeps; one would keep up (every user that
 #: expires was opened once), two catch up after a burst.
 SWEEP_PER_OPEN = 2
@@ -154,7 +154,8 @@ class PresencePlugin:
         """One script: (this connection was alive, the user was online)."""
         user, connection = _user(user_id), _identifier("connection_id", connection_id)
         shard, now = self._shards.of(user), _now_ms()
-        reply = self._run(OPEN, shard, [shard.users, shard.seen, shard.held(user)],
+        reply = self._run(OPEN, shard, [shard.users, shard.present, shard.seen,
+                                        shard.held(user)],
                           [user, connection, now, now + self._ttl_ms(ttl),
                            self.max_connections, shard.held_prefix, SWEEP_PER_OPEN,
                            self.seen_ms])
@@ -198,24 +199,30 @@ class PresencePlugin:
             if connection == DEFAULT_CONNECTION:
                 renew.exists(held)
         replies = iter(renew.execute())
+        # An unchanged score (a beat in the same millisecond as the last one)
+        # also answers 0: those ask again whether the connection is there.
         mark = client.pipeline(transaction=False)
         kinds = []
         for user, connection in beats:
-            users = self._shards.of(user).users
+            shard = self._shards.of(user)
             renewed = next(replies) == 1
             if connection == DEFAULT_CONNECTION and next(replies) == 0 and not renewed:
-                kinds.append(_SOLO)  # the user's mark is this connection's expiry
-                mark.zadd(users, {user: expiry}, xx=True, ch=True)
+                kinds.append(_SOLO)  # no `held`: the user's mark is this connection's
+                mark.zadd(shard.users, {user: expiry}, xx=True)
+                mark.zscore(shard.users, user)
             elif renewed:
                 kinds.append(_RENEWED)
-                mark.zadd(users, {user: expiry}, xx=True, gt=True)
+                mark.zadd(shard.users, {user: expiry}, xx=True, gt=True)
             else:
-                kinds.append(_NOT_OPEN)
-        marked = iter(mark.execute() if len(mark) else [])
+                kinds.append(_UNCHANGED)
+                mark.zscore(shard.held(user), connection)
+        replies = iter(mark.execute() if len(mark) else [])
         answers = []
         for kind in kinds:
-            reply = None if kind == _NOT_OPEN else next(marked)
-            answers.append(kind == _RENEWED or (kind == _SOLO and reply == 1))
+            reply = next(replies)  # renewed: the mark's ZADD; else a ZSCORE
+            if kind == _SOLO:
+                reply = next(replies)  # the ZSCORE after the mark's ZADD
+            answers.append(kind == _RENEWED or reply is not None)
         return answers
 
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
@@ -234,7 +241,8 @@ class PresencePlugin:
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
         shard = self._shards.of(user)
-        return int(self._run(CLOSE, shard, [shard.users, shard.seen, shard.held(user)],
+        return int(self._run(CLOSE, shard, [shard.users, shard.present, shard.seen,
+                                            shard.held(user)],
                              [user, connection, _now_ms()]))
 
     # Users gone offline without a close ---------------------------------------
@@ -251,7 +259,7 @@ class PresencePlugin:
         self._expire_legacy_keys()
         now = _now_ms()
         replies = run_scripts(self.context.fail_fast_client(), [
-            (SWEEP, *self._once(shard, [shard.users, shard.seen],
+            (SWEEP, *self._once(shard, [shard.users, shard.present, shard.seen],
                                 [now, SWEEP_PER_CALL, self.seen_ms, shard.held_prefix]))
             for shard in self._shards.all])
         gone = [user for reply in replies for user in reply]
@@ -307,7 +315,8 @@ class PresencePlugin:
             joined = "\0".join(users[position] for position in positions)
             if joined.count("\0") != len(positions) - 1:
                 raise ValueError("user ids must not contain NUL")
-            calls.append((ONLINE_MANY, [self._shards.all[index].users], [joined, now]))
+            shard = self._shards.all[index]
+            calls.append((ONLINE_MANY, [shard.users, shard.present], [joined, now]))
         flags = [False] * len(users)
         for (_, positions), reply in zip(groups, run_scripts(
                 self.context.fail_fast_client(), calls), strict=True):
