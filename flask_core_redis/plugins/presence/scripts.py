@@ -129,26 +129,37 @@ return gone
 # ten times the membership test. With more such users than users asked
 # about, it is ZMSCORE after all.
 ONLINE_MANY = LuaScript("""
-local users, now = {}, tonumber(ARGV[2])
-for user in string.gmatch(ARGV[1], '[^%z]+') do users[#users + 1] = user end
-local flags = {}
-local function each_chunk(command, key, judge)
-  for first = 1, #users, 1000 do
-    local last = math.min(first + 999, #users)
-    local replies = redis.call(command, key, unpack(users, first, last))
-    for i = first, last do flags[i] = judge(users[i], replies[i - first + 1]) and '1' or '0' end
-  end
+local text, now, find, sub = ARGV[1], tonumber(ARGV[2]), string.find, string.sub
+local users, n, start = {}, 0, 1
+while true do
+  local stop = find(text, '\\0', start, true)
+  n = n + 1
+  if not stop then users[n] = sub(text, start) break end
+  users[n] = sub(text, start, stop - 1)
+  start = stop + 1
 end
-if redis.call('ZCOUNT', KEYS[1], '-inf', now) > #users then
-  each_chunk('ZMSCORE', KEYS[1], function(_, mark) return mark and tonumber(mark) > now end)
+local flags = {}
+if redis.call('ZCOUNT', KEYS[1], '-inf', now) > n then
+  for first = 1, n, 1000 do
+    local last = math.min(first + 999, n)
+    local marks = redis.call('ZMSCORE', KEYS[1], unpack(users, first, last))
+    for i = first, last do
+      local mark = marks[i - first + 1]
+      flags[i] = (mark and tonumber(mark) > now) and '1' or '0'
+    end
+  end
 else
   local lapsed = {}
   for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     lapsed[user] = true
   end
-  each_chunk('SMISMEMBER', KEYS[2], function(user, member)
-    return member == 1 and not lapsed[user]
-  end)
+  for first = 1, n, 1000 do
+    local last = math.min(first + 999, n)
+    local present = redis.call('SMISMEMBER', KEYS[2], unpack(users, first, last))
+    for i = first, last do
+      flags[i] = (present[i - first + 1] == 1 and not lapsed[users[i]]) and '1' or '0'
+    end
+  end
 end
 return table.concat(flags)
 """)

@@ -75,8 +75,11 @@ class Shards:
 
     def group(self, users: list[str]) -> dict[int, list[int]]:
         """Shard index -> the positions in ``users`` of that shard's users."""
-        count = len(self.all)
+        count, crc32 = len(self.all), zlib.crc32
         groups: dict[int, list[int]] = {}
-        for position, user in enumerate(users):
-            groups.setdefault(zlib.crc32(user.encode()) % count, []).append(position)
+        for position, index in enumerate([crc32(user.encode()) % count for user in users]):
+            if index in groups:
+                groups[index].append(position)
+            else:
+                groups[index] = [position]
         return groups
