@@ -352,3 +352,22 @@ def test_a_failing_listener_neither_hides_the_others_nor_fails_the_call(presence
     assert sorted(presence.sweep()) == ["x", "y"]
     assert sorted(heard) == ["x", "y"]
     assert "an on_offline listener failed" in caplog.text
+
+
+@pytest.mark.parametrize("mode", [pytest.param("standalone", marks=pytest.mark.integration)])
+def test_a_user_with_many_connections_keeps_them_in_a_skip_list(mode_app):
+    """Renewing one of a user's connections is O(log n), not a scan of a flat list."""
+    app, ext = mode_app()
+    with app.app_context():
+        presence = ext.presence
+        for tab in range(15):
+            presence.connect("busy", f"tab-{tab}")
+        held = presence._shards.of("busy").held("busy")
+        assert ext.client.object("encoding", held) == "listpack"
+        presence.connect("busy", "tab-15")
+        assert ext.client.object("encoding", held) == "skiplist"
+        assert ext.client.zcard(held) == 16  # the long member that forced it is gone
+        presence.mark_offline("busy", connection_id="tab-0")
+        assert ext.client.object("encoding", held) == "skiplist"
+        assert presence.heartbeat_many([("busy", f"tab-{tab}") for tab in range(17)]) == [
+            False, *[True] * 15, False]

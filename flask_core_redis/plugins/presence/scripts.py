@@ -23,6 +23,10 @@ from ...plugin_api import ONCE, LuaScript
 
 #: The connection of callers that name none; short, because it is stored.
 DEFAULT_CONNECTION = "~"
+#: From this many connections, a user's set of them is kept as a skip list
+#: (O(log n) per heartbeat) rather than a flat list (a scan, by default up to
+#: 128 entries: zset-max-listpack-entries).
+SKIP_LIST_FROM = 16
 
 # sweep(users, present, seen, held prefix, now, limit, keep ms): the users whose mark
 # has passed are looked at, at most `limit`; those with a connection still
@@ -74,6 +78,12 @@ else
   alive = redis.call('ZSCORE', held, conn) ~= false
   if not alive and redis.call('ZCARD', held) >= tonumber(ARGV[6]) then return {{-1}} end
   redis.call('ZADD', held, expiry, conn)
+  if not alive and redis.call('ZCARD', held) == {SKIP_LIST_FROM} then
+    -- Redis keeps a small sorted set as a flat list, which a renewal scans;
+    -- one member too long for that turns it into a skip list, for good.
+    redis.call('ZADD', held, '-inf', string.rep('\\0', 65))
+    redis.call('ZREM', held, string.rep('\\0', 65))
+  end
   redis.call('ZADD', users, redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2], user)
 end
 redis.call('SADD', present, user)

@@ -56,7 +56,7 @@ MAX_ID_LENGTH = 512
 #: Ints from here on have more digits than an id may (and than str() takes).
 _INT_ID_LIMIT = 10 ** MAX_ID_LENGTH
 #: What the first step of a heartbeat found (see heartbeat_many).
-_RENEWED, _SOLO, _UNCHANGED = "renewed", "solo", "unchanged"
+_RENEWED, _RENEWED_AGAIN, _SOLO, _UNCHANGED = "renewed", "again", "solo", "unchanged"
 #: How many expired users one open sweeps; one would keep up (every user that
 #: expires was opened once), two catch up after a burst.
 SWEEP_PER_OPEN = 2
@@ -202,7 +202,7 @@ class PresencePlugin:
         # An unchanged score (a beat in the same millisecond as the last one)
         # also answers 0: those ask again whether the connection is there.
         mark = client.pipeline(transaction=False)
-        kinds = []
+        kinds, marked = [], set()
         for user, connection in beats:
             shard = self._shards.of(user)
             renewed = next(replies) == 1
@@ -210,15 +210,21 @@ class PresencePlugin:
                 kinds.append(_SOLO)  # no `held`: the user's mark is this connection's
                 mark.zadd(shard.users, {user: expiry}, xx=True)
                 mark.zscore(shard.users, user)
+            elif renewed and user in marked:
+                kinds.append(_RENEWED_AGAIN)  # the user's mark is moved once
             elif renewed:
                 kinds.append(_RENEWED)
                 mark.zadd(shard.users, {user: expiry}, xx=True, gt=True)
+                marked.add(user)
             else:
                 kinds.append(_UNCHANGED)
                 mark.zscore(shard.held(user), connection)
         replies = iter(mark.execute() if len(mark) else [])
         answers = []
         for kind in kinds:
+            if kind == _RENEWED_AGAIN:
+                answers.append(True)
+                continue
             reply = next(replies)  # renewed: the mark's ZADD; else a ZSCORE
             if kind == _SOLO:
                 reply = next(replies)  # the ZSCORE after the mark's ZADD
