@@ -3,6 +3,7 @@
 import json
 import logging
 import time
+import uuid
 
 import pytest
 import redis
@@ -146,11 +147,11 @@ def test_early_refresh_is_likely_only_near_expiry():
 def test_near_expiry_one_caller_refreshes_and_the_others_keep_the_old_value(cache):
     cache.set("hot", "old", ttl=60)
     # An entry that took days to compute is due for refresh (P > 0.9999 per call).
-    tag = cache._tag("default")
+    keys = cache._keys("default")
     client = cache.context.client
-    version = client.get(f"{tag}#version") or "0"
+    version = client.get(keys.version) or "0"
     body = encode(cache.serializer(), "old", 60_000, compute_ms=10**9).decode()
-    client.set(f"{tag}:hot", f"{version}:{body}", px=60_000)
+    client.set(keys.entry("hot"), f"{version}:{body}", px=60_000)
     refreshes = []
 
     def slow():
@@ -178,6 +179,32 @@ def test_invalidate_namespace_is_o1_and_leaves_others(cache_app):
     assert result.exit_code == 0 and "invalidated" in result.output
     with app.app_context():
         assert ext.cache.get("p1", namespace="profiles") is None
+
+
+def test_an_invalidation_elsewhere_is_seen_by_the_very_next_read(mode_app):
+    """No process keeps a namespace's version: every read fetches it from Redis
+    with the entry, so another process's invalidation holds at once."""
+    prefix = f"shared-{uuid.uuid4().hex[:8]}:"
+    reader_app, reader = mode_app({"REDIS_KEY_PREFIX": prefix})
+    other_app, other = mode_app({"REDIS_KEY_PREFIX": prefix})
+    with reader_app.app_context():
+        reader.cache.set_many({"k": "old", "j": 1})
+        assert reader.cache.get("k") == "old"
+    with other_app.app_context():
+        other.cache.invalidate_namespace("default")
+    with reader_app.app_context():
+        assert reader.cache.get("k") is None
+        assert reader.cache.get_many(["k", "j"]) == {}
+        assert reader.cache.get_or_set("k", lambda: "new") == "new"
+    with other_app.app_context():
+        assert other.cache.get("k") == "new"
+
+
+def test_a_key_that_is_not_a_str_names_the_entry_of_its_text(cache):
+    cache.set(7, "seven")
+    assert cache.get(7) == cache.get("7") == "seven"
+    assert cache.get_many([7]) == {7: "seven"}
+    assert cache.delete(7)
 
 
 def test_key_prefix_separates_apps_sharing_one_redis(mode_app):

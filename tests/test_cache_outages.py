@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from flask_core_redis.plugins.cache import recompute
-from flask_core_redis.plugins.cache.scripts import RENEW, Names
+from flask_core_redis.plugins.cache.scripts import RENEW
 
 from .servers import wait_until
 from .test_standalone import run_with_deadline
@@ -27,7 +27,7 @@ def test_a_reply_error_is_raised_not_taken_for_an_outage(mode_app, caplog):
     app, ext = mode_app()
     with app.app_context():
         cache = ext.cache
-        version = Names(cache._tag("broken"), "k").version
+        version = cache._keys("broken").version
         ext.client.hset(version, "not", "a version")  # every script's GET of it: WRONGTYPE
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             cache.set("k", 1, namespace="broken")

@@ -7,8 +7,6 @@ import time
 
 import pytest
 
-from flask_core_redis.plugins.cache.scripts import Names
-
 from .servers import run_concurrently
 
 
@@ -96,7 +94,7 @@ def test_a_computation_that_outlives_the_lock_timeout_keeps_its_lock(mode_app):
 
 
 def test_the_lock_of_a_caller_that_died_expires_and_a_waiter_takes_over(cache):
-    lock = Names(cache._tag("default"), "k").lock
+    lock = cache._keys("default").names("k").lock
     cache.context.client.set(lock, "a process that was killed", px=300)
     computations = Computations()
 

@@ -2,8 +2,9 @@
 ``<namespace version>:<compute ms>:<expiry ms>:<serialized value>``.
 
 The version is stamped by the write script, in the same atomic step that
-reads it; compute time and expiry are what XFetch needs to refresh an entry
-early, at random, before it expires."""
+reads it; compute time and expiry (whole milliseconds, in ASCII digits) are
+what XFetch needs to refresh an entry early, at random, before it expires.
+A plain read checks that they are digits and parses them no further."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ logger = logging.getLogger("flask_core_redis")
 
 #: XFetch's beta: above 1 refreshes earlier, below 1 later.
 EARLY_REFRESH_BETA = 1.0
+
+
+class _Miss:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+#: What :meth:`Codec.value` gives when there is no value (None is a value).
+MISS: Any = _Miss()
 
 
 class Entry:
@@ -62,27 +74,31 @@ class Codec:
     def encode(self, value: Any, ttl_ms: int, compute_ms: float) -> bytes:
         return encode(self._serializer(), value, ttl_ms, compute_ms)
 
+    def value(self, raw: bytes | None, version: bytes) -> Any:
+        """The value held in ``raw``, or :data:`MISS` if there is none, it
+        belongs to another namespace version, it is not an entry at all
+        (written by something else than the cache), or it cannot be read."""
+        fields = _fields(raw, version)
+        return MISS if fields is None else self._loads(fields[3])
+
     def decode(self, raw: bytes | None, version: bytes) -> Entry | None:
-        """The entry held in ``raw``, or None if there is none, it belongs to
-        another namespace version, it is not an entry at all (written by
-        something else than the cache), or its value cannot be read."""
-        if raw is None:
+        """The entry held in ``raw``, with its times, or None where
+        :meth:`value` gives :data:`MISS`."""
+        fields = _fields(raw, version)
+        if fields is None:
             return None
-        parts = raw.split(b":", 3)
-        if len(parts) != 4 or parts[0] != version:
+        value = self._loads(fields[3])
+        if value is MISS:
             return None
-        compute, expires, payload = parts[1:]
-        try:
-            compute_ms, expires_ms = float(compute), float(expires)
-        except ValueError:
-            return None
+        return Entry(value, float(fields[1]), float(fields[2]))
+
+    def _loads(self, payload: bytes) -> Any:
         serializer = self._serializer()
         try:
-            value = serializer.loads(payload)
+            return serializer.loads(payload)
         except Exception as error:  # any serializer's way of saying "not mine"
             self._unreadable(serializer, error)
-            return None
-        return Entry(value, compute_ms, expires_ms)
+            return MISS
 
     def _unreadable(self, serializer: Serializer, error: Exception) -> None:
         with self._lock:
@@ -92,3 +108,17 @@ class Codec:
                            "get_or_set recomputes and overwrites it. Written by another "
                            "serializer? (Logged once.)", type(serializer).__qualname__,
                            type(error).__name__)
+
+
+def _fields(raw: bytes | None, version: bytes) -> list[bytes] | None:
+    """``[version, compute ms, expiry ms, serialized value]`` of the entry in
+    ``raw``, or None if there is none, it belongs to another namespace version,
+    or it is not an entry."""
+    if raw is None:
+        return None
+    fields = raw.split(b":", 3)
+    if len(fields) != 4 or fields[0] != version:
+        return None
+    if not (fields[1].isdigit() and fields[2].isdigit()):  # not the cache's times
+        return None
+    return fields

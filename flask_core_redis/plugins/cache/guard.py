@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.exceptions import (
     ClusterDownError,
@@ -88,14 +88,15 @@ class Guard:
         self.fail_open = fail_open
         self.breaker = Breaker(breaker_seconds)
 
-    def run(self, call: Callable[[], T], fallback: T) -> T:
-        """``call()``, or ``fallback``."""
+    def run(self, call: Callable[..., T], fallback: T, *args: Any) -> T:
+        """``call(*args)``, or ``fallback``. (Arguments, not a closure: a cache
+        hit makes no function object.)"""
         if not self.fail_open:
-            return call()
+            return call(*args)
         if not self.breaker.allows():
             return fallback
         try:
-            result = call()
+            result = call(*args)
         except OUTAGE_ERRORS as error:
             self.breaker.failed(error)
             return fallback

@@ -3,11 +3,18 @@ fail-open reads.
 
 An entry of an older namespace version is a miss, so invalidating a namespace
 is one INCR and the old entries expire by their TTL (see :mod:`.entries`;
-key names and scripts are in :mod:`.scripts`)."""
+key names and scripts are in :mod:`.scripts`). Every read fetches the version
+from Redis in the same command as the entries (an MGET, or a script): no
+process keeps a copy of it, so once ``invalidate_namespace`` returns no read
+sees an entry written before.
+
+A hit is the cache's hot path: ``get`` builds no closure, no list and no
+:class:`~.entries.Entry`, and parses no times (only ``get_or_set``'s XFetch
+needs them); key names are formatted once per namespace."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -15,13 +22,16 @@ from flask import Flask
 
 from ...plugin_api import MAX_TTL_SECONDS, Key, PluginContext, hookimpl, parsers, ttl_ms
 from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
-from .entries import Codec, Entry
+from .entries import MISS, Codec
 from .guard import Guard
 from .recompute import Recompute
-from .scripts import SET_MANY, Names, entry_key, read_raw, run_raw, version_key
+from .scripts import SET_MANY, NamespaceKeys, read_entry, read_raw, run_raw
 from .serializers import JsonSerializer, Serializer
 
 T = TypeVar("T")
+
+#: What a read Redis did not answer (failed open) gives: no version, no entry.
+NOTHING_READ: Sequence[bytes | None] = (None, None)
 
 CONFIG_KEYS = (
     Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
@@ -50,7 +60,7 @@ class CachePlugin:
         self.default_ttl, self.fail_open, self.breaker_seconds, self.lock_timeout = (
             context.setting(key) for key in CONFIG_KEYS)
         self._serializer: Serializer | None = None
-        self._tags: dict[str, str] = {}
+        self._namespaces: dict[str, NamespaceKeys] = {}
         self._guard = Guard(self.fail_open, self.breaker_seconds)
         # Every command, the lock keeper's included, on a client whose reads are
         # bounded: on a hung server a warm connection of the shared client, with
@@ -66,28 +76,27 @@ class CachePlugin:
             self._serializer = self.context.serializer() or JsonSerializer()
         return self._serializer
 
-    def _tag(self, namespace: str) -> str:
-        tag = self._tags.get(namespace)
-        if tag is None:
+    def _keys(self, namespace: str) -> NamespaceKeys:
+        keys = self._namespaces.get(namespace)
+        if keys is None:
             if not namespace or not isinstance(namespace, str):
                 raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
-            tag = self._tags[namespace] = self.context.slot_tag("cache", namespace)
-        return tag
+            tag = self.context.slot_tag("cache", namespace)
+            keys = self._namespaces[namespace] = NamespaceKeys(tag)
+        return keys
 
     # Entries -------------------------------------------------------------
 
-    def _read(self, keys: list[str], namespace: str) -> list[Entry | None]:
-        """Entries of the namespace's current version: one MGET, no script."""
-        tag = self._tag(namespace)
-        names = [version_key(tag), *(entry_key(tag, key) for key in keys)]
-        missing: list[bytes | None] = [None] * len(names)
-        version, *raws = self._guard.run(lambda: read_raw(self._client(), names), missing)
-        return [self._codec.decode(raw, version or b"0") for raw in raws]
+    def _read_entry(self, version_key: str, entry_key: str) -> Sequence[bytes | None]:
+        return read_entry(self._client(), version_key, entry_key)
+
+    def _read_entries(self, names: list[str]) -> list[bytes | None]:
+        return read_raw(self._client(), names)
 
     def _write(self, entries: Mapping[str, bytes], ttl_ms: int, namespace: str) -> None:
-        tag = self._tag(namespace)
-        keys = [version_key(tag), *(entry_key(tag, key) for key in entries)]
-        self._guard.run(lambda: run_raw(self._client(), SET_MANY, keys,
+        keys = self._keys(namespace)
+        names = [keys.version, *map(keys.entry, entries)]
+        self._guard.run(lambda: run_raw(self._client(), SET_MANY, names,
                                         [ttl_ms, *entries.values()]), None)
 
     def _resolve_ttl(self, ttl: float | None) -> int:
@@ -96,17 +105,27 @@ class CachePlugin:
     # Public API ------------------------------------------------------------
 
     def get(self, key: str, default: Any = None, *, namespace: str = DEFAULT_NAMESPACE) -> Any:
-        """The cached value, or ``default`` on a miss."""
-        (entry,) = self._read([key], namespace)
-        return default if entry is None else entry.value
+        """The cached value, or ``default`` on a miss: one MGET of the entry and
+        of its namespace's version."""
+        keys = self._keys(namespace)
+        version, raw = self._guard.run(self._read_entry, NOTHING_READ, keys.version,
+                                       keys.entry(key))
+        value = self._codec.value(raw, version or b"0")
+        return default if value is MISS else value
 
     def get_many(self, keys: Iterable[str], *,
                  namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         """The hits among ``keys``, in one round trip."""
         wanted = list(keys)
-        entries = self._read(wanted, namespace) if wanted else []
-        return {key: entry.value for key, entry in zip(wanted, entries, strict=True)
-                if entry is not None}
+        if not wanted:
+            return {}
+        namespace_keys = self._keys(namespace)
+        names = [namespace_keys.version, *map(namespace_keys.entry, wanted)]
+        nothing_read: list[bytes | None] = [None] * len(names)
+        version, *raws = self._guard.run(self._read_entries, nothing_read, names)
+        values = (self._codec.value(raw, version or b"0") for raw in raws)
+        return {key: value for key, value in zip(wanted, values, strict=True)
+                if value is not MISS}
 
     def set(self, key: str, value: Any, ttl: float | None = None, *,
             namespace: str = DEFAULT_NAMESPACE) -> None:
@@ -124,13 +143,13 @@ class CachePlugin:
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Remove one entry; True if it was there. With Redis down, the
         error is raised: a deletion never fails open."""
-        name = entry_key(self._tag(namespace), key)
+        name = self._keys(namespace).entry(key)
         return bool(self._guard.run_or_raise(lambda: self._client().delete(name)))
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version.
         With Redis down, the error is raised: an invalidation never fails open."""
-        key = version_key(self._tag(namespace))
+        key = self._keys(namespace).version
         return int(self._guard.run_or_raise(lambda: self._client().incr(key)))
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
@@ -138,7 +157,7 @@ class CachePlugin:
         """The cached value, or ``compute()``'s, cached. On a miss one caller,
         across all processes, computes while the others wait for its result; near
         expiry one caller refreshes early while the others keep the old value."""
-        names = Names(self._tag(namespace), key)
+        names = self._keys(namespace).names(key)
         return self._recompute.get_or_set(names, compute, self._resolve_ttl(ttl))
 
     def cached(self, ttl: float | None = None, key: KeySpec = None, *,

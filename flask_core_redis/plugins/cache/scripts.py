@@ -10,6 +10,7 @@ Every read asks redis-py not to decode the reply: entries are bytes whatever
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis.client import NEVER_DECODE
@@ -19,31 +20,46 @@ from ...plugin_api import LuaScript
 _RAW = {NEVER_DECODE: True}
 
 
-def version_key(tag: str) -> str:
-    return f"{tag}#version"
-
-
-def entry_key(tag: str, key: str) -> str:
-    return f"{tag}:{key}"
-
-
 class Names:
     """The key names of one entry: its namespace's version, itself, its lock."""
 
     __slots__ = ("entry", "lock", "version")
 
-    def __init__(self, tag: str, key: str) -> None:
-        self.version = version_key(tag)
-        self.entry = entry_key(tag, key)
-        self.lock = f"{tag}#lock:{key}"
+    def __init__(self, version: str, entry: str, lock: str) -> None:
+        self.version, self.entry, self.lock = version, entry, lock
 
     def all(self) -> list[str]:
         return [self.version, self.entry, self.lock]
 
 
+class NamespaceKeys:
+    """The key names of one namespace, formatted once: its version, and the
+    prefixes of its entries and their locks."""
+
+    __slots__ = ("entry_prefix", "lock_prefix", "version")
+
+    def __init__(self, tag: str) -> None:
+        self.version = f"{tag}#version"
+        self.entry_prefix = f"{tag}:"
+        self.lock_prefix = f"{tag}#lock:"
+
+    def entry(self, key: str) -> str:
+        return f"{self.entry_prefix}{key}"
+
+    def names(self, key: str) -> Names:
+        return Names(self.version, self.entry(key), f"{self.lock_prefix}{key}")
+
+
 def read_raw(client: Any, names: list[str]) -> list[bytes | None]:
     """MGET, the replies as bytes."""
     return list(client.execute_command("MGET", *names, **_RAW))
+
+
+def read_entry(client: Any, version: str, entry: str) -> Sequence[bytes | None]:
+    """MGET of a namespace's version and one of its entries, as bytes: a
+    cache hit, with no list built on the way."""
+    reply: Sequence[bytes | None] = client.execute_command("MGET", version, entry, **_RAW)
+    return reply
 
 
 def run_raw(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
