@@ -144,3 +144,12 @@ class WrapperPlugin:
     @hookimpl(wrapper=True)
     def core_redis_health(self):
         return (yield)
+
+
+class WritingHealthPlugin:
+    """Its health check writes, as a check that records when it last ran would."""
+
+    @hookimpl
+    def core_redis_health(self, context):
+        context.client.set(context.key("health-probe"), "1")
+        return {"wrote": True}

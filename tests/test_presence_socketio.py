@@ -110,3 +110,14 @@ def test_a_connection_gone_without_a_disconnect_event_is_closed(bound):
         assert not ext.presence.is_online("ann")
     assert ("ann", False) in events(watcher)
     watcher.disconnect()
+
+
+def test_closing_the_extension_ends_the_heartbeats(bound):
+    app, ext, socketio = bound
+    ann = socketio.test_client(app, auth={"user": "ann"})
+    with app.app_context():
+        ext.close()
+    time.sleep(1.5)  # the TTL is 1 s: without heartbeats ann's connection expires
+    with app.app_context():
+        assert not ext.presence.is_online("ann")
+    ann.disconnect()

@@ -4,10 +4,13 @@ import logging
 import signal
 import socket
 import threading
+from importlib.metadata import EntryPoint
 
 import pytest
 import redis
 from flask import Response, current_app, jsonify
+
+from flask_core_redis.plugin_api import manager
 
 from .conftest import ACL_PASSWORD, ACL_USER, REQUIRE_PASSWORD
 from .servers import free_port, run_forked, wait_until
@@ -465,10 +468,15 @@ def test_health_of_a_hung_server_returns_not_ok_within_the_connect_timeout(
     assert response["value"].status_code == 503
 
 
-def test_health_answers_while_writes_are_paused(make_app, own_redis_server):
+def test_health_answers_while_writes_are_paused(make_app, own_redis_server, monkeypatch):
     """CLIENT PAUSE WRITE, as a failover does: the server answers PING and INFO
-    but a plugin's script waits. health() still answers, not ok, in about the
-    connect timeout; a second call meanwhile does not start another check."""
+    but a plugin's health check that writes waits. health() still answers, not
+    ok, in about the connect timeout; a second call meanwhile does not start
+    another check."""
+    installed = manager.plugin_entry_points()
+    writer = EntryPoint("writer", "tests.plugin_samples:WritingHealthPlugin",
+                        manager.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(manager, "plugin_entry_points", lambda: [*installed, writer])
     app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
                          "REDIS_CONNECT_TIMEOUT": 300})
 
@@ -476,7 +484,9 @@ def test_health_answers_while_writes_are_paused(make_app, own_redis_server):
         with app.app_context():
             return ext.health()
 
-    assert health()["ok"] is True
+    healthy = health()
+    assert healthy["ok"] is True, repr(healthy)
+    assert healthy["plugins"]["writer"] == {"wrote": True}
     with own_redis_server.client() as admin:
         admin.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
         try:

@@ -76,7 +76,8 @@ class _LocalConnections:
 
 def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], object], *,
                   ttl: float, room: str = "presence", namespace: str = "/",
-                  heartbeat_every: float | None = None) -> None:
+                  heartbeat_every: float | None = None,
+                  stop: threading.Event | None = None) -> None:
     """Track Socket.IO connections as presence.
 
     On connect, ``identify(auth)`` (called in the Socket.IO request context,
@@ -90,7 +91,8 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
     connection expired (their server died) are announced offline by whichever
     process sweeps first. Changes are broadcast to ``room`` as ``presence``
     events, ``{"user": ..., "online": bool}``. Registers the namespace's
-    ``connect`` and ``disconnect`` handlers."""
+    ``connect`` and ``disconnect`` handlers. The heartbeats stop once ``stop``
+    is set (``ext.close()`` sets it)."""
     from flask import request
 
     every = heartbeat_every or max(ttl / 3, 0.1)
@@ -152,9 +154,13 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
                 reopen(sid, user)
         presence.sweep()
 
+    stopped = stop or threading.Event()
+
     def heartbeat_forever() -> None:
-        while True:
+        while not stopped.is_set():
             socketio.sleep(every)
+            if stopped.is_set():
+                break
             try:
                 beat()
             except RedisError as error:  # Redis down: try again next beat

@@ -125,6 +125,14 @@ class PresencePlugin:
         self._offline_listeners: list[Callable[[str], None]] = []
         self._legacy_expired = threading.Event()
         self._replay_ms = replay_window_ms(context.settings)
+        self._bindings_stop = threading.Event()
+
+    @hookimpl
+    def core_redis_closing(self, context: PluginContext) -> None:
+        """``ext.close()`` ends the heartbeat loops of ``bind_socketio``: this
+        process's connections then expire, and other servers announce them."""
+        self._bindings_stop.set()
+        self._bindings_stop = threading.Event()  # for a later bind_socketio
 
     def _run(self, script: Any, shard: Shard, keys: list[str], args: list[Any]) -> Any:
         """``script`` on ``shard`` as one call (see :mod:`.scripts`): its reply
@@ -385,7 +393,8 @@ class PresencePlugin:
         """Track Socket.IO connections as presence; see
         :func:`~.socketio_binding.bind_socketio`."""
         bind_socketio(self, socketio, identify, ttl=self._ttl_ms(ttl) / 1000, room=room,
-                      namespace=namespace, heartbeat_every=heartbeat_every)
+                      namespace=namespace, heartbeat_every=heartbeat_every,
+                      stop=self._bindings_stop)
 
     @hookimpl
     def core_redis_health(self, context: PluginContext) -> dict[str, Any]:
