@@ -74,7 +74,7 @@ def _bytes_client() -> AnyClient:
     """A client of the command's registration that returns bytes whatever
     DECODE_RESPONSES says, so that binary keys and values print (escaped)
     instead of failing to decode."""
-    return _state().own_client("cli-bytes", decode_responses=False)
+    return _state().decoding_client(False)
 
 
 def _state() -> RedisState:

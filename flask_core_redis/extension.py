@@ -87,11 +87,20 @@ class CoreRedis:
         """The current app's connection events, for subscribers of your own."""
         return self._state().events
 
-    def get_client(self) -> AnyClient:
-        """The shared, pooled client of the current app."""
+    def get_client(self, decode_responses: bool | None = None) -> AnyClient:
+        """The shared, pooled client of the current app. ``decode_responses=False``
+        gives one that returns bytes (for pickled or msgpack values: Flask-Session,
+        Flask-Caching, rq-dashboard), ``True`` one that returns str, whatever
+        ``DECODE_RESPONSES`` says: a second shared client when it differs, with
+        the same settings, retries, events and plugins, closed by :meth:`close`."""
+        if decode_responses is None:
+            return self._state().client
+        return self._state().decoding_client(decode_responses)
+
+    def _shared_client(self) -> AnyClient:
         return self._state().client
 
-    client = property(get_client, doc="The shared, pooled client of the current app.")
+    client = property(_shared_client, doc="The shared, pooled client of the current app.")
 
     def duplicate(self) -> AnyClient:
         """A new client with its own pool and the same settings, for pub/sub and

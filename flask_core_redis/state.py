@@ -119,6 +119,14 @@ class RedisState:
                     build_client(settings, self.events, self.options, duplicate=duplicate))
             return client
 
+    def decoding_client(self, decode_responses: bool) -> AnyClient:
+        """The shared client if it decodes replies as asked; else a second
+        shared, pooled client that does (built once, closed with the first)."""
+        if decode_responses == self.settings.decode_responses:
+            return self.client
+        return self.own_client("text" if decode_responses else "bytes",
+                               decode_responses=decode_responses)
+
     def fail_fast_client(self) -> AnyClient:
         """The shared client when SOCKET_TIMEOUT bounds its reads; else a pooled
         client of its own whose reads wait at most CONNECT_TIMEOUT."""
