@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from flask_core_redis.plugins.presence import TooManyConnections
+from flask_core_redis.plugins.presence import TooManyConnections, store
 from flask_core_redis.plugins.presence.scripts import CLOSE, OPEN, SWEEP
 
 from .servers import run_concurrently, wait_until
@@ -19,6 +19,26 @@ def presence(request, mode_app):
     app, ext = mode_app({"REDIS_PRESENCE_SHARDS": request.param})
     with app.app_context():
         yield ext.presence
+
+
+class Clock:
+    """Presence's clock (the app server's), moved by hand: expiry without sleeping."""
+
+    def __init__(self) -> None:
+        self.now_ms = int(time.time() * 1000)
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, seconds: float) -> None:
+        self.now_ms += int(seconds * 1000)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(store, "_now_ms", clock)
+    return clock
 
 
 def test_seed_api(presence):
@@ -61,14 +81,14 @@ def test_heartbeat_reports_a_connection_that_had_timed_out(presence):
     assert presence.mark_offline("u", connection_id="c") is False  # never opened by a beat
 
 
-def test_a_heartbeat_renews_a_timed_out_connection_until_a_sweep_drops_it(presence):
+def test_a_heartbeat_renews_a_timed_out_connection_until_a_sweep_drops_it(presence, clock):
     presence.mark_online("sleepy", 0.3, connection_id="c")
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert not presence.is_online("sleepy")
     assert presence.heartbeat("sleepy", "c", ttl=60) is True  # timed out, not dropped: renewed
     assert presence.is_online("sleepy")
     presence.mark_online("sleepy", 0.3, connection_id="c")
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert presence.sweep() == ["sleepy"]
     assert presence.heartbeat("sleepy", "c", ttl=60) is False  # dropped: stays closed
     assert not presence.is_online("sleepy")
@@ -158,7 +178,7 @@ def test_odd_ids_are_kept_apart(presence):
     assert presence.online_count() == 0
 
 
-def test_a_crashed_connection_leaves_nothing_behind(mode_app):
+def test_a_crashed_connection_leaves_nothing_behind(mode_app, clock):
     app, ext = mode_app()
     with app.app_context():
         presence = ext.presence
@@ -166,7 +186,7 @@ def test_a_crashed_connection_leaves_nothing_behind(mode_app):
         presence.mark_online("alive", 60, connection_id="worker-1")
         heard = []
         presence.on_offline(heard.append)
-        time.sleep(0.7)
+        clock.advance(0.7)
         assert presence.sweep() == ["ghost"]
         assert heard == ["ghost"]
         assert presence.sweep() == []  # announced once
@@ -178,7 +198,7 @@ def test_a_crashed_connection_leaves_nothing_behind(mode_app):
         assert left == []
 
 
-def test_a_user_cannot_hold_more_connections_than_the_cap(mode_app):
+def test_a_user_cannot_hold_more_connections_than_the_cap(mode_app, clock):
     app, ext = mode_app({"REDIS_PRESENCE_MAX_CONNECTIONS": 3})
     with app.app_context():
         presence = ext.presence
@@ -193,7 +213,7 @@ def test_a_user_cannot_hold_more_connections_than_the_cap(mode_app):
         presence.mark_online("greedy", 0.3, connection_id="tab-2")
         with pytest.raises(TooManyConnections):
             presence.connect("greedy", "tab-4")
-        time.sleep(0.5)  # tab-2 expired: it no longer counts
+        clock.advance(0.5)  # tab-2 expired: it no longer counts
         presence.connect("greedy", "tab-4")
         presence.mark_online("other", 60, connection_id="tab-0")  # the cap is per user
         assert presence.online_count() == 2
@@ -295,10 +315,10 @@ def test_an_open_whose_reply_is_lost_still_reports_the_user_coming_online(lossy_
     assert proxy.replies_lost == 1
 
 
-def test_a_sweep_whose_reply_is_lost_still_announces_the_users(lossy_presence):
+def test_a_sweep_whose_reply_is_lost_still_announces_the_users(lossy_presence, clock):
     proxy, presence, heard = lossy_presence
     presence.connect("gone", "tab", ttl=0.3)
-    time.sleep(0.5)
+    clock.advance(0.5)
     proxy.lose_reply_to(SWEEP.sha)
     assert "gone" in presence.sweep()
     assert proxy.replies_lost == 1
@@ -317,28 +337,30 @@ def test_heartbeat_many_answers_each_connection(presence):
     assert presence.online_count() == 2
 
 
-def test_a_heartbeat_of_a_connection_not_open_keeps_no_one_online(presence):
+def test_a_heartbeat_of_a_connection_not_open_keeps_no_one_online(presence, clock):
     presence.connect("u", "a", ttl=0.3)
     presence.connect("v", "a", ttl=60)
     presence.mark_offline("v", connection_id="a")
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert presence.heartbeat("u", "never-opened", ttl=60) is False
     assert presence.heartbeat("v", "a", ttl=60) is False  # closed
     assert presence.online_many(["u", "v"]) == {"u": False, "v": False}
     assert presence.online_count() == 0
 
 
-def test_a_user_whose_connections_expired_unswept_is_announced_offline_then_online(presence):
+def test_a_user_whose_connections_expired_unswept_is_announced_offline_then_online(
+        presence, clock):
     heard = []
     presence.on_offline(heard.append)
     presence.connect("u", "a", ttl=0.3)
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert presence.connect("u", "b") is True
     assert heard == ["u"]  # the offline nobody had announced, before the online
     assert presence.sweep() == []
 
 
-def test_a_failing_listener_neither_hides_the_others_nor_fails_the_call(presence, caplog):
+def test_a_failing_listener_neither_hides_the_others_nor_fails_the_call(presence, clock,
+                                                                       caplog):
     heard = []
 
     def broken(user):
@@ -348,7 +370,7 @@ def test_a_failing_listener_neither_hides_the_others_nor_fails_the_call(presence
     presence.on_offline(heard.append)
     for user in ("x", "y"):
         presence.connect(user, "a", ttl=0.3)
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert sorted(presence.sweep()) == ["x", "y"]
     assert sorted(heard) == ["x", "y"]
     assert "an on_offline listener failed" in caplog.text

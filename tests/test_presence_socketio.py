@@ -6,6 +6,8 @@ import time
 import pytest
 from flask_socketio import SocketIO
 
+from .servers import wait_until
+
 
 @pytest.fixture
 def bound(mode_app):
@@ -105,10 +107,15 @@ def test_a_connection_gone_without_a_disconnect_event_is_closed(bound):
     manager = socketio.server.manager
     sid = manager.sid_from_eio_sid(ann.eio_sid, "/")
     manager.disconnect(sid, "/")  # behind the disconnect handler's back
-    time.sleep(0.7)  # rounds of heartbeats every 0.2 s
+    heard = []
+
+    def announced_offline():  # within a round or two of heartbeats (every 0.2 s)
+        heard.extend(events(watcher))
+        return ("ann", False) in heard
+
+    wait_until(announced_offline, 5, "ann's connection to be closed")
     with app.app_context():
         assert not ext.presence.is_online("ann")
-    assert ("ann", False) in events(watcher)
     watcher.disconnect()
 
 
