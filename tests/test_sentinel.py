@@ -163,3 +163,15 @@ def test_health_answers_when_every_sentinel_hangs(make_app, own_sentinel):
             sentinel.signal(signal.SIGCONT)
     report = outcome["report"]  # cut at its limit, not waited for
     assert report["ok"] is False and report["error"] == "no answer within 900 ms"
+
+
+def test_a_reply_that_fails_to_decode_does_not_break_the_next_command(make_app, sentinel):
+    """A pickled value read through the decoding client: the read fails, and the
+    connection is closed, so the next command does not read the rest of it."""
+    app, ext = make_app({"REDIS_URL": sentinel.url})
+    with app.app_context():
+        ext.get_client(decode_responses=False).set("pickled", b"\x80\x04\xff")
+        with pytest.raises(UnicodeDecodeError):
+            ext.client.get("pickled")
+        assert ext.client.set("after", "ok")
+        assert ext.client.get("after") == "ok"

@@ -107,6 +107,15 @@ class EventedSentinelConnection(EventedConnection):
             self.host, self.port = self.connection_pool.get_master_address()
         return super()._connect()  # type: ignore[safe-super]
 
+    def read_response(self, *args: Any, disconnect_on_error: bool = True,
+                      **kwargs: Any) -> Any:
+        """As a plain connection does, an error while reading a reply (one that
+        fails to decode, say) closes the connection: redis-py's sentinel
+        connection keeps it by default, and the next command on it then read
+        the rest of the failed reply."""
+        return super().read_response(  # redis-py's, by the MRO
+            *args, disconnect_on_error=disconnect_on_error, **kwargs)
+
 
 def evented_class(base: type[AbstractConnection], events: ConnectionEvents,
                   mixin: type[Any] = EventedConnection,
