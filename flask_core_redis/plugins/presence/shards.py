@@ -23,7 +23,6 @@ Keys of a shard, under its tag:
 from __future__ import annotations
 
 import binascii
-import itertools
 import zlib
 
 #: How many hash slots a Redis Cluster has.
@@ -39,11 +38,11 @@ def _spread_tag(base: str, index: int, count: int) -> str:
     """The first of ``base:index``, ``base:index.1``, ... whose slot lies in the
     ``index``-th of ``count`` equal slot ranges."""
     low, high = index * CLUSTER_SLOTS // count, (index + 1) * CLUSTER_SLOTS // count
-    for attempt in itertools.count():
-        tag = f"{base}:{index}" + (f".{attempt}" if attempt else "")
-        if low <= _slot(tag) < high:
-            return tag
-    raise AssertionError("unreachable")  # pragma: no cover
+    tag, attempt = f"{base}:{index}", 0
+    while not low <= _slot(tag) < high:
+        attempt += 1
+        tag = f"{base}:{index}.{attempt}"
+    return tag
 
 
 class Shard:

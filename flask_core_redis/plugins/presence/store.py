@@ -5,18 +5,17 @@ heartbeaten within its TTL. The data is split over hash-slot shards
 (:mod:`.shards`); every change touches one shard, and costs the same however
 many connections the user holds and however many users are online:
 
-- a heartbeat is one transaction of plain commands that only extends what
-  exists (``ZADD XX``), so a heartbeat that races a close never reopens the
-  connection;
-- opening and closing are one script each (:mod:`.scripts`), which also drop
-  the user's expired connections;
+- a heartbeat is plain commands that only extend what exists (``ZADD XX``),
+  so a heartbeat that races a close never reopens the connection;
+- opening and closing are one script each (:mod:`.scripts`), run once per
+  call, which also drop the user's expired connections;
 - users whose every connection expired (their server died) are found by a
   sweep, which each open runs a little of and :meth:`PresencePlugin.sweep`
   runs in full; the users it drops are announced to ``on_offline`` listeners.
 
 Times come from the app server's clock, so the app servers' clocks must agree
-(NTP): a server whose clock is ``s`` seconds ahead keeps its connections
-``s`` seconds longer.
+(NTP): a server whose clock runs ``s`` seconds ahead keeps its connections
+``s`` seconds longer, and sees the others' expire ``s`` seconds early.
 """
 
 from __future__ import annotations
