@@ -61,3 +61,28 @@ def test_a_wrong_sentinel_password_fails_at_once(make_app, guarded_sentinel):
     right, right_ext = make_app({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD})
     with right.app_context():
         assert right_ext.client.ping()  # the same sentinel, with the password it wants
+
+
+def test_no_password_shows_in_a_master_lookup_that_fails(make_app, guarded_sentinel, caplog):
+    """redis-py 6.x puts each sentinel's repr, pool and password included, into
+    MasterNotFoundError; the extension's pools show only where they connect."""
+    down = f"127.0.0.1:{free_port()}"  # a sentinel that is down adds its repr to the error
+    url = f"redis+sentinel://{guarded_sentinel.address},{down}/no-such-master"
+    app, ext = make_app({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+                         "REDIS_PASSWORD": "data-s3cret", "REDIS_MAX_RETRIES": 0})
+    with app.app_context():
+        with pytest.raises(redis.ConnectionError) as raised:
+            ext.client.ping()
+        shown = [str(raised.value), repr(raised.value), caplog.text, repr(ext.client)]
+    assert down in str(raised.value)  # the message still says which sentinel failed
+    assert not [text for text in shown if "s3cret" in text]
+
+
+def test_no_password_shows_in_the_reprs_of_cluster_nodes(make_app, cluster):
+    app, ext = make_app({"REDIS_URL": cluster.url})
+    with app.app_context():
+        nodes = ext.client.get_nodes()
+        for node in nodes:  # as if the servers had wanted this password
+            node.redis_connection.connection_pool.connection_kwargs["password"] = "s3cret"
+        shown = [repr(nodes), repr(ext.client)]
+    assert len(nodes) >= 3 and not [text for text in shown if "s3cret" in text]

@@ -11,7 +11,6 @@ from redis import Redis
 from redis.cluster import RedisCluster
 from redis.connection import (
     Connection,
-    ConnectionPool,
     SSLConnection,
     UnixDomainSocketConnection,
 )
@@ -21,6 +20,7 @@ from .cluster import build_cluster_client
 from .connections import evented_class
 from .events import ConnectionEvents
 from .memory import build_memory_client
+from .pools import RedactedConnectionPool
 from .retry import build_retry
 from .sentinel import build_sentinel_client
 
@@ -64,7 +64,7 @@ def build_standalone_client(settings: Settings, events: ConnectionEvents,
         base = SSLConnection if settings.ssl else Connection
     if settings.ssl:
         kwargs.update(_ssl_kwargs(settings))
-    pool = ConnectionPool(
+    pool = RedactedConnectionPool(
         connection_class=evented_class(base, events),
         retry=build_retry(settings.max_retries, events, settings.address),
         db=settings.db, **address, **kwargs)

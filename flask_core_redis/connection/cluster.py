@@ -15,6 +15,7 @@ from redis.retry import Retry
 from ..config import Settings
 from .connections import evented_class
 from .events import ConnectionEvents
+from .pools import RedactedConnectionPool
 from .retry import NEVER_RETRIED, build_retry
 
 T = TypeVar("T")
@@ -57,7 +58,9 @@ def as_redis_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return call(*args, **kwargs)
     except RedisClusterException as error:
-        cause = error.__cause__
+        # redis-py 6.x raises it inside the handler of the node's error
+        # without chaining it, so the error is the context, not the cause.
+        cause = error.__cause__ or error.__context__
         if isinstance(cause, NEVER_RETRIED):  # no node let us in
             raise cause from None
         if isinstance(cause, ConnectionError | TimeoutError | OSError):
@@ -81,6 +84,7 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
             RetryingRedisCluster, url=f"redis://{host}:{first_port}",
             startup_nodes=[ClusterNode(h, p) for h, p in others],
             connection_class=evented_class(Connection, events),
+            connection_pool_class=RedactedConnectionPool,
             command_retry=command_retry, **kwargs)
 
     # RedisCluster reads the slot map while it is constructed; a cluster that

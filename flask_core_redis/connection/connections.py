@@ -28,6 +28,15 @@ class EventedConnection(AbstractConnection):
             return f"unix://{path}"
         return f"{getattr(self, 'host', '?')}:{getattr(self, 'port', '?')}"
 
+    def connect(self) -> None:
+        """Connect and shake hands under the retry policy, each try one attempt:
+        redis-py 6.x connects once here and leaves a failure to the command's
+        own retry, which a pool's first connect never reaches."""
+        self.retry.call_with_retry(self._connect_once, self.disconnect)
+
+    def _connect_once(self) -> None:
+        self.connect_check_health(check_health=True, retry_socket_connect=False)
+
     def connect_check_health(self, check_health: bool = True,
                              retry_socket_connect: bool = True) -> None:
         if self._sock:
@@ -93,6 +102,9 @@ class EventedSentinelConnection(EventedConnection):
     redis-py asks them in ``connect()`` only; a reconnect inside a retried
     command (after ``READONLY`` from a demoted master, say) would go back to the
     old address and fail until the retries run out."""
+
+    def _connect_once(self) -> None:
+        self._connect_retry()
 
     def _connect_retry(self) -> None:
         if self._sock:

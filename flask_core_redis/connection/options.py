@@ -36,7 +36,7 @@ MANAGED_OPTIONS: dict[str, str | None] = {
     "ssl": "SSL", "ssl_ca_certs": "SSL_CA_CERTS", "ssl_certfile": "SSL_CERTFILE",
     "ssl_keyfile": "SSL_KEYFILE", "ssl_cert_reqs": "SSL_CERT_REQS",
     "ssl_check_hostname": "SSL_CERT_REQS",
-    "connection_class": None, "connection_pool": None,
+    "connection_class": None, "connection_pool": None, "connection_pool_class": None,
 }
 
 #: CoreRedis's own keywords: offered as suggestions for a misspelt option.

@@ -5,6 +5,7 @@ redis-py's defaults."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -72,16 +73,35 @@ class ReportingBackoff(AbstractBackoff):
 
 class PolicyRetry(Retry):
     """redis-py's ``Retry``, except that a failure to authenticate is raised at
-    once, whatever else says it may be retried."""
+    once, whatever else says it may be retried.
+
+    The loop is written out here rather than inherited: redis-py 6.x's
+    ``call_with_retry`` takes neither ``is_retryable`` nor
+    ``with_failure_count``, which 7.x and later pass, and both lines are
+    supported."""
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> T:
-        def retryable(error: Exception) -> bool:
-            return not isinstance(error, NEVER_RETRIED) and (
-                is_retryable is None or is_retryable(error))
-
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
+        self._backoff.reset()
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if isinstance(error, NEVER_RETRIED) or (
+                        is_retryable is not None and not is_retryable(error)):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                if 0 <= self._retries < failures:
+                    raise
+                delay = self._backoff.compute(failures)
+                if delay > 0:
+                    time.sleep(delay)
 
 
 def build_retry(max_retries: int, events: ConnectionEvents, address: str,

@@ -14,6 +14,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnect
 from ..config import Settings
 from .connections import EventedSentinelConnection, evented_class
 from .events import ConnectionEvents
+from .pools import redact_pool
 from .retry import build_retry
 
 
@@ -24,6 +25,11 @@ class CredentialCheckingSentinel(Sentinel):
     the retry policy retries like an outage. When no sentinel named a master,
     this asks them once more: if those that answer all refuse the sentinel
     credentials, the AuthenticationError is raised instead, and never retried."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for client in self.sentinels:  # their reprs go into MasterNotFoundError
+            redact_pool(client)
 
     def discover_master(self, service_name: str) -> Any:
         try:
