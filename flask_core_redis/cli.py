@@ -103,12 +103,14 @@ def info(section: str | None) -> None:
     """Print INFO, or one SECTION of it (e.g. memory); per master in Cluster."""
     client = _state().client
     if isinstance(client, RedisCluster):
-        replies = client.info(section, target_nodes=RedisCluster.PRIMARIES)
+        # Typed Any: redis-py 6.x annotates every reply as possibly awaitable.
+        replies: Any = client.info(section, target_nodes=RedisCluster.PRIMARIES)
         for node, reply in replies.items():
             click.echo(f"# {node}")
             _echo_mapping(reply)
         return
-    _echo_mapping(client.info(section) if section else client.info())
+    info: Any = client.info(section) if section else client.info()
+    _echo_mapping(info)
 
 
 def _echo_mapping(mapping: dict[str, Any]) -> None:
@@ -138,7 +140,7 @@ def keys(pattern: str, limit: int) -> None:
 @click.argument("key")
 def get(key: str) -> None:
     """Print the string value of KEY (as `keys` prints it), or (nil)."""
-    value = _bytes_client().get(text_to_key(key))
+    value: Any = _bytes_client().get(text_to_key(key))
     click.echo("(nil)" if value is None else as_text(value))
 
 
@@ -146,7 +148,7 @@ def get(key: str) -> None:
 @click.argument("key")
 def ttl(key: str) -> None:
     """Print the seconds KEY (as `keys` prints it) has left to live."""
-    seconds = _state().client.ttl(text_to_key(key))
+    seconds: Any = _state().client.ttl(text_to_key(key))
     meaning = {-1: " (no expiry)", -2: " (no such key)"}.get(seconds, "")
     click.echo(f"{seconds}{meaning}")
 

@@ -102,7 +102,7 @@ def test_cluster_keywords_its_node_connections_cannot_take_are_refused(option):
 
 
 @pytest.mark.parametrize(("typo", "meant"), [
-    ("confg_prefix", "config_prefix"), ("max_conections", "max_connections"),
+    ("confg_prefix", "config_prefix"), ("socket_keepalve", "socket_keepalive"),
     ("socket_keep_alive", "socket_keepalive"), ("defaulturl", "default_url")])
 def test_a_misspelt_option_fails_at_construction_naming_the_closest(typo, meant):
     with pytest.raises(TypeError, match=rf"unknown option '{typo}': no client this extension "
@@ -113,7 +113,8 @@ def test_a_misspelt_option_fails_at_construction_naming_the_closest(typo, meant)
 @pytest.mark.parametrize(("option", "key"), [
     ("db", "REDIS_DB"), ("password", "REDIS_PASSWORD"), ("ssl_ca_certs", "REDIS_SSL_CA_CERTS"),
     ("socket_timeout", "REDIS_SOCKET_TIMEOUT"), ("decode_responses", "REDIS_DECODE_RESPONSES"),
-    ("ssl_check_hostname", "REDIS_SSL_CERT_REQS"), ("host", "REDIS_URL")])
+    ("ssl_check_hostname", "REDIS_SSL_CERT_REQS"), ("host", "REDIS_URL"),
+    ("max_connections", "REDIS_MAX_CONNECTIONS")])
 def test_an_option_that_configuration_sets_names_its_key(option, key):
     with pytest.raises(TypeError, match=rf"does not take '{option}': set {key} instead"):
         CoreRedis(**{option: 1})
@@ -133,13 +134,13 @@ def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, ur
 
 
 @pytest.mark.parametrize(("url", "options"), [
-    ("memory://", {"max_connections": 5, "socket_keepalive": True}),
-    ("redis://127.0.0.1:1", {"max_connections": 5, "retry_on_timeout": False}),
+    ("memory://", {"socket_keepalive": True}),
+    ("redis://127.0.0.1:1", {"socket_keepalive": True, "retry_on_timeout": False}),
     ("rediss://127.0.0.1:1", {"ssl_ciphers": "HIGH"}),
-    ("unix:///tmp/nowhere.sock", {"max_connections": 2}),
-    ("redis+sentinel://127.0.0.1:1/m", {"max_connections": 5, "check_connection": True}),
+    ("unix:///tmp/nowhere.sock", {"socket_read_size": 65536}),
+    ("redis+sentinel://127.0.0.1:1/m", {"socket_keepalive": True, "check_connection": True}),
     ("redis://127.0.0.1:1", {"protocol": 3, "cache_config": None}),
-    ("redis+cluster://127.0.0.1:1", {"read_from_replicas": True, "max_connections": 9}),
+    ("redis+cluster://127.0.0.1:1", {"read_from_replicas": True, "socket_keepalive": True}),
 ])
 def test_valid_pool_and_socket_options_pass(make_app, url, options):
     make_app({"REDIS_URL": url}, **options)

@@ -148,6 +148,14 @@ KEYS: tuple[Key, ...] = (
         "connection."),
     Key("HEALTH_CHECK_INTERVAL", 0, parsers.integer(0), "Seconds of idleness after which "
         "a pooled connection is PINGed before use; 0 turns it off (`duplicate()` uses 30)."),
+    Key("MAX_CONNECTIONS", None, parsers.integer(1), "Most connections a client's pool "
+        "opens (per node in Cluster; no effect in memory mode); unset: no limit. A "
+        "command that finds them all in use fails with MaxConnectionsError, or waits "
+        "when POOL_TIMEOUT is set."),
+    Key("POOL_TIMEOUT", None, _milliseconds, "Makes the pool wait: a command that finds "
+        "all MAX_CONNECTIONS in use waits up to this many ms for a free one, then "
+        "fails with MaxConnectionsError. Needs MAX_CONNECTIONS.",
+        setting="pool_timeout_ms"),
     Key("KEY_PREFIX", "", _key_prefix, "Prepended to every key a plugin writes, so "
         "several apps can share one Redis (e.g. `shop:`)."),
     Key("PLUGINS", None, _name_list, "Plugins to enable, in the order their hooks run "

@@ -87,6 +87,7 @@ def _check_tls_asked(source: ConfigSource, settings: Settings) -> None:
 def _check_consistency(source: ConfigSource, settings: Settings) -> None:
     prefix = source.prefix
     _check_tls_asked(source, settings)
+    _check_pool(prefix, settings)
     if settings.mode == "cluster" and settings.db != 0:
         raise ConfigurationError(f"{prefix}_DB={settings.db} is invalid in Cluster mode: "
                                  "Redis Cluster has only database 0")
@@ -97,3 +98,10 @@ def _check_consistency(source: ConfigSource, settings: Settings) -> None:
     if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
         raise ConfigurationError(f"{prefix}_SSL_CERTFILE and {prefix}_SSL_KEYFILE go "
                                  "together: set both or neither")
+
+
+def _check_pool(prefix: str, settings: Settings) -> None:
+    if settings.pool_timeout_ms is not None and settings.max_connections is None:
+        raise ConfigurationError(
+            f"{prefix}_POOL_TIMEOUT makes the pool wait for one of its "
+            f"{prefix}_MAX_CONNECTIONS connections: set {prefix}_MAX_CONNECTIONS too")

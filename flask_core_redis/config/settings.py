@@ -43,6 +43,8 @@ class Settings:
     decode_responses: bool
     client_name: str | None
     health_check_interval: int
+    max_connections: int | None
+    pool_timeout_ms: float | None
     key_prefix: str
     plugins: tuple[str, ...] | None
     disabled_plugins: tuple[str, ...]
@@ -73,6 +75,10 @@ class Settings:
     @property
     def socket_timeout(self) -> float | None:
         return None if self.socket_timeout_ms is None else self.socket_timeout_ms / 1000
+
+    @property
+    def pool_timeout(self) -> float | None:
+        return None if self.pool_timeout_ms is None else self.pool_timeout_ms / 1000
 
     def describe(self) -> dict[str, object]:
         """Every setting by name, secrets replaced by ``***`` when set."""

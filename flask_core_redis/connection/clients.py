@@ -20,7 +20,7 @@ from .cluster import build_cluster_client
 from .connections import evented_class
 from .events import ConnectionEvents
 from .memory import build_memory_client
-from .pools import RedactedConnectionPool
+from .pools import pool_class, pool_limits
 from .retry import build_retry
 from .sentinel import build_sentinel_client
 
@@ -49,6 +49,7 @@ def _common_kwargs(settings: Settings, duplicate: bool) -> dict[str, Any]:
         "client_name": settings.client_name,
         "health_check_interval": (interval or DUPLICATE_HEALTH_CHECK_INTERVAL)
         if duplicate else interval,
+        **pool_limits(settings),
     }
 
 
@@ -64,7 +65,7 @@ def build_standalone_client(settings: Settings, events: ConnectionEvents,
         base = SSLConnection if settings.ssl else Connection
     if settings.ssl:
         kwargs.update(_ssl_kwargs(settings))
-    pool = RedactedConnectionPool(
+    pool = pool_class(settings)(
         connection_class=evented_class(base, events),
         retry=build_retry(settings.max_retries, events, settings.address),
         db=settings.db, **address, **kwargs)

@@ -15,7 +15,7 @@ from redis.retry import Retry
 from ..config import Settings
 from .connections import evented_class
 from .events import ConnectionEvents
-from .pools import RedactedConnectionPool
+from .pools import pool_class
 from .retry import NEVER_RETRIED, build_retry
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
             RetryingRedisCluster, url=f"redis://{host}:{first_port}",
             startup_nodes=[ClusterNode(h, p) for h, p in others],
             connection_class=evented_class(Connection, events),
-            connection_pool_class=RedactedConnectionPool,
+            connection_pool_class=pool_class(settings),
             command_retry=command_retry, **kwargs)
 
     # RedisCluster reads the slot map while it is constructed; a cluster that

@@ -49,8 +49,9 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
 
         return {"server_version": f"fakeredis {version('fakeredis')}", "role": "master"}
     if isinstance(client, RedisCluster):
-        info = client.info("server", target_nodes=RedisCluster.RANDOM)
-        cluster = client.cluster_info(target_nodes=RedisCluster.RANDOM)
+        # Typed Any: redis-py 6.x annotates every reply as possibly awaitable.
+        info: Any = client.info("server", target_nodes=RedisCluster.RANDOM)
+        cluster: Any = client.cluster_info(target_nodes=RedisCluster.RANDOM)
         return {
             "server_version": info.get("redis_version"),
             "role": "cluster",
@@ -58,7 +59,7 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
             "cluster_known_nodes": int(cluster.get("cluster_known_nodes", 0)),
             "cluster_size": int(cluster.get("cluster_size", 0)),
         }
-    info = client.info()
+    info = client.info()  # typed Any above
     facts: dict[str, Any] = {"server_version": info.get("redis_version"),
                              "role": info.get("role"),
                              "used_memory": info.get("used_memory"),

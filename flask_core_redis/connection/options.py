@@ -33,6 +33,7 @@ MANAGED_OPTIONS: dict[str, str | None] = {
     "socket_connect_timeout": "CONNECT_TIMEOUT", "socket_timeout": "SOCKET_TIMEOUT",
     "retry": "MAX_RETRIES", "decode_responses": "DECODE_RESPONSES",
     "client_name": "CLIENT_NAME", "health_check_interval": "HEALTH_CHECK_INTERVAL",
+    "max_connections": "MAX_CONNECTIONS",
     "ssl": "SSL", "ssl_ca_certs": "SSL_CA_CERTS", "ssl_certfile": "SSL_CERTFILE",
     "ssl_keyfile": "SSL_KEYFILE", "ssl_cert_reqs": "SSL_CERT_REQS",
     "ssl_check_hostname": "SSL_CERT_REQS",

@@ -1,15 +1,33 @@
-"""Connection pools: what every pool the extension builds has in common."""
+"""Connection pools: their reprs, and the choice between a pool that fails at
+once when every connection is in use and one that waits for a free one."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 from redis import Redis
-from redis.connection import ConnectionPool
+from redis.connection import BlockingConnectionPool, ConnectionPool
+from redis.exceptions import ConnectionError, MaxConnectionsError
+from redis.sentinel import SentinelConnectionPool
+
+from ..config import Settings
+
+#: What redis-py's blocking pool raises when its wait for a connection ends.
+_WAIT_ENDED = "No connection available."
+_DISCONNECT_TAKES_INUSE = "inuse_connections" in inspect.signature(
+    BlockingConnectionPool.disconnect).parameters
 
 
-class RedactedConnectionPool(ConnectionPool):
-    """A pool whose repr shows where it connects, never its credentials:
+class RedactedRepr:
+    """A pool repr that shows where it connects, never its credentials:
     redis-py before 7.x prints every connection keyword, the password too, and
     embeds that repr in errors (a sentinel's, in MasterNotFoundError)."""
+
+    connection_kwargs: dict[str, Any]
+    connection_class: type
 
     def __repr__(self) -> str:
         kwargs = self.connection_kwargs
@@ -18,9 +36,66 @@ class RedactedConnectionPool(ConnectionPool):
                 f" db={kwargs.get('db', 0)})>")
 
 
+class WaitsThenRaisesMaxConnections:
+    """A blocking pool whose ended wait raises MaxConnectionsError, as a full
+    plain pool does: redis-py raises a bare ConnectionError, which the retry
+    policy would take for an outage and Cluster for a failed node."""
+
+    max_connections: int
+    timeout: float | None
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        except ConnectionError as error:
+            if isinstance(error, MaxConnectionsError) or str(error) != _WAIT_ENDED:
+                raise
+            raise MaxConnectionsError(
+                f"all {self.max_connections} connections of the pool stayed in use "
+                f"for {self.timeout} s") from None
+
+
+class RedactedConnectionPool(RedactedRepr, ConnectionPool):
+    """redis-py's pool: a command that finds every connection in use fails."""
+
+
+class BlockingPool(WaitsThenRaisesMaxConnections, RedactedRepr, BlockingConnectionPool):
+    """redis-py's blocking pool: a command that finds every connection in use
+    waits for one, up to the pool timeout."""
+
+
+class BlockingSentinelPool(WaitsThenRaisesMaxConnections, SentinelConnectionPool,
+                           BlockingConnectionPool):
+    """A Sentinel master's pool that waits for a free connection."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        # On a master change redis-py's sentinel code asks to close the idle
+        # connections only; before 7.x the blocking pool takes no argument and
+        # closes them all, and those in use reconnect to the new master.
+        asked: dict[str, Any] = (
+            {"inuse_connections": inuse_connections} if _DISCONNECT_TAKES_INUSE else {})
+        super().disconnect(**asked)
+
+
 def redact_pool(client: Redis) -> None:
     """Give ``client``, built by redis-py with a plain pool and not yet
     connected, a redacted pool with the same connection class and settings."""
     pool = client.connection_pool
     client.connection_pool = RedactedConnectionPool(
         connection_class=pool.connection_class, **pool.connection_kwargs)
+
+
+def pool_class(settings: Settings, sentinel: bool = False) -> Callable[..., Any]:
+    """The pool to build, bound to the pool timeout when it blocks."""
+    if settings.pool_timeout is None:
+        return SentinelConnectionPool if sentinel else RedactedConnectionPool
+    blocking = BlockingSentinelPool if sentinel else BlockingPool
+    return functools.partial(blocking, timeout=settings.pool_timeout)
+
+
+def pool_limits(settings: Settings) -> dict[str, Any]:
+    """The pool size keyword, when one is configured (redis-py's default is
+    no limit for a plain pool)."""
+    if settings.max_connections is None:
+        return {}
+    return {"max_connections": settings.max_connections}

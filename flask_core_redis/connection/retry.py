@@ -14,6 +14,7 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     ConnectionError,
+    MaxConnectionsError,
     TimeoutError,
 )
 from redis.retry import Retry
@@ -27,6 +28,9 @@ RETRYABLE_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, 
 #: Connection errors to their type, but the credentials will not change
 #: between tries: raised at once, never a backoff loop that looks like an outage.
 NEVER_RETRIED: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
+#: Raised at once too: every connection of the pool in use is no outage, and
+#: a retry would only queue behind the same connections.
+NOT_AN_OUTAGE: tuple[type[Exception], ...] = (*NEVER_RETRIED, MaxConnectionsError)
 
 T = TypeVar("T")
 
@@ -72,8 +76,8 @@ class ReportingBackoff(AbstractBackoff):
 
 
 class PolicyRetry(Retry):
-    """redis-py's ``Retry``, except that a failure to authenticate is raised at
-    once, whatever else says it may be retried.
+    """redis-py's ``Retry``, except that a failure to authenticate and a full
+    pool are raised at once, whatever else says they may be retried.
 
     The loop is written out here rather than inherited: redis-py 6.x's
     ``call_with_retry`` takes neither ``is_retryable`` nor
@@ -89,7 +93,7 @@ class PolicyRetry(Retry):
             try:
                 return do()
             except self._supported_errors as error:
-                if isinstance(error, NEVER_RETRIED) or (
+                if isinstance(error, NOT_AN_OUTAGE) or (
                         is_retryable is not None and not is_retryable(error)):
                     raise
                 failures += 1

@@ -14,7 +14,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnect
 from ..config import Settings
 from .connections import EventedSentinelConnection, evented_class
 from .events import ConnectionEvents
-from .pools import redact_pool
+from .pools import pool_class, redact_pool
 from .retry import build_retry
 
 
@@ -71,6 +71,7 @@ def build_sentinel_client(settings: Settings, events: ConnectionEvents,
                                      EventedSentinelConnection)
     client: Redis = sentinel.master_for(
         settings.sentinel_master, connection_class=connection_class,
+        connection_pool_class=pool_class(settings, sentinel=True),
         retry=build_retry(settings.max_retries, events, settings.address),
         db=settings.db, **kwargs)
     return client

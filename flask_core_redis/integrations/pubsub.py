@@ -16,9 +16,10 @@ from redis.cluster import RedisCluster
 
 def publish(client: Any, channel: str, message: str | bytes) -> int:
     """Send ``message``; the number of subscribers that got it."""
-    if isinstance(client, RedisCluster):
-        return int(client.spublish(channel, message))
-    return int(client.publish(channel, message))
+    # Typed Any: redis-py 6.x annotates every reply as possibly awaitable.
+    received: Any = (client.spublish(channel, message) if isinstance(client, RedisCluster)
+                     else client.publish(channel, message))
+    return int(received)
 
 
 class ShardedPubSub:

@@ -150,7 +150,8 @@ class CachePlugin:
         """Drop every entry of ``namespace`` at once (O(1)); the new version.
         With Redis down, the error is raised: an invalidation never fails open."""
         key = self._keys(namespace).version
-        return int(self._guard.run_or_raise(lambda: self._client().incr(key)))
+        version: Any = self._guard.run_or_raise(lambda: self._client().incr(key))
+        return int(version)
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> T:
