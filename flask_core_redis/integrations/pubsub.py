@@ -8,6 +8,7 @@ way in every mode (``get_message``); in Cluster messages have the type
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,14 @@ def publish(client: Any, channel: str, message: str | bytes) -> int:
     received: Any = (client.spublish(channel, message) if isinstance(client, RedisCluster)
                      else client.publish(channel, message))
     return int(received)
+
+
+#: How long a read waits on one node before trying the next.
+NODE_TURN_SECONDS = 0.01
+
+
+#: The replies that confirm a (un)subscription rather than carry a message.
+SUBSCRIPTION_KINDS = frozenset({"ssubscribe", "sunsubscribe"})
 
 
 class ShardedPubSub:
@@ -35,8 +44,27 @@ class ShardedPubSub:
 
     def get_message(self, ignore_subscribe_messages: bool = False,
                     timeout: float = 0.0) -> Any:
-        return self.pubsub.get_sharded_message(
-            ignore_subscribe_messages=ignore_subscribe_messages, timeout=timeout)
+        """The next message from any node, waiting up to ``timeout`` seconds.
+
+        Each node is read by name, in turn, and subscription confirmations are
+        left out here: redis-py 6.x's own round robin ignores the timeout, and
+        asked to leave them out it returned None for every message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            names = list(self.pubsub.node_pubsub_mapping)
+            # One node: wait on its socket; several: take turns in short waits.
+            wait = max(0.0, deadline - time.monotonic())
+            turn = wait if len(names) == 1 else min(wait, NODE_TURN_SECONDS)
+            for name in names:
+                message = self.pubsub.get_sharded_message(
+                    timeout=turn, target_node=self.pubsub.cluster.get_node(node_name=name))
+                if message is not None and not (
+                        ignore_subscribe_messages and _confirms_a_subscription(message)):
+                    return message
+            if time.monotonic() >= deadline:
+                return None
+            if not names:  # nothing subscribed (yet): nothing to wait on
+                time.sleep(min(wait, NODE_TURN_SECONDS))
 
     def listen(self) -> Iterator[Any]:
         """Every message as it arrives, subscription confirmations included."""
@@ -50,6 +78,11 @@ class ShardedPubSub:
 
     def unsubscribe(self, *channels: str) -> Any:
         return self.pubsub.sunsubscribe(*channels)
+
+
+def _confirms_a_subscription(message: dict[str, Any]) -> bool:
+    kind = message["type"]
+    return (kind.decode() if isinstance(kind, bytes) else kind) in SUBSCRIPTION_KINDS
 
 
 def subscribe(client: Any, *channels: str) -> Any:
