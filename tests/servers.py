@@ -265,7 +265,8 @@ class SentinelDeployment(Deployment):
     def _settled(self) -> bool:
         for sentinel in self.sentinels:
             with sentinel.client() as client:
-                state = client.sentinel_master(self.master_name)
+                # Not sentinel_master(): redis-py 6.4's fails on its own keyword.
+                state = client.sentinel_masters()[self.master_name]
                 if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
                     return False
         with self.replica.client() as client:
@@ -285,7 +286,8 @@ class SentinelDeployment(Deployment):
 
     def master_port(self) -> int:
         with self.sentinels[0].client() as client:
-            _, port = client.sentinel_get_master_addr_by_name(self.master_name)
+            _, port = client.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME",
+                                             self.master_name)
         return int(port)
 
     def process_on(self, port: int) -> RedisProcess:
