@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from flask import Flask
 
 from flask_core_redis import CoreRedis
 
-from .servers import ClusterDeployment, RedisProcess, SentinelDeployment, free_port
+from .servers import (
+    ClusterDeployment,
+    RedisProcess,
+    SentinelDeployment,
+    TlsFiles,
+    free_port,
+)
 
 ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
 REQUIRE_PASSWORD = "requirepass-s3cret"
@@ -122,19 +127,6 @@ def auth_server(workdir: Path) -> Iterator[RedisProcess]:
     server.stop()
 
 
-class TlsFiles:
-    def __init__(self, folder: Path) -> None:
-        ca = trustme.CA()
-        server_cert = ca.issue_cert("127.0.0.1", "localhost")
-        client_cert = ca.issue_cert("client@flask-core-redis.test")
-        self.ca = folder / "ca.pem"
-        self.server = folder / "server.pem"
-        self.client = folder / "client.pem"
-        ca.cert_pem.write_to_path(str(self.ca))
-        server_cert.private_key_and_cert_chain_pem.write_to_path(str(self.server))
-        client_cert.private_key_and_cert_chain_pem.write_to_path(str(self.client))
-
-
 @pytest.fixture(scope="session")
 def tls_files(workdir: Path) -> TlsFiles:
     return TlsFiles(workdir)
@@ -143,15 +135,7 @@ def tls_files(workdir: Path) -> TlsFiles:
 @pytest.fixture(scope="session")
 def tls_server(workdir: Path, tls_files: TlsFiles) -> Iterator[RedisProcess]:
     """TLS only (no plain port), client certificates required."""
-    port = free_port()
-    server = RedisProcess(
-        workdir, port,
-        ["--port", "0", "--tls-port", str(port),
-         "--tls-cert-file", str(tls_files.server), "--tls-key-file", str(tls_files.server),
-         "--tls-ca-cert-file", str(tls_files.ca), "--tls-auth-clients", "yes"],
-        client_kwargs={"ssl": True, "ssl_ca_certs": str(tls_files.ca),
-                       "ssl_certfile": str(tls_files.client),
-                       "ssl_keyfile": str(tls_files.client)}).start()
+    server = RedisProcess(workdir, free_port(), tls=tls_files).start()
     yield server
     server.stop()
 
@@ -182,6 +166,38 @@ def cluster(workdir: Path) -> Iterator[ClusterDeployment]:
 def own_cluster(tmp_path: Path) -> Iterator[ClusterDeployment]:
     """A cluster for one test, which may kill a master."""
     deployment = ClusterDeployment(tmp_path)
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_sentinel(workdir: Path, tls_files: TlsFiles) -> Iterator[SentinelDeployment]:
+    """Data nodes, replication and sentinels all on TLS only."""
+    deployment = SentinelDeployment(workdir / "tls-sentinel", tls_files)
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture
+def own_tls_sentinel(tmp_path: Path, tls_files: TlsFiles) -> Iterator[SentinelDeployment]:
+    """A TLS Sentinel deployment for one test, which may fail it over."""
+    deployment = SentinelDeployment(tmp_path, tls_files)
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(workdir: Path, tls_files: TlsFiles) -> Iterator[ClusterDeployment]:
+    """Nodes, cluster bus and replication all on TLS only."""
+    deployment = ClusterDeployment(workdir / "tls-cluster", tls_files)
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture
+def own_tls_cluster(tmp_path: Path, tls_files: TlsFiles) -> Iterator[ClusterDeployment]:
+    """A TLS cluster for one test, which may kill a master."""
+    deployment = ClusterDeployment(tmp_path, tls_files)
     yield deployment
     deployment.stop()
 

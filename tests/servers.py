@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
+import trustme
 
 T = TypeVar("T")
 
@@ -78,20 +79,75 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str,
                          + (f" (last error: {last_error!r})" if last_error else ""))
 
 
+def write_until(client: Any, key: str, deadline_s: float, errors: list[Exception]) -> float:
+    """Increment ``key`` until one write lands; return its time. Failed
+    writes are collected in ``errors``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            client.incr(key)
+            return time.monotonic()
+        except redis.RedisError as error:
+            errors.append(error)
+            time.sleep(0.05)
+    raise AssertionError(f"no write succeeded within {deadline_s}s: {errors[-3:]}")
+
+
+class TlsFiles:
+    """A CA made for the session, a server certificate for 127.0.0.1 and a
+    client certificate, each file holding its key too."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        server_cert = ca.issue_cert("127.0.0.1", "localhost")
+        client_cert = ca.issue_cert("client@flask-core-redis.test")
+        self.ca = folder / "ca.pem"
+        self.server = folder / "server.pem"
+        self.client = folder / "client.pem"
+        ca.cert_pem.write_to_path(str(self.ca))
+        server_cert.private_key_and_cert_chain_pem.write_to_path(str(self.server))
+        client_cert.private_key_and_cert_chain_pem.write_to_path(str(self.client))
+
+    def config(self, prefix: str = "REDIS") -> dict[str, str]:
+        """The configuration keys of a client that trusts the CA and shows its
+        certificate."""
+        return {f"{prefix}_SSL_CA_CERTS": str(self.ca),
+                f"{prefix}_SSL_CERTFILE": str(self.client),
+                f"{prefix}_SSL_KEYFILE": str(self.client)}
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca), "ssl_certfile": str(self.client),
+                "ssl_keyfile": str(self.client)}
+
+    def server_settings(self) -> list[tuple[str, str]]:
+        """A server's certificate, and client certificates required, for clients
+        and for the server's own connections to its peers."""
+        return [("tls-cert-file", str(self.server)), ("tls-key-file", str(self.server)),
+                ("tls-ca-cert-file", str(self.ca)), ("tls-auth-clients", "yes")]
+
+
 class RedisProcess:
-    """One redis-server (or sentinel) process that this test session owns."""
+    """One redis-server (or sentinel) process that this test session owns.
+
+    With ``tls``, ``port`` is a TLS port, and the process listens in plain
+    text only on ``plain_port`` when one is given."""
 
     def __init__(self, workdir: Path, port: int, args: Iterable[str] = (),
                  *, sentinel: bool = False, client_kwargs: dict[str, Any] | None = None,
-                 ) -> None:
+                 tls: TlsFiles | None = None, plain_port: int | None = None) -> None:
         self.binary = require_binary("redis-server")
         self.port = port
+        self.plain_port = port if tls is None else plain_port
         self.workdir = workdir / f"{'sentinel' if sentinel else 'redis'}-{port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.settings = [("port", str(port))] if tls is None else [
+            ("port", str(plain_port or 0)), ("tls-port", str(port)), *tls.server_settings()]
         self.args = list(args)
         self.sentinel = sentinel
         self.client_kwargs = {"host": LOOPBACK, "port": port, "socket_timeout": 5,
-                              "decode_responses": True, **(client_kwargs or {})}
+                              "decode_responses": True,
+                              **(tls.client_kwargs() if tls else {}), **(client_kwargs or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -105,14 +161,16 @@ class RedisProcess:
     def _command(self) -> list[str]:
         if self.sentinel:
             config = self.workdir / "sentinel.conf"
-            lines = [f"port {self.port}", f"bind {LOOPBACK}", f"dir {self.workdir}",
+            lines = [*(f"{name} {value}" for name, value in self.settings),
+                     f"bind {LOOPBACK}", f"dir {self.workdir}",
                      f"logfile {self.log_path}", *self.args]
             if not config.exists():  # a restarted sentinel keeps what it learnt
                 config.write_text("\n".join(lines) + "\n")
             return [self.binary, str(config), "--sentinel"]
-        return [self.binary, "--port", str(self.port), "--bind", LOOPBACK,
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-                "--repl-diskless-sync-delay", "0",
+        return [self.binary, *(arg for name, value in self.settings
+                               for arg in (f"--{name}", value)),
+                "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir), "--repl-diskless-sync-delay", "0",
                 "--logfile", str(self.log_path), *self.args]
 
     def start(self) -> RedisProcess:
@@ -173,28 +231,41 @@ class Deployment:
 
 
 class SentinelDeployment(Deployment):
-    """One master, one replica and three sentinels watching them."""
+    """One master, one replica and three sentinels watching them.
+
+    With ``tls``, the data nodes listen on TLS only if ``tls_data``, and the
+    sentinels on TLS for clients if ``tls_sentinels``. Sentinels reach one
+    another as they reach the data nodes, so when only one side is TLS they
+    listen on a second port of the other kind, for one another."""
 
     master_name = "mymaster"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None, *,
+                 tls_data: bool = True, tls_sentinels: bool = True) -> None:
         super().__init__(workdir)
-        self.master = self.add(RedisProcess(workdir, free_port()))
+        self.tls_data = tls is not None and tls_data
+        self.tls_sentinels = tls is not None and tls_sentinels
+        data_tls = tls if self.tls_data else None
+        replication = ["--tls-replication", "yes"] if self.tls_data else []
+        self.master = self.add(RedisProcess(workdir, free_port(), replication, tls=data_tls))
         self.replica = self.add(RedisProcess(
-            workdir, free_port(), ["--replicaof", LOOPBACK, str(self.master.port)]))
+            workdir, free_port(), [*replication, "--replicaof", LOOPBACK,
+                                   str(self.master.port)], tls=data_tls))
         monitor = [f"sentinel monitor {self.master_name} {LOOPBACK} {self.master.port} 2",
                    f"sentinel down-after-milliseconds {self.master_name} 1000",
                    f"sentinel failover-timeout {self.master_name} 5000",
-                   f"sentinel parallel-syncs {self.master_name} 1"]
-        self.sentinels = [self.add(RedisProcess(workdir, free_port(), monitor, sentinel=True))
-                          for _ in range(3)]
+                   f"sentinel parallel-syncs {self.master_name} 1",
+                   *(["tls-replication yes"] if self.tls_data else [])]
+        mixed = self.tls_data != self.tls_sentinels
+        self.sentinels = [self.add(RedisProcess(
+            workdir, free_port(), monitor, sentinel=True, tls=tls,
+            plain_port=free_port() if tls and mixed else None)) for _ in range(3)]
         wait_until(self._settled, 30, "sentinels to see each other and the replica")
 
     def _settled(self) -> bool:
         for sentinel in self.sentinels:
             with sentinel.client() as client:
-                # SENTINEL MASTER by hand: redis-py 6.4's sentinel_master()
-                # fails on a plain client (it hands the parser an unknown keyword).
+                # Not sentinel_master(): redis-py 6.4's fails on its own keyword.
                 state = client.sentinel_masters()[self.master_name]
                 if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
                     return False
@@ -202,14 +273,21 @@ class SentinelDeployment(Deployment):
             return client.info("replication")["master_link_status"] == "up"
 
     @property
+    def sentinel_addresses(self) -> str:
+        """The sentinels' addresses for clients: their TLS ports when
+        ``tls_sentinels``, else their plain ones."""
+        return ",".join(f"{LOOPBACK}:{s.port if self.tls_sentinels else s.plain_port}"
+                        for s in self.sentinels)
+
+    @property
     def url(self) -> str:
-        hosts = ",".join(s.address for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.master_name}"
+        scheme = "rediss+sentinel" if self.tls_data else "redis+sentinel"
+        return f"{scheme}://{self.sentinel_addresses}/{self.master_name}"
 
     def master_port(self) -> int:
         with self.sentinels[0].client() as client:
-            _, port = client.execute_command(
-                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+            _, port = client.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME",
+                                             self.master_name)
         return int(port)
 
     def process_on(self, port: int) -> RedisProcess:
@@ -217,18 +295,23 @@ class SentinelDeployment(Deployment):
 
 
 class ClusterDeployment(Deployment):
-    """Six nodes: three masters with one replica each."""
+    """Six nodes: three masters with one replica each; with ``tls``, every
+    node, the cluster bus and replication on TLS only."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None) -> None:
         super().__init__(workdir)
+        self.tls = tls
+        tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if tls else []
         self.nodes = [self.add(RedisProcess(workdir, port, [
             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
             "--cluster-node-timeout", "1000",
             # Fail over even if the replica lost its master a while ago.
-            "--cluster-replica-validity-factor", "0"])) for port in
+            "--cluster-replica-validity-factor", "0", *tls_args], tls=tls)) for port in
             (free_port(cluster=True) for _ in range(6))]
+        cli_tls = ["--tls", "--cacert", str(tls.ca), "--cert", str(tls.client),
+                   "--key", str(tls.client)] if tls else []
         subprocess.run(
-            [require_binary("redis-cli"), "--cluster", "create",
+            [require_binary("redis-cli"), *cli_tls, "--cluster", "create",
              *(node.address for node in self.nodes), "--cluster-replicas", "1",
              "--cluster-yes"], check=True, capture_output=True, timeout=60)
         wait_until(self.healthy, 30, "the cluster to report cluster_state:ok")
@@ -251,7 +334,8 @@ class ClusterDeployment(Deployment):
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(node.address for node in self.nodes[:3])
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        return f"{scheme}://" + ",".join(node.address for node in self.nodes[:3])
 
     def master_of(self, key: str) -> RedisProcess:
         """The process that currently serves ``key``'s slot."""

@@ -92,6 +92,20 @@ def test_sentinel_and_cluster_keys_select_their_modes():
     assert cluster.nodes == (("n1", 7000), ("n2", 7001))
 
 
+@pytest.mark.parametrize(("config", "ssl", "sentinel_ssl"), [
+    ({"REDIS_URL": "rediss+sentinel://s/m"}, True, True),
+    ({"REDIS_URL": "redis+sentinel://s/m"}, False, False),
+    ({"REDIS_URL": "rediss+sentinel://s/m", "REDIS_SENTINEL_SSL": "no"}, True, False),
+    ({"REDIS_URL": "redis+sentinel://s/m", "REDIS_SENTINEL_SSL": "yes"}, False, True),
+    ({"REDIS_SENTINELS": "s", "REDIS_SSL": "on"}, True, True),
+    ({"REDIS_CLUSTER_NODES": "n", "REDIS_SSL": "on"}, True, False),
+    ({"REDIS_URL": "rediss+cluster://n"}, True, False),
+])
+def test_tls_to_the_sentinels_follows_the_data_nodes_unless_set(config, ssl, sentinel_ssl):
+    settings = load(config)
+    assert (settings.ssl, settings.sentinel_ssl) == (ssl, sentinel_ssl)
+
+
 def test_prefix_selects_its_own_keys():
     settings = load({"CACHE_REDIS_URL": "redis://cache:6390", "REDIS_URL": "redis://x"},
                     prefix="CACHE_REDIS")
@@ -141,7 +155,23 @@ def test_booleans_accept_the_usual_words(value, expected):
     ({"REDIS_URL": "redis://h", "REDIS_SSL": "false"}, None),  # off, as the URL says
     ({"REDIS_URL": "rediss://h", "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),
     ({"REDIS_SSL": "true", "REDIS_SSL_CERT_REQS": "none"}, None),
-    ({"REDIS_SENTINELS": "s:1", "REDIS_SSL": "yes"}, r"not supported yet"),
+    ({"REDIS_SENTINELS": "s:1", "REDIS_SSL": "yes"}, None),
+    ({"REDIS_CLUSTER_NODES": "n:1", "REDIS_SSL": "yes", "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),
+    ({"REDIS_URL": "redis+sentinel://s/m", "REDIS_SENTINEL_SSL": "yes",
+      "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),  # TLS to the sentinels only
+    ({"REDIS_URL": "redis+sentinel://s/m", "REDIS_SSL_CA_CERTS": "/ca.pem"},
+     r"REDIS_SSL_CA_CERTS asks for TLS, but the connection would be plain text: use a "
+     r"rediss:// URL \(rediss\+sentinel://"),
+    ({"REDIS_URL": "redis+sentinel://s/m", "REDIS_SSL": "yes", "REDIS_SENTINEL_SSL": "yes"},
+     r"REDIS_SSL asks for TLS, but the connection would be plain text"),
+    ({"REDIS_URL": "rediss+cluster://n", "REDIS_SENTINEL_SSL": "true"},
+     r"REDIS_SENTINEL_SSL asks for TLS to the sentinels, but cluster mode has none"),
+    ({"REDIS_SSL": "true", "REDIS_SENTINEL_SSL": "yes"}, r"standalone mode has none"),
+    ({"REDIS_URL": "rediss+cluster://n", "REDIS_SENTINEL_SSL": "false"}, None),
+    ({"REDIS_URL": "rediss+sentinel://s/m", "REDIS_SSL_KEYFILE": "/k.pem"},
+     r"SSL_CERTFILE and REDIS_SSL_KEYFILE go together"),
+    ({"REDIS_SENTINEL_SSL": "sometimes"}, r"REDIS_SENTINEL_SSL='sometimes' is invalid: "
+                                          r"expected a boolean"),
     ({"REDIS_DB": "--5"}, r"REDIS_DB='--5' is invalid: expected an integer >= 0, in ASCII"),
     ({"REDIS_DB": "\u00b2"}, r"REDIS_DB='\u00b2' is invalid"),  # a superscript 2
     ({"REDIS_MAX_RETRIES": "--1"}, r"REDIS_MAX_RETRIES='--1' is invalid"),

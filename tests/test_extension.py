@@ -126,6 +126,9 @@ def test_an_option_that_configuration_sets_names_its_key(option, key):
     ("redis://127.0.0.1:1", "require_full_coverage"),
     ("redis://127.0.0.1:1", "check_connection"),  # Sentinel only
     ("redis+cluster://127.0.0.1:1", "socket_type"),  # RedisCluster would drop it
+    ("redis+cluster://127.0.0.1:1", "ssl_password"),  # TLS only
+    ("rediss+cluster://127.0.0.1:1", "ssl_ciphers"),  # RedisCluster would drop it
+    ("redis+sentinel://127.0.0.1:1/m", "ssl_ciphers"),  # TLS only
 ])
 def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, url, option):
     with pytest.raises(TypeError, match=rf"unknown option '{option}': the \w+ client does "
@@ -139,6 +142,8 @@ def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, ur
     ("rediss://127.0.0.1:1", {"ssl_ciphers": "HIGH"}),
     ("unix:///tmp/nowhere.sock", {"socket_read_size": 65536}),
     ("redis+sentinel://127.0.0.1:1/m", {"socket_keepalive": True, "check_connection": True}),
+    ("rediss+sentinel://127.0.0.1:1/m", {"ssl_ciphers": "HIGH", "check_connection": True}),
+    ("rediss+cluster://127.0.0.1:1", {"ssl_password": "key-passphrase"}),
     ("redis://127.0.0.1:1", {"protocol": 3, "cache_config": None}),
     ("redis+cluster://127.0.0.1:1", {"read_from_replicas": True, "socket_keepalive": True}),
 ])

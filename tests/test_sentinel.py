@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from .servers import free_port, wait_until
+from .servers import free_port, wait_until, write_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,19 +56,6 @@ def test_retry_policy_survives_master_for(make_app):
         connection = ext.client.connection_pool.make_connection()
     assert connection.retry.get_retries() == 3
     assert [connection.retry._backoff.compute(n) for n in (1, 2, 40)] == [0.05, 0.1, 2.0]
-
-
-def write_until(client, key, deadline_s, errors):
-    """Write an increasing counter until one write lands; return its time."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            client.incr(key)
-            return time.monotonic()
-        except redis.RedisError as error:
-            errors.append(error)
-            time.sleep(0.05)
-    raise AssertionError(f"no write succeeded within {deadline_s}s: {errors[-3:]}")
 
 
 def test_forced_failover_moves_writes_to_the_new_master(make_app, own_sentinel, key):

@@ -20,7 +20,11 @@ from flask_core_redis.config.urls import UrlError, mask_url, parse_url
       "sentinel_master": "primary", "db": None}),
     ("redis+sentinel://u:p@s1:1/primary/4", {"db": 4, "username": "u", "password": "p"}),
     ("redis+cluster://n1:7000,n2:7001",
-     {"mode": "cluster", "nodes": (("n1", 7000), ("n2", 7001))}),
+     {"mode": "cluster", "nodes": (("n1", 7000), ("n2", 7001)), "ssl": False}),
+    ("rediss+sentinel://s1/primary/2", {"mode": "sentinel", "ssl": True, "db": 2,
+                                        "nodes": (("s1", 26379),)}),
+    ("REDISS+CLUSTER://:pw@n1:7000,n2", {"mode": "cluster", "ssl": True, "password": "pw",
+                                         "nodes": (("n1", 7000), ("n2", 6379))}),
     ("memory://", {"mode": "memory", "memory_name": ""}),
     ("memory://demo/2", {"mode": "memory", "memory_name": "demo", "db": 2}),
 ])
@@ -107,14 +111,16 @@ SECRETS = st.text(st.characters(exclude_categories=("Cs",)), min_size=1)
 
 @given(user=SECRETS, password=SECRETS, host=HOSTS, port=st.integers(1, 65535),
        db=st.integers(0, 15), master=SECRETS, scheme=st.sampled_from(
-           ["redis", "rediss", "redis+sentinel", "redis+cluster"]))
+           ["redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+sentinel",
+            "rediss+cluster"]))
 def test_every_field_of_a_url_round_trips(user, password, host, port, db, master, scheme):
     credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-    path = {"redis": f"/{db}", "rediss": f"/{db}", "redis+cluster": "",
-            "redis+sentinel": f"/{quote(master, safe='')}/{db}"}[scheme]
+    topology = scheme.partition("+")[2]
+    path = {"": f"/{db}", "cluster": "", "sentinel": f"/{quote(master, safe='')}/{db}"}[topology]
     parsed = parse_url(f"{scheme}://{credentials}@{host}:{port}{path}")
     assert (parsed.username, parsed.password) == (user, password)
     assert parsed.nodes == ((host.strip("[]"), port),)
-    assert parsed.db == (None if scheme == "redis+cluster" else db)
-    if scheme == "redis+sentinel":
+    assert parsed.db == (None if topology == "cluster" else db)
+    assert parsed.ssl == scheme.startswith("rediss")
+    if topology == "sentinel":
         assert parsed.sentinel_master == master

@@ -126,10 +126,14 @@ KEYS: tuple[Key, ...] = (
         "ACL user name for the sentinels themselves."),
     Key("SENTINEL_PASSWORD", None, parsers.text, "Password for the sentinels themselves.",
         secret=True),
+    Key("SENTINEL_SSL", None, parsers.boolean, "Use TLS to the sentinels themselves; "
+        "unset follows the data nodes (`REDIS_SSL` or the URL's scheme). The `SSL_*` "
+        "files below serve both."),
     Key("CLUSTER_NODES", None, _node_list(DEFAULT_PORTS["cluster"]), "Cluster startup "
         "nodes as `h1:7000,h2:7001`; selects Cluster mode.", setting=None),
-    Key("SSL", False, parsers.boolean, "Use TLS for a standalone HOST/PORT server "
-        "(`rediss://` implies it)."),
+    Key("SSL", False, parsers.boolean, "Use TLS to the data nodes, in every mode but "
+        "a unix socket (a `rediss://`, `rediss+sentinel://` or `rediss+cluster://` URL "
+        "implies it)."),
     Key("SSL_CA_CERTS", None, parsers.text, "CA bundle that verifies the server "
         "certificate."),
     Key("SSL_CERTFILE", None, parsers.text, "Client certificate, for servers that "

@@ -28,6 +28,7 @@ def settings_from(source: ConfigSource, default_url: str | None = None) -> Setti
     values = {key.suffix: source.get(key) for key in KEYS}
     merged = {key.field: values[key.suffix] for key in KEYS if key.field is not None}
     merged.update(_topology(source, values, default_url))
+    merged["sentinel_ssl"] = _sentinel_tls(merged)
     settings = Settings(prefix=source.prefix, **merged)
     _check_consistency(source, settings)
     return settings
@@ -56,6 +57,15 @@ def _topology(source: ConfigSource, values: dict[str, Any],
     return {"mode": "standalone", "nodes": ((values["HOST"], values["PORT"]),)}
 
 
+def _sentinel_tls(merged: dict[str, Any]) -> bool:
+    """TLS to the sentinels: as SENTINEL_SSL says, else as the data nodes are
+    reached; False when there are no sentinels."""
+    if merged["mode"] != "sentinel":
+        return False
+    chosen = merged["sentinel_ssl"]
+    return bool(merged["ssl"] if chosen is None else chosen)
+
+
 def _from_url(url: str, where: str) -> dict[str, Any]:
     try:
         parsed = parse_url(url.strip())
@@ -72,16 +82,21 @@ TLS_SUFFIXES = ("SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE", "SSL_CERT_REQS")
 def _check_tls_asked(source: ConfigSource, settings: Settings) -> None:
     """TLS asked for by a key but not in effect (a redis:// URL wins over the
     keys) would send the password in plain text: refuse it."""
-    if settings.ssl:
-        return
-    asked = [suffix for suffix in TLS_SUFFIXES if source.raw(KEYS_BY_SUFFIX[suffix]) is not None]
-    if source.get(KEYS_BY_SUFFIX["SSL"]):
-        asked.insert(0, "SSL")
+    asked = ["SSL"] if source.get(KEYS_BY_SUFFIX["SSL"]) and not settings.ssl else []
+    if not (settings.ssl or settings.sentinel_ssl):
+        asked += [suffix for suffix in TLS_SUFFIXES
+                  if source.raw(KEYS_BY_SUFFIX[suffix]) is not None]
     if asked:
         names = ", ".join(f"{source.prefix}_{suffix}" for suffix in asked)
         raise ConfigurationError(
             f"{names} asks for TLS, but the connection would be plain text: use a "
-            f"rediss:// URL (or {source.prefix}_SSL=true without a URL), or unset {names}")
+            "rediss:// URL (rediss+sentinel://, rediss+cluster://), or "
+            f"{source.prefix}_SSL=true without a URL, or unset {names}")
+    if source.get(KEYS_BY_SUFFIX["SENTINEL_SSL"]) and settings.mode != "sentinel":
+        raise ConfigurationError(
+            f"{source.prefix}_SENTINEL_SSL asks for TLS to the sentinels, but "
+            f"{settings.mode} mode has none: unset it, or select Sentinel mode "
+            f"(a rediss+sentinel:// URL or {source.prefix}_SENTINELS)")
 
 
 def _check_consistency(source: ConfigSource, settings: Settings) -> None:
@@ -91,10 +106,6 @@ def _check_consistency(source: ConfigSource, settings: Settings) -> None:
     if settings.mode == "cluster" and settings.db != 0:
         raise ConfigurationError(f"{prefix}_DB={settings.db} is invalid in Cluster mode: "
                                  "Redis Cluster has only database 0")
-    if settings.ssl and (settings.mode != "standalone" or settings.unix_socket):
-        raise ConfigurationError(
-            f"TLS ({prefix}_SSL or rediss://) is supported for a standalone TCP server "
-            f"only; {settings.mode} mode over TLS is not supported yet")
     if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
         raise ConfigurationError(f"{prefix}_SSL_CERTFILE and {prefix}_SSL_KEYFILE go "
                                  "together: set both or neither")

@@ -32,6 +32,8 @@ class Settings:
     sentinel_master: str
     sentinel_username: str | None
     sentinel_password: str | None = field(metadata={"secret": True})
+    #: TLS to the sentinels; False outside Sentinel mode.
+    sentinel_ssl: bool
     ssl: bool
     ssl_ca_certs: str | None
     ssl_certfile: str | None

@@ -6,12 +6,15 @@ Accepted forms (``[...]`` is optional)::
     rediss://[[user]:password@]host[:port][/db]          TLS
     unix://[[user]:password@]/path/to/redis.sock[?db=N]
     redis+sentinel://[[user]:password@]h1[:p1],h2[:p2]/master-name[/db]
+    rediss+sentinel://...                                 the same, over TLS
     redis+cluster://[[user]:password@]h1[:p1],h2[:p2]
+    rediss+cluster://...                                  the same, over TLS
     memory://[name][/db]                                  embedded, in-process
 
 Credentials in a URL belong to the Redis data nodes; Sentinel's own
-credentials have their own keys. Percent-encode ``@``, ``:`` and ``/`` in
-passwords.
+credentials have their own keys. ``rediss`` asks for TLS to the data nodes
+and, unless ``REDIS_SENTINEL_SSL`` says otherwise, to the sentinels.
+Percent-encode ``@``, ``:`` and ``/`` in passwords.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ SCHEMES: dict[str, Mode] = {
     "rediss": "standalone",
     "unix": "standalone",
     "redis+sentinel": "sentinel",
+    "rediss+sentinel": "sentinel",
     "redis+cluster": "cluster",
+    "rediss+cluster": "cluster",
     "memory": "memory",
 }
 
@@ -100,7 +105,8 @@ def parse_url(url: str) -> ParsedUrl:
         return _parse_memory(parts.netloc.rpartition("@")[2], parts.path)
     nodes = parse_nodes(parts.netloc.rpartition("@")[2], DEFAULT_PORTS[mode])
     segments = [unquote(s) for s in parts.path.split("/") if s]
-    common: dict[str, Any] = {"nodes": nodes, "username": username, "password": password}
+    common: dict[str, Any] = {"nodes": nodes, "username": username, "password": password,
+                              "ssl": scheme.startswith("rediss")}
     if mode == "sentinel":
         return _parse_sentinel(segments, common)
     if mode == "cluster":
@@ -108,10 +114,9 @@ def parse_url(url: str) -> ParsedUrl:
             raise UrlError("a cluster URL takes no path: Redis Cluster has only database 0")
         return ParsedUrl(mode="cluster", **common)
     if len(nodes) != 1:
-        raise UrlError(f"{scheme}:// takes exactly one host; use redis+cluster:// "
-                       "or redis+sentinel:// for several")
-    return ParsedUrl(mode="standalone", db=_db(segments, 0, "database number"),
-                     ssl=scheme == "rediss", **common)
+        raise UrlError(f"{scheme}:// takes exactly one host; use {scheme}+cluster:// "
+                       f"or {scheme}+sentinel:// for several")
+    return ParsedUrl(mode="standalone", db=_db(segments, 0, "database number"), **common)
 
 
 def parse_nodes(text: str, default_port: int) -> tuple[tuple[str, int], ...]:

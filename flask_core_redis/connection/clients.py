@@ -23,6 +23,7 @@ from .memory import build_memory_client
 from .pools import pool_class, pool_limits
 from .retry import build_retry
 from .sentinel import build_sentinel_client
+from .tls import ssl_kwargs
 
 AnyClient = Redis | RedisCluster
 
@@ -64,22 +65,12 @@ def build_standalone_client(settings: Settings, events: ConnectionEvents,
         address = {"host": host, "port": port}
         base = SSLConnection if settings.ssl else Connection
     if settings.ssl:
-        kwargs.update(_ssl_kwargs(settings))
+        kwargs.update(ssl_kwargs(settings))
     pool = pool_class(settings)(
         connection_class=evented_class(base, events),
         retry=build_retry(settings.max_retries, events, settings.address),
         db=settings.db, **address, **kwargs)
     return Redis.from_pool(pool)
-
-
-def _ssl_kwargs(settings: Settings) -> dict[str, Any]:
-    return {
-        "ssl_ca_certs": settings.ssl_ca_certs,
-        "ssl_certfile": settings.ssl_certfile,
-        "ssl_keyfile": settings.ssl_keyfile,
-        "ssl_cert_reqs": settings.ssl_cert_reqs,
-        "ssl_check_hostname": settings.ssl_cert_reqs == "required",
-    }
 
 
 _BUILDERS: dict[str, Callable[[Settings, ConnectionEvents, dict[str, Any]], AnyClient]] = {

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.connection import Connection
+from redis.connection import Connection, SSLConnection
 from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
 from redis.retry import Retry
 
@@ -17,6 +17,7 @@ from .connections import evented_class
 from .events import ConnectionEvents
 from .pools import pool_class
 from .retry import NEVER_RETRIED, build_retry
+from .tls import ssl_kwargs
 
 T = TypeVar("T")
 
@@ -76,6 +77,9 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     (first_host, first_port), *others = settings.nodes
     host = f"[{first_host}]" if ":" in first_host else first_host
 
+    # Not ssl=True: that would swap the evented connection class for redis-py's.
+    tls = ssl_kwargs(settings) if settings.ssl else {}
+
     def connect() -> RedisCluster:
         # Given a URL (without credentials: those stay in kwargs), RedisCluster
         # builds each node's pool from the keyword arguments, connection_class
@@ -83,9 +87,10 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
         return as_redis_errors(
             RetryingRedisCluster, url=f"redis://{host}:{first_port}",
             startup_nodes=[ClusterNode(h, p) for h, p in others],
-            connection_class=evented_class(Connection, events),
+            connection_class=evented_class(SSLConnection if settings.ssl else Connection,
+                                           events),
             connection_pool_class=pool_class(settings),
-            command_retry=command_retry, **kwargs)
+            command_retry=command_retry, **tls, **kwargs)
 
     # RedisCluster reads the slot map while it is constructed; a cluster that
     # is down is retried like any command, then reported as a ConnectionError.

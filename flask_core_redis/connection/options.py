@@ -59,42 +59,49 @@ SENTINEL_POOL_KEYWORDS = frozenset({"check_connection"})
 
 
 @functools.cache
-def _pool_and_connection(*connection_classes: type[AbstractConnection]) -> frozenset[str]:
+def _pool_and_connection(connection_classes: tuple[type[AbstractConnection], ...],
+                         ) -> frozenset[str]:
     """What a ConnectionPool of these connection classes accepts."""
     return POOL_KEYWORDS | _keywords(ConnectionPool.__init__, AbstractConnection.__init__,
                                      *(cls.__init__ for cls in connection_classes))
 
 
 @functools.cache
-def _cluster() -> frozenset[str]:
+def _cluster(connection_classes: tuple[type[AbstractConnection], ...]) -> frozenset[str]:
     """RedisCluster's own keywords, and the connection keywords it hands its
     nodes' pools: it drops any other without a word, and this extension's
-    node connections are plain ``Connection``s."""
-    handed_on = frozenset(REDIS_ALLOWED_KEYS) & _pool_and_connection(Connection)
+    node connections are ``connection_classes``."""
+    handed_on = frozenset(REDIS_ALLOWED_KEYS) & _pool_and_connection(connection_classes)
     return _keywords(RedisCluster.__init__) | handed_on
+
+
+def _connection_classes(settings: Settings) -> tuple[type[AbstractConnection], ...]:
+    """The connection classes the client of ``settings`` builds."""
+    if settings.unix_socket:
+        return (UnixDomainSocketConnection,)
+    if settings.ssl or settings.mode == "memory":  # memory stands in for any server
+        return (Connection, SSLConnection)
+    return (Connection,)
 
 
 def accepted_options(settings: Settings) -> frozenset[str]:
     """The keywords the client of ``settings``' mode accepts, managed ones aside."""
+    classes = _connection_classes(settings)
     if settings.mode == "cluster":
-        names = _cluster()
+        names = _cluster(classes)
     elif settings.mode == "sentinel":
-        names = _pool_and_connection(Connection) | SENTINEL_POOL_KEYWORDS
-    elif settings.unix_socket:
-        names = _pool_and_connection(UnixDomainSocketConnection)
-    elif settings.ssl or settings.mode == "memory":  # memory stands in for any server
-        names = _pool_and_connection(Connection, SSLConnection)
+        names = _pool_and_connection(classes) | SENTINEL_POOL_KEYWORDS
     else:
-        names = _pool_and_connection(Connection)
+        names = _pool_and_connection(classes)
     return names - MANAGED_OPTIONS.keys() - {"connection_kwargs"}
 
 
 @functools.cache
 def any_mode_options() -> frozenset[str]:
     """The keywords some mode's client accepts."""
-    names = (_cluster() | SENTINEL_POOL_KEYWORDS
-             | _pool_and_connection(Connection, SSLConnection)
-             | _pool_and_connection(UnixDomainSocketConnection))
+    names = (_cluster((Connection, SSLConnection)) | SENTINEL_POOL_KEYWORDS
+             | _pool_and_connection((Connection, SSLConnection))
+             | _pool_and_connection((UnixDomainSocketConnection,)))
     return names - MANAGED_OPTIONS.keys() - {"connection_kwargs"}
 
 
