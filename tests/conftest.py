@@ -17,6 +17,8 @@ from flask import Flask
 from flask_core_redis import CoreRedis
 
 from .servers import (
+    SERVER,
+    SERVER_VARIABLE,
     ClusterDeployment,
     RedisProcess,
     SentinelDeployment,
@@ -28,6 +30,23 @@ ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
 REQUIRE_PASSWORD = "requirepass-s3cret"
 
 AppFactory = Callable[..., tuple[Flask, CoreRedis]]
+
+
+def pytest_report_header() -> str:
+    return (f"integration servers: {SERVER} ({SERVER_VARIABLE}=redis|valkey); "
+            "TLS servers: redis")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On Valkey only the integration tests run: the others start no server,
+    and running them again would test nothing new."""
+    if SERVER == "redis":
+        return
+    kept = [item for item in items if item.get_closest_marker("integration")]
+    dropped = [item for item in items if not item.get_closest_marker("integration")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 def is_configuration(name: str) -> bool:

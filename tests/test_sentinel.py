@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from .servers import free_port, wait_until, write_until
+from .servers import free_port, health_version, wait_until, write_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +21,7 @@ def test_commands_go_to_the_master(make_app, sentinel, key):
     master = sentinel.process_on(sentinel.master_port())
     with master.client() as admin:
         assert admin.get(key) == "via-sentinel"
+        assert report["server_version"] == health_version(admin.info("server"))
     assert (report["ok"], report["mode"], report["role"]) == (True, "sentinel", "master")
 
 

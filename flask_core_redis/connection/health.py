@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis import Redis
@@ -53,14 +53,14 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
         info: Any = client.info("server", target_nodes=RedisCluster.RANDOM)
         cluster: Any = client.cluster_info(target_nodes=RedisCluster.RANDOM)
         return {
-            "server_version": info.get("redis_version"),
+            "server_version": _server_version(info),
             "role": "cluster",
             "cluster_state": cluster.get("cluster_state"),
             "cluster_known_nodes": int(cluster.get("cluster_known_nodes", 0)),
             "cluster_size": int(cluster.get("cluster_size", 0)),
         }
     info = client.info()  # typed Any above
-    facts: dict[str, Any] = {"server_version": info.get("redis_version"),
+    facts: dict[str, Any] = {"server_version": _server_version(info),
                              "role": info.get("role"),
                              "used_memory": info.get("used_memory"),
                              "maxmemory": info.get("maxmemory")}
@@ -70,3 +70,15 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
                              f"({used / limit:.0%}, warning from "
                              f"{settings.memory_warning_ratio:.0%})"]
     return facts
+
+
+
+def _server_version(info: Mapping[str, Any]) -> str | None:
+    """Redis's version as INFO gives it; a server that names itself otherwise,
+    its name and own version: Valkey 8 says ``server_name:valkey`` and
+    ``valkey_version:8.1.8``, and keeps ``redis_version:7.2.4`` for old clients."""
+    name = info.get("server_name")
+    if name and name != "redis" and f"{name}_version" in info:
+        return f"{name} {info[f'{name}_version']}"
+    version = info.get("redis_version")
+    return None if version is None else str(version)

@@ -1,0 +1,39 @@
+"""The servers the integration tests start are the ones the run is for: Redis,
+or Valkey 8 with FLASK_CORE_REDIS_TEST_SERVER=valkey, on every topology; TLS
+is Redis's on both."""
+
+import pytest
+
+from .servers import SERVER, SERVERS, RedisProcess, free_port, server_name
+
+pytestmark = pytest.mark.integration
+
+
+def running(process):
+    with process.client() as client:
+        info = client.info("server")
+    return server_name(info), info.get("valkey_version", info["redis_version"])
+
+
+def test_every_topology_runs_the_chosen_server(redis_server, auth_server, sentinel, cluster):
+    processes = [redis_server, auth_server, sentinel.master, sentinel.replica,
+                 *sentinel.sentinels, *cluster.nodes]
+    seen = {running(process) for process in processes}
+    assert {name for name, _ in seen} == {SERVER}
+    expected_major = "8" if SERVER == "valkey" else "7"
+    assert {version.split(".")[0] for _, version in seen} == {expected_major}
+
+
+def test_tls_runs_on_redis(tls_server):
+    assert running(tls_server)[0] == "redis"
+
+
+def test_a_server_that_is_not_the_chosen_one_fails_the_test(tmp_path):
+    """A run that says it is on one server and starts the other fails, and
+    leaves no process behind."""
+    process = RedisProcess(tmp_path, free_port())
+    claimed = next(name for name in SERVERS if name != process.server)
+    process.server = claimed
+    with pytest.raises(AssertionError, match=f"is {SERVER}, but this run is on {claimed}"):
+        process.start()
+    assert process.process is not None and process.process.poll() is not None
