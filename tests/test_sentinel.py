@@ -163,3 +163,15 @@ def test_a_reply_that_fails_to_decode_does_not_break_the_next_command(make_app, 
             ext.client.get("pickled")
         assert ext.client.set("after", "ok")
         assert ext.client.get("after") == "ok"
+
+
+def test_a_failed_master_lookup_is_logged_under_the_masters_name(make_app, events_log):
+    down = f"127.0.0.1:{free_port()}"
+    app, ext = make_app({"REDIS_URL": f"redis+sentinel://{down}/nowhere",
+                         "REDIS_MAX_RETRIES": 0})
+    with app.app_context(), pytest.raises(redis.ConnectionError):
+        ext.client.ping()
+    errors = [record.getMessage() for record in events_log.records
+              if "connection error" in record.getMessage()]
+    assert errors and all("master 'nowhere' (not found yet)" in line for line in errors)
+    assert "6379" not in events_log.text

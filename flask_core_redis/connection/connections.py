@@ -117,7 +117,15 @@ class EventedSentinelConnection(EventedConnection):
     def _connect(self) -> Any:
         if self.connection_pool.is_master:
             self.host, self.port = self.connection_pool.get_master_address()
+            self._master_found = True
         return super()._connect()  # type: ignore[safe-super]
+
+    def _address(self) -> str:
+        """Until the sentinels have named a master, the master's name: the
+        host and port are still redis-py's placeholders (localhost:6379)."""
+        if self.connection_pool.is_master and not getattr(self, "_master_found", False):
+            return f"master {self.connection_pool.service_name!r} (not found yet)"
+        return super()._address()
 
     def read_response(self, *args: Any, disconnect_on_error: bool = True,
                       **kwargs: Any) -> Any:
