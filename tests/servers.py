@@ -5,6 +5,7 @@ Nothing here touches a server it did not start."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -35,6 +36,18 @@ def require_binary(name: str) -> str:
             pytest.fail(f"CI=true but {message}", pytrace=False)
         pytest.skip(message)
     return path
+
+
+def require_package(name: str) -> Any:
+    """Module ``name``, imported; a missing one skips locally and fails under
+    CI=true (it comes with the test extra: pip install -e '.[test]')."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed (pip install -e '.[test]')"
+        if IN_CI:
+            pytest.fail(f"CI=true but {message}", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 def _port_is_free(port: int) -> bool:
