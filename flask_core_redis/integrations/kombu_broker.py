@@ -51,7 +51,7 @@ class KombuBroker:
 
     def connection(self) -> Any:
         """A ``kombu.Connection`` on this broker."""
-        from kombu import Connection
+        from kombu.connection import Connection
 
         return Connection(self.url, transport_options=dict(self.transport_options),
                           ssl=self.ssl if self.ssl is not None else False)
