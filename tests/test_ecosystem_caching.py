@@ -67,3 +67,11 @@ def test_get_many_and_set_many(mode_app):
 
         with pytest.raises(RedisClusterException, match="same key slot"):
             cache.get_many(*many)
+
+
+def test_without_the_client_rediscache_would_use_localhost(make_app, memory_url):
+    """What the recipe's comment says (checked without connecting anywhere)."""
+    app, _ = make_app({"REDIS_URL": memory_url})
+    cache = flask_caching.Cache(app, config={"CACHE_TYPE": "RedisCache"})
+    kwargs = cache.cache._write_client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"]) == ("localhost", 6379)

@@ -100,3 +100,13 @@ def test_sentinel_credentials_go_where_kombu_reads_them(make_app):
 def test_cluster_and_memory_are_refused_with_the_reason(make_app, url, why):
     with pytest.raises(ConfigurationError, match=why):
         broker_of(make_app, {"REDIS_URL": url})
+
+
+def test_kombu_alone_would_not_check_the_certificate_on_rediss():
+    """Why kombu_broker adds the TLS options (no connection is made)."""
+    import ssl
+
+    from kombu.connection import Connection
+
+    connection = Connection("rediss://127.0.0.1:1/0")  # it only logs a warning
+    assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_NONE}

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from flask_core_redis.connection.connections import EventedConnection
 from flask_core_redis.integrations.limiter import limiter_storage
 
 from .servers import require_package
@@ -44,6 +45,8 @@ def test_a_limit_holds_across_two_app_servers(mode_app, strategy):
             names = {entry["name"] for node in connection.get_primaries()
                      for entry in connection.get_redis_connection(node).client_list()}
             assert "limited-web" in names
+            node = connection.get_redis_connection(connection.get_primaries()[0])
+            assert issubclass(node.connection_pool.connection_class, EventedConnection)
 
 
 def test_limits_of_apps_with_other_key_prefixes_are_apart(mode_app):

@@ -76,3 +76,18 @@ def test_an_app_without_the_extension_is_refused(make_app, memory_url):
     _, ext = make_app({"REDIS_URL": memory_url})
     with pytest.raises(RuntimeError, match="is not registered on app"):
         session_interface(Flask("other"), ext)
+
+
+@pytest.mark.integration
+def test_flask_sessions_own_setup_would_fall_back_to_localhost_on_cluster(request, make_app):
+    """Why session_interface exists: what the README says Flask-Session does
+    with a Cluster client (checked without connecting anywhere)."""
+    from flask_session.redis import RedisSessionInterface
+
+    app, ext = make_app({"REDIS_URL": request.getfixturevalue("cluster").url})
+    with app.app_context():
+        cluster_client = ext.get_client(decode_responses=False)
+    with pytest.warns(RuntimeWarning, match="localhost"):
+        fallen = RedisSessionInterface(app, client=cluster_client)
+    assert fallen.client is not cluster_client
+    assert fallen.client.connection_pool.connection_kwargs["port"] == 6379
