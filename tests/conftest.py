@@ -216,4 +216,33 @@ def mode_app(request: pytest.FixtureRequest, mode: str, make_app: AppFactory) ->
         return make_app({"REDIS_URL": address, "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
                          **(config or {})}, **options)
 
+    factory.url = address  # type: ignore[attr-defined]
     return factory
+
+
+@pytest.fixture
+def server_keys(request: pytest.FixtureRequest, mode: str, mode_app: AppFactory,
+                make_app: AppFactory) -> Callable[[str], set[str]]:
+    """The keys matching a pattern in the current mode's server, read by a
+    client of the test's own: what an app wrote landed there (memory: a
+    second app on the same embedded server)."""
+    def clients() -> list[Any]:
+        if mode == "memory":
+            app, ext = make_app({"REDIS_URL": mode_app.url})  # type: ignore[attr-defined]
+            with app.app_context():
+                return [ext.client]
+        if mode == "standalone":
+            return [request.getfixturevalue("redis_server").client()]
+        if mode == "sentinel":
+            deployment = request.getfixturevalue("sentinel")
+            return [deployment.process_on(deployment.master_port()).client()]
+        return [node.client() for node in request.getfixturevalue("cluster").nodes]
+
+    def find(pattern: str) -> set[str]:
+        found: set[str] = set()
+        for client in clients():
+            with client:
+                found.update(client.keys(pattern))
+        return found
+
+    return find

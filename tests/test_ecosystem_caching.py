@@ -27,7 +27,7 @@ def cached_app(mode_app):
     return app, ext, cache, calls
 
 
-def test_a_cached_view_is_computed_once_and_stored_in_the_apps_server(mode_app):
+def test_a_cached_view_is_computed_once_and_stored_in_the_apps_server(mode_app, server_keys):
     app, ext, _, calls = cached_app(mode_app)
     web = app.test_client()
     first = web.get("/price/tea").get_json()
@@ -35,8 +35,10 @@ def test_a_cached_view_is_computed_once_and_stored_in_the_apps_server(mode_app):
     assert calls == ["tea"]
     with app.app_context():
         raw = ext.get_client(decode_responses=False)
-        keys = list(raw.scan_iter(match=f"{ext.settings.key_prefix}cache:*"))
+        prefix = ext.settings.key_prefix
+        keys = list(raw.scan_iter(match=f"{prefix}cache:*"))
         assert keys and all(0 < raw.ttl(key) <= 60 for key in keys)
+    assert server_keys(f"{prefix}cache:*") == {key.decode() for key in keys}
 
 
 def test_pickled_values_round_trip(mode_app):

@@ -3,10 +3,14 @@ round-trip through the real kombu on one server (ACL, requirepass, TLS, a
 database other than 0) and behind Sentinel, and land in the app's server."""
 
 import uuid
+from urllib.parse import quote
 
 import pytest
+from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flask_core_redis import ConfigurationError
+from flask_core_redis import ConfigurationError, CoreRedis
 from flask_core_redis.integrations.kombu_broker import kombu_broker
 
 from .conftest import ACL_PASSWORD, ACL_USER, REQUIRE_PASSWORD
@@ -61,6 +65,37 @@ def test_a_password_with_url_characters(make_app, own_redis_server):
     broker = broker_of(make_app, {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": own_redis_server.port,
                                   "REDIS_PASSWORD": password})
     round_trip(broker, own_redis_server, 0)
+    assert repr(broker) == (f"KombuBroker(url='redis://:***@{own_redis_server.address}/0', "
+                            "transport_options={}, ssl=None)")
+
+
+@settings(max_examples=200, deadline=None)
+@given(username=st.none() | st.text(min_size=1), password=st.none() | st.text(min_size=1),
+       sentinel=st.booleans())
+def test_kombu_reads_back_the_credentials_and_repr_masks_the_password(username, password,
+                                                                       sentinel):
+    """Any user name and password, written into kombu's URL, are what kombu
+    reads from it; the repr shows neither password."""
+    from kombu.connection import Connection
+
+    app = Flask("kombu-property")
+    app.config.update(REDIS_DISABLED_PLUGINS="otp", REDIS_URL="redis+sentinel://10.0.0.1,10.0.0.2/main/1" if sentinel
+                      else "redis://10.0.0.1:6380/1", REDIS_USERNAME=username,
+                      REDIS_PASSWORD=password, REDIS_SENTINEL_PASSWORD=password)
+    ext = CoreRedis(app)
+    with app.app_context():
+        broker = kombu_broker(ext)
+    for url in broker.url.split(";"):
+        parsed = Connection(url, transport_options=broker.transport_options)
+        assert (parsed.password, parsed.virtual_host) == (password, "1")
+        assert parsed.userid == (username if password is not None or username else None)
+    if password is not None:
+        masked = broker.url.replace(f":{quote(password, safe='')}@", ":***@")
+        assert masked.count(":***@") == len(broker.url.split(";"))
+        assert repr(broker).startswith(f"KombuBroker(url={masked!r}, ")
+        assert str(broker) == repr(broker)
+        if sentinel:
+            assert "'sentinel_kwargs': {'password': '***'}" in repr(broker)
 
 
 def test_tls_with_a_client_certificate(make_app, tls_server, tls_files):

@@ -30,7 +30,7 @@ def session_app(mode_app, config=None):
     return app, ext
 
 
-def test_a_session_round_trips_over_requests_in_the_apps_server(mode_app):
+def test_a_session_round_trips_over_requests_in_the_apps_server(mode_app, server_keys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Flask-Session's fallback only warns
         app, ext = session_app(mode_app)
@@ -44,6 +44,7 @@ def test_a_session_round_trips_over_requests_in_the_apps_server(mode_app):
         stored = ext.get_client(decode_responses=False).get(f"{prefix}session:{sid}")
         assert stored is not None and b"tea" in stored
         assert ext.get_client(decode_responses=False).ttl(f"{prefix}session:{sid}") > 0
+    assert server_keys(f"{prefix}session:*") == {f"{prefix}session:{sid}"}
     assert app.test_client().get("/cart").get_json() == {"cart": []}  # another browser
 
 
