@@ -79,9 +79,9 @@ def test_kombu_reads_back_the_credentials_and_repr_masks_the_password(username, 
     from kombu.connection import Connection
 
     app = Flask("kombu-property")
-    app.config.update(REDIS_DISABLED_PLUGINS="otp", REDIS_URL="redis+sentinel://10.0.0.1,10.0.0.2/main/1" if sentinel
-                      else "redis://10.0.0.1:6380/1", REDIS_USERNAME=username,
-                      REDIS_PASSWORD=password, REDIS_SENTINEL_PASSWORD=password)
+    url = "redis+sentinel://10.0.0.1,10.0.0.2/main/1" if sentinel else "redis://10.0.0.1:6380/1"
+    app.config.update(REDIS_URL=url, REDIS_USERNAME=username, REDIS_PASSWORD=password,
+                      REDIS_SENTINEL_PASSWORD=password, REDIS_DISABLED_PLUGINS="otp")
     ext = CoreRedis(app)
     with app.app_context():
         broker = kombu_broker(ext)
