@@ -92,3 +92,22 @@ def test_flask_sessions_own_setup_would_fall_back_to_localhost_on_cluster(reques
         fallen = RedisSessionInterface(app, client=cluster_client)
     assert fallen.client is not cluster_client
     assert fallen.client.connection_pool.connection_kwargs["port"] == 6379
+
+
+def test_flask_sessions_keys_apply(make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url, "SESSION_KEY_PREFIX": "s:",
+                         "SESSION_USE_SIGNER": True, "SESSION_ID_LENGTH": 8})
+    with pytest.warns(DeprecationWarning, match="use_signer"):
+        app.session_interface = session_interface(app, ext)
+
+    @app.get("/")
+    def hello():
+        session["seen"] = True
+        return ""
+
+    web = app.test_client()
+    web.get("/")
+    sid, _, signature = web.get_cookie("session").value.partition(".")
+    assert signature and len(sid) == 11  # signed; 8 random bytes, not 32
+    with app.app_context():
+        assert ext.client.exists(f"s:{sid}")

@@ -22,6 +22,7 @@ from ..state import registered_states
 _OPTIONS = {
     "SESSION_KEY_PREFIX": "key_prefix",
     "SESSION_PERMANENT": "permanent",
+    "SESSION_USE_SIGNER": "use_signer",
     "SESSION_ID_LENGTH": "sid_length",
     "SESSION_SERIALIZATION_FORMAT": "serialization_format",
 }
