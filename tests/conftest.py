@@ -17,7 +17,13 @@ from flask import Flask
 
 from flask_core_redis import CoreRedis
 
-from .servers import ClusterDeployment, RedisProcess, SentinelDeployment, free_port
+from .servers import (
+    ClusterDeployment,
+    RedisProcess,
+    SentinelDeployment,
+    free_port,
+    refusing_default_port,
+)
 
 ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
 REQUIRE_PASSWORD = "requirepass-s3cret"
@@ -68,6 +74,16 @@ def make_app() -> Iterator[AppFactory]:
     for app, ext in made:
         with app.app_context():
             ext.close()
+
+
+@pytest.fixture
+def refuse_default_port() -> Iterator[None]:
+    """Fail the test if anything in this process tried to connect to port
+    6379, where the extensions fall back to when a setting is wrong, even if
+    the error was swallowed (Flask-Caching logs backend errors and goes on)."""
+    with refusing_default_port() as attempts:
+        yield
+    assert not attempts, f"something tried to connect to {attempts}"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Nothing here touches a server it did not start."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -273,6 +274,24 @@ class ClusterDeployment(Deployment):
                     port = int(master[1])
                     return next(n for n in self.nodes if n.port == port)
         raise AssertionError(f"no master serves slot of {key!r}")
+
+
+@contextlib.contextmanager
+def refusing_default_port() -> Iterator[list[Any]]:
+    """Refuse, inside this process, every connection attempt to port 6379
+    before it leaves the process; yield the list of the attempts."""
+    attempts: list[Any] = []
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and len(address) >= 2 and address[1] == 6379:
+            attempts.append(address)
+            raise ConnectionRefusedError("the tests never connect to port 6379")
+        connect(self, address)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded)
+        yield attempts
 
 
 def run_forked(check: Callable[[], bool]) -> bool:

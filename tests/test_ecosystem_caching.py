@@ -3,9 +3,11 @@ round-trip over requests on every mode, in the app's server."""
 
 import pytest
 
-from .servers import require_package
+from .servers import refusing_default_port, require_package
 
 flask_caching = require_package("flask_caching")
+
+pytestmark = pytest.mark.usefixtures("refuse_default_port")
 
 
 def cached_app(mode_app):
@@ -77,3 +79,19 @@ def test_without_the_client_rediscache_would_use_localhost(make_app, memory_url)
     cache = flask_caching.Cache(app, config={"CACHE_TYPE": "RedisCache"})
     kwargs = cache.cache._write_client.connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"]) == ("localhost", 6379)
+
+
+def test_a_fallback_to_localhost_is_caught_even_when_swallowed(make_app, memory_url):
+    """What refuse_default_port, used by every test here, catches: a view
+    cached on a RedisCache without a client answers as if nothing happened."""
+    app, _ = make_app({"REDIS_URL": memory_url})
+    cache = flask_caching.Cache(app, config={"CACHE_TYPE": "RedisCache"})
+
+    @app.get("/")
+    @cache.cached()
+    def home():
+        return "home"
+
+    with refusing_default_port() as attempts:
+        assert app.test_client().get("/").data == b"home"
+    assert attempts and attempts[0][1] == 6379

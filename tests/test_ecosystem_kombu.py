@@ -18,7 +18,7 @@ from .servers import require_package
 
 require_package("kombu")
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("refuse_default_port")]
 
 
 def broker_of(make_app, config):

@@ -12,6 +12,8 @@ from .servers import require_package
 
 flask_limiter = require_package("flask_limiter")
 
+pytestmark = pytest.mark.usefixtures("refuse_default_port")
+
 
 def limited_app(mode_app, strategy, prefix):
     app, ext = mode_app({"REDIS_KEY_PREFIX": prefix, "REDIS_CLIENT_NAME": "limited-web"})

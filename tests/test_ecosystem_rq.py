@@ -13,6 +13,8 @@ from .test_queues import run_worker, server_url
 
 require_package("rq_dashboard")
 
+pytestmark = pytest.mark.usefixtures("refuse_default_port")
+
 
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["standalone", "sentinel"])

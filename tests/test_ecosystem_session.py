@@ -12,6 +12,8 @@ from .servers import require_package
 
 require_package("flask_session")
 
+pytestmark = pytest.mark.usefixtures("refuse_default_port")
+
 
 def session_app(mode_app, config=None):
     app, ext = mode_app({"SESSION_KEY_PREFIX": "session:", **(config or {})})

@@ -6,6 +6,8 @@ from .servers import require_package
 
 require_package("socketio")
 
+pytestmark = pytest.mark.usefixtures("refuse_default_port")
+
 
 def test_python_socketio_reads_sentinel_urls_in_its_own_grammar():
     from socketio.redis_manager import parse_redis_sentinel_url

@@ -67,6 +67,7 @@ def run_recipe(heading, app, ext):
     return names
 
 
+@pytest.mark.usefixtures("refuse_default_port")
 def test_the_flask_session_recipe(mode_app):
     app, ext = mode_app()
     run_recipe("### Flask-Session", app, ext)
@@ -86,6 +87,7 @@ def test_the_flask_session_recipe(mode_app):
         assert raw.exists(f"{ext.settings.key_prefix}session:{sid}")
 
 
+@pytest.mark.usefixtures("refuse_default_port")
 def test_the_flask_caching_recipe(mode_app):
     app, ext = mode_app()
     cache = run_recipe("### Flask-Caching", app, ext)["cache"]
@@ -95,6 +97,7 @@ def test_the_flask_caching_recipe(mode_app):
         assert ext.get_client(decode_responses=False).exists("cache:report")
 
 
+@pytest.mark.usefixtures("refuse_default_port")
 def test_the_flask_limiter_recipe(mode_app):
     app, ext = mode_app()
     limiter = run_recipe("### Flask-Limiter", app, ext)["limiter"]
@@ -112,6 +115,7 @@ def test_the_flask_limiter_recipe(mode_app):
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("refuse_default_port")
 def test_the_rq_dashboard_recipe(make_app, redis_server):
     app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
     run_recipe("### RQ and rq-dashboard", app, ext)
@@ -126,6 +130,7 @@ def test_the_rq_dashboard_recipe(make_app, redis_server):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["standalone", "sentinel"])
+@pytest.mark.usefixtures("refuse_default_port")
 def test_the_celery_recipe(request, make_app, mode, key):
     if mode == "standalone":
         server = request.getfixturevalue("redis_server")
