@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from ..config import Settings
 from ..config.settings import MASK
 from ..errors import ConfigurationError
-from ..state import current_state
-
-
-class Registration(Protocol):
-    config_prefix: str
+from ..state import Registration, current_state
 
 
 @dataclass(frozen=True, repr=False)

@@ -10,19 +10,15 @@ events. Either way its keys start with ``KEY_PREFIX`` and ``LIMITS``."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, cast
 
 from redis import Redis
 from redis.credentials import UsernamePasswordCredentialProvider
 
 from ..connection.clients import cluster_options
-from ..state import RedisState, current_state
+from ..state import RedisState, Registration, current_state
 
 KEY_PREFIX = "LIMITS"
-
-
-class Registration(Protocol):
-    config_prefix: str
 
 
 def limiter_storage(ext: Registration) -> dict[str, Any]:
@@ -35,9 +31,7 @@ def limiter_storage(ext: Registration) -> dict[str, Any]:
         hosts = ",".join(f"{host}:{port}" for host, port in settings.nodes)
         return {"storage_uri": f"redis+cluster://{hosts}",
                 "storage_options": {**_cluster_options(state), **options}}
-    client = state.decoding_client(False)
-    assert isinstance(client, Redis)  # not Cluster: handled above
-    pool = client.connection_pool
+    pool = cast(Redis, state.decoding_client(False)).connection_pool  # not Cluster: above
     # limits ignores the URI when given a pool.
     return {"storage_uri": "redis://", "storage_options": {"connection_pool": pool, **options}}
 

@@ -8,17 +8,13 @@ no client per request."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Flask, abort, current_app, request
 
 from ..errors import ConfigurationError
-from ..state import RedisState, registered_states
+from ..state import RedisState, Registration, app_state
 from .queues import queue_connection
-
-
-class Registration(Protocol):
-    config_prefix: str
 
 
 def init_rq_dashboard(app: Flask, ext: Registration, url_prefix: str = "/rq") -> None:
@@ -29,10 +25,7 @@ def init_rq_dashboard(app: Flask, ext: Registration, url_prefix: str = "/rq") ->
     except ImportError:
         raise ConfigurationError(
             "the dashboard needs rq-dashboard: pip install rq-dashboard") from None
-    state = registered_states(app).get(ext.config_prefix)
-    if state is None:
-        raise RuntimeError(f"CoreRedis (config_prefix={ext.config_prefix!r}) is not "
-                           f"registered on app {app.name!r}: call ext.init_app(app) first.")
+    state = app_state(app, ext.config_prefix)
     queue_connection(state)  # refuses Cluster now, not on the first page
     # Shown in the dashboard's instance list; never connected to.
     app.config["RQ_DASHBOARD_REDIS_URL"] = (state.settings.address,)

@@ -8,15 +8,13 @@ so there is nothing to fall back from: no ``Redis()`` is ever built."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from flask import Flask
 from flask_session.base import ServerSideSessionInterface
 from flask_session.defaults import Defaults
 from flask_session.redis import RedisSessionInterface
 
 from ..connection import AnyClient
-from ..state import registered_states
+from ..state import Registration, app_state
 
 #: Flask-Session's own keys this interface reads, with their arguments.
 _OPTIONS = {
@@ -28,17 +26,13 @@ _OPTIONS = {
 }
 
 
-class Registration(Protocol):
-    config_prefix: str
-
-
 class CoreRedisSessionInterface(RedisSessionInterface):  # type: ignore[misc]
     """Flask-Session's ``RedisSessionInterface`` whose client is the app's
     bytes client (``ext.get_client(decode_responses=False)``), looked up on
     each use: it follows ``ext.close()`` and needs no client at start-up."""
 
     def __init__(self, app: Flask, ext: Registration) -> None:
-        self._state = registered_states(app)[ext.config_prefix]
+        self._state = app_state(app, ext.config_prefix)
         options = {argument: app.config.get(key, getattr(Defaults, key))
                    for key, argument in _OPTIONS.items()}
         # The app's REDIS_KEY_PREFIX first, as for every key this project writes.
@@ -55,7 +49,4 @@ class CoreRedisSessionInterface(RedisSessionInterface):  # type: ignore[misc]
 def session_interface(app: Flask, ext: Registration) -> CoreRedisSessionInterface:
     """Server-side sessions for ``app`` on ``ext``'s Redis: assign it to
     ``app.session_interface`` instead of calling ``Session(app)``."""
-    if ext.config_prefix not in registered_states(app):
-        raise RuntimeError(f"CoreRedis (config_prefix={ext.config_prefix!r}) is not "
-                           f"registered on app {app.name!r}: call ext.init_app(app) first.")
     return CoreRedisSessionInterface(app, ext)
