@@ -283,6 +283,23 @@ def register(app: Flask, state: RedisState) -> None:
     app.extensions.setdefault(EXTENSION_KEY, {})[state.settings.prefix] = state
 
 
+class Registration(Protocol):
+    """What an integration needs of a ``CoreRedis``: its config prefix."""
+
+    config_prefix: str
+
+
+def app_state(app: Flask, prefix: str) -> RedisState:
+    """``app``'s registration for ``prefix``; a RuntimeError that says what to
+    do before ``init_app``."""
+    state = registered_states(app).get(prefix)
+    if state is None:
+        raise RuntimeError(
+            f"CoreRedis (config_prefix={prefix!r}) is not registered on app "
+            f"{app.name!r}. Call ext.init_app(app) in your app factory first.")
+    return state
+
+
 def current_state(prefix: str) -> RedisState:
     """The current app's registration for ``prefix``; a RuntimeError that says
     what to do outside an app context or before ``init_app``."""
@@ -292,9 +309,4 @@ def current_state(prefix: str) -> RedisState:
         raise RuntimeError(
             "CoreRedis was used outside an application context. Use it inside a "
             "request, a CLI command, or `with app.app_context():`.") from None
-    state = registered_states(app).get(prefix)
-    if state is None:
-        raise RuntimeError(
-            f"CoreRedis (config_prefix={prefix!r}) is not registered on app "
-            f"{app.name!r}. Call ext.init_app(app) in your app factory first.")
-    return state
+    return app_state(app, prefix)

@@ -24,6 +24,7 @@ from .servers import (
     SentinelDeployment,
     TlsFiles,
     free_port,
+    refusing_default_port,
 )
 
 ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
@@ -37,16 +38,26 @@ def pytest_report_header() -> str:
             "TLS servers: redis")
 
 
+#: Whether the tests of the Flask extensions (marker ``ecosystem``) run:
+#: ``no`` leaves them out, for a pass on a redis-py those extensions' own
+#: caps keep out of their environment (scripts/test's pass on the newest one).
+ECOSYSTEM_VARIABLE = "FLASK_CORE_REDIS_TEST_ECOSYSTEM"
+WITH_ECOSYSTEM = os.environ.get(ECOSYSTEM_VARIABLE, "yes") != "no"
+collect_ignore_glob = [] if WITH_ECOSYSTEM else ["test_ecosystem_*.py"]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On Valkey only the integration tests run: the others start no server,
-    and running them again would test nothing new."""
-    if SERVER == "redis":
-        return
-    kept = [item for item in items if item.get_closest_marker("integration")]
-    dropped = [item for item in items if not item.get_closest_marker("integration")]
+    and running them again would test nothing new. Without the ecosystem,
+    its tests are left out."""
+    def kept(item: pytest.Item) -> bool:
+        return ((SERVER == "redis" or item.get_closest_marker("integration") is not None)
+                and (WITH_ECOSYSTEM or item.get_closest_marker("ecosystem") is None))
+
+    dropped = [item for item in items if not kept(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-    items[:] = kept
+    items[:] = [item for item in items if kept(item)]
 
 
 def is_configuration(name: str) -> bool:
@@ -92,6 +103,16 @@ def make_app() -> Iterator[AppFactory]:
     for app, ext in made:
         with app.app_context():
             ext.close()
+
+
+@pytest.fixture
+def refuse_default_port() -> Iterator[None]:
+    """Fail the test if anything in this process tried to connect to port
+    6379, where the extensions fall back to when a setting is wrong, even if
+    the error was swallowed (Flask-Caching logs backend errors and goes on)."""
+    with refusing_default_port() as attempts:
+        yield
+    assert not attempts, f"something tried to connect to {attempts}"
 
 
 @pytest.fixture
@@ -251,4 +272,33 @@ def mode_app(request: pytest.FixtureRequest, mode: str, make_app: AppFactory) ->
         return make_app({"REDIS_URL": address, "REDIS_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
                          **(config or {})}, **options)
 
+    factory.url = address  # type: ignore[attr-defined]
     return factory
+
+
+@pytest.fixture
+def server_keys(request: pytest.FixtureRequest, mode: str, mode_app: AppFactory,
+                make_app: AppFactory) -> Callable[[str], set[str]]:
+    """The keys matching a pattern in the current mode's server, read by a
+    client of the test's own: what an app wrote landed there (memory: a
+    second app on the same embedded server)."""
+    def clients() -> list[Any]:
+        if mode == "memory":
+            app, ext = make_app({"REDIS_URL": mode_app.url})  # type: ignore[attr-defined]
+            with app.app_context():
+                return [ext.client]
+        if mode == "standalone":
+            return [request.getfixturevalue("redis_server").client()]
+        if mode == "sentinel":
+            deployment = request.getfixturevalue("sentinel")
+            return [deployment.process_on(deployment.master_port()).client()]
+        return [node.client() for node in request.getfixturevalue("cluster").nodes]
+
+    def find(pattern: str) -> set[str]:
+        found: set[str] = set()
+        for client in clients():
+            with client:
+                found.update(client.keys(pattern))
+        return found
+
+    return find

@@ -8,6 +8,8 @@ that serves TLS is always Redis. Nothing here touches a server it did not start.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -16,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -95,6 +97,18 @@ def health_version(info: dict[str, Any]) -> str:
     if SERVER == "valkey":
         return f"valkey {info['valkey_version']}"
     return str(info["redis_version"])
+
+
+def require_package(name: str) -> Any:
+    """Module ``name``, imported; a missing one skips locally and fails under
+    CI=true (it comes with the test extra: pip install -e '.[test]')."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed (pip install -e '.[test]')"
+        if IN_CI:
+            pytest.fail(f"CI=true but {message}", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 def _port_is_free(port: int) -> bool:
@@ -421,6 +435,24 @@ class ClusterDeployment(Deployment):
                     port = int(master[1])
                     return next(n for n in self.nodes if n.port == port)
         raise AssertionError(f"no master serves slot of {key!r}")
+
+
+@contextlib.contextmanager
+def refusing_default_port() -> Iterator[list[Any]]:
+    """Refuse, inside this process, every connection attempt to port 6379
+    before it leaves the process; yield the list of the attempts."""
+    attempts: list[Any] = []
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> None:
+        if isinstance(address, tuple) and len(address) >= 2 and address[1] == 6379:
+            attempts.append(address)
+            raise ConnectionRefusedError("the tests never connect to port 6379")
+        connect(self, address)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded)
+        yield attempts
 
 
 def run_forked(check: Callable[[], bool]) -> bool:

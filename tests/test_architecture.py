@@ -156,3 +156,18 @@ def test_built_in_plugins_import_only_the_plugin_api(name):
     outside = sorted(target for target in GRAPH[name]
                      if target not in allowed and not target.startswith(own))
     assert not outside, f"{name} imports {outside}"
+
+
+def test_importing_the_package_imports_no_ecosystem_extension():
+    """The integrations with Flask-Session, Flask-Limiter, rq-dashboard and
+    kombu load their library only when their own module is imported."""
+    import subprocess
+    import sys
+
+    optional = ["flask_session", "flask_limiter", "limits", "rq_dashboard", "kombu", "celery",
+                "flask_caching"]
+    check = ("import sys, flask_core_redis, flask_core_redis.integrations; "
+             f"print(sorted(set({optional!r}) & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

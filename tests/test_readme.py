@@ -56,3 +56,97 @@ def test_the_plugin_in_writing_a_plugin_works_as_written(make_app, memory_url, m
         assert ext.health()["plugins"]["visits"] == {"ok": True}
     with pytest.raises(ConfigurationError, match="REDIS_VISITS_TTL='never' is invalid"):
         make_app({"REDIS_URL": memory_url, "REDIS_VISITS_TTL": "never"})
+
+
+# The recipes of "Using it with the Flask ecosystem", run as written ------------
+
+def run_recipe(heading, app, ext):
+    """Run the block under ``heading`` with the README's names bound."""
+    names = {"app": app, "redis_ext": ext}
+    exec(compile(block_after(heading), "README.md", "exec"), names)
+    return names
+
+
+@pytest.mark.ecosystem
+@pytest.mark.usefixtures("refuse_default_port")
+def test_the_flask_session_recipe(mode_app):
+    app, ext = mode_app()
+    run_recipe("### Flask-Session", app, ext)
+
+    @app.get("/visit")
+    def visit():
+        from flask import session
+
+        session["visits"] = session.get("visits", 0) + 1
+        return {"visits": session["visits"]}
+
+    web = app.test_client()
+    assert [web.get("/visit").get_json()["visits"] for _ in range(2)] == [1, 2]
+    sid = web.get_cookie("session").value
+    with app.app_context():
+        raw = ext.get_client(decode_responses=False)
+        assert raw.exists(f"{ext.settings.key_prefix}session:{sid}")
+
+
+@pytest.mark.ecosystem
+@pytest.mark.usefixtures("refuse_default_port")
+def test_the_flask_caching_recipe(mode_app):
+    app, ext = mode_app()
+    cache = run_recipe("### Flask-Caching", app, ext)["cache"]
+    with app.app_context():
+        cache.set("report", {"rows": [1, 2]})
+        assert cache.get("report") == {"rows": [1, 2]}
+        assert ext.get_client(decode_responses=False).exists("cache:report")
+
+
+@pytest.mark.ecosystem
+@pytest.mark.usefixtures("refuse_default_port")
+def test_the_flask_limiter_recipe(mode_app):
+    app, ext = mode_app()
+    limiter = run_recipe("### Flask-Limiter", app, ext)["limiter"]
+
+    @app.get("/login")
+    @limiter.limit("1/minute")
+    def login():
+        return "form"
+
+    web = app.test_client()
+    assert [web.get("/login").status_code for _ in range(2)] == [200, 429]
+    with app.app_context():
+        assert list(ext.get_client(decode_responses=False).scan_iter(
+            match=f"{ext.settings.key_prefix}LIMITS:*"))
+
+
+@pytest.mark.integration
+@pytest.mark.ecosystem
+@pytest.mark.usefixtures("refuse_default_port")
+def test_the_rq_dashboard_recipe(make_app, redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
+    run_recipe("### RQ and rq-dashboard", app, ext)
+    with app.app_context():
+        ext.queue("readme-recipe").enqueue("tests.jobs.add", 1, 2)
+    queues = app.test_client().get("/rq/0/data/queues.json").get_json()["queues"]
+    assert {"name": "readme-recipe", "count": 1} in [
+        {"name": q["name"], "count": q["count"]} for q in queues]
+    with app.app_context():
+        ext.queue("readme-recipe").empty()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["standalone", "sentinel"])
+@pytest.mark.ecosystem
+@pytest.mark.usefixtures("refuse_default_port")
+def test_the_celery_recipe(request, make_app, mode, key):
+    if mode == "standalone":
+        server = request.getfixturevalue("redis_server")
+        url = f"redis://{server.address}/4"
+    else:
+        deployment = request.getfixturevalue("sentinel")
+        server, url = deployment.process_on(deployment.master_port()), deployment.url + "/4"
+    app, ext = make_app({"REDIS_URL": url})
+    celery = run_recipe("### Celery (kombu)", app, ext)["celery"]
+    with celery.connection_for_write() as connection, connection.SimpleQueue(key) as queue:
+        queue.put("hello")
+        with server.client(db=4) as admin:
+            assert admin.llen(key) == 1  # in the app's server and database
+        assert queue.get(timeout=10).payload == "hello"

@@ -16,7 +16,7 @@ from redis.connection import (
 )
 
 from ..config import Settings
-from .cluster import build_cluster_client
+from .cluster import build_cluster_client, cluster_kwargs
 from .connections import evented_class
 from .events import ConnectionEvents
 from .memory import build_memory_client
@@ -37,6 +37,14 @@ def build_client(settings: Settings, events: ConnectionEvents,
     builder = _BUILDERS[settings.mode]
     kwargs = {**_common_kwargs(settings, duplicate), **options}
     return builder(settings, events, kwargs)
+
+
+def cluster_options(settings: Settings, events: ConnectionEvents,
+                    options: Mapping[str, Any]) -> dict[str, Any]:
+    """What the shared client's ``RedisCluster`` is built with, for a library
+    that builds its own (limits): nodes, credentials, timeouts, client name,
+    connection events; not the retry policy, which is a subclass's."""
+    return cluster_kwargs(settings, events, {**_common_kwargs(settings, False), **options})
 
 
 def _common_kwargs(settings: Settings, duplicate: bool) -> dict[str, Any]:

@@ -74,24 +74,28 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     command_retry = build_retry(settings.max_retries, events, settings.address,
                                 RedisCluster.ERRORS_ALLOW_RETRY)
 
-    (first_host, first_port), *others = settings.nodes
-    host = f"[{first_host}]" if ":" in first_host else first_host
-
-    # Not ssl=True: that would swap the evented connection class for redis-py's.
-    tls = ssl_kwargs(settings) if settings.ssl else {}
-
     def connect() -> RedisCluster:
-        # Given a URL (without credentials: those stay in kwargs), RedisCluster
-        # builds each node's pool from the keyword arguments, connection_class
-        # included; given only startup nodes, it would drop connection_class.
-        return as_redis_errors(
-            RetryingRedisCluster, url=f"redis://{host}:{first_port}",
-            startup_nodes=[ClusterNode(h, p) for h, p in others],
-            connection_class=evented_class(SSLConnection if settings.ssl else Connection,
-                                           events),
-            connection_pool_class=pool_class(settings),
-            command_retry=command_retry, **tls, **kwargs)
+        return as_redis_errors(RetryingRedisCluster, command_retry=command_retry,
+                               **cluster_kwargs(settings, events, kwargs))
 
     # RedisCluster reads the slot map while it is constructed; a cluster that
     # is down is retried like any command, then reported as a ConnectionError.
     return command_retry.call_with_retry(connect, lambda error: None)
+
+
+def cluster_kwargs(settings: Settings, events: ConnectionEvents,
+                   kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``RedisCluster``'s arguments for ``settings``: ``kwargs`` plus the nodes,
+    the connection class that reports connection events, TLS and the pool."""
+    (first_host, first_port), *others = settings.nodes
+    host = f"[{first_host}]" if ":" in first_host else first_host
+    # Not ssl=True: that would swap the evented connection class for redis-py's.
+    tls = ssl_kwargs(settings) if settings.ssl else {}
+    # Given a URL (without credentials: those stay in kwargs), RedisCluster
+    # builds each node's pool from the keyword arguments, connection_class
+    # included; given only startup nodes, it would drop connection_class.
+    return {"url": f"redis://{host}:{first_port}",
+            "startup_nodes": [ClusterNode(h, p) for h, p in others],
+            "connection_class": evented_class(SSLConnection if settings.ssl else Connection,
+                                              events),
+            "connection_pool_class": pool_class(settings), **tls, **kwargs}
