@@ -1,6 +1,7 @@
 """Attacks on TLS connects: a TLS server that hangs, and TLS spoken to a
 plain port, must fail within about the connect timeout, never hang."""
 
+import logging
 import signal
 import threading
 
@@ -71,3 +72,47 @@ def test_tls_spoken_to_a_plain_port_fails_within_the_connect_timeout(make_app, r
 
     outcome = outcome_within(ping, 20)
     assert isinstance(outcome.get("error"), redis.TimeoutError | redis.ConnectionError)
+
+
+KEY_PASSPHRASE = "key-s3cret-passphrase"
+
+
+@pytest.fixture(scope="module")
+def encrypted_client_key(tls_files, tmp_path_factory):
+    """The tests' client key, encrypted with KEY_PASSPHRASE."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(tls_files.client.read_bytes(), password=None)
+    path = tmp_path_factory.mktemp("encrypted-key") / "client.key"
+    path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(KEY_PASSPHRASE.encode())))
+    return path
+
+
+@pytest.mark.parametrize("deployment", ["tls_server", "tls_sentinel", "tls_cluster"])
+def test_an_encrypted_client_key_with_its_passphrase_reaches_every_tls_node(
+        request, make_app, tls_files, encrypted_client_key, deployment, key, caplog):
+    """ssl_password is accepted in every TLS mode; on Sentinel it reached the
+    data nodes only, so the sentinels, which need the same client
+    certificate, could not be asked for the master."""
+    server = request.getfixturevalue(deployment)
+    url = f"rediss://{server.address}" if deployment == "tls_server" else server.url
+    app, ext = make_app({"REDIS_URL": url, "REDIS_MAX_RETRIES": 0,
+                         "REDIS_CONNECT_TIMEOUT": 2000, **tls_files.config(),
+                         "REDIS_SSL_KEYFILE": str(encrypted_client_key)},
+                        ssl_password=KEY_PASSPHRASE)
+
+    def write():
+        with app.app_context():
+            return ext.client.set(key, "v")
+
+    caplog.set_level(logging.DEBUG)
+    outcome = outcome_within(write, 30)
+    with app.app_context():
+        shown = [repr(ext), repr(ext.client), repr(outcome.get("error")),
+                 str(outcome.get("error")), caplog.text]
+        if not isinstance(ext.client, redis.RedisCluster):
+            shown.append(repr(ext.client.connection_pool))
+    assert not [text for text in shown if KEY_PASSPHRASE in text]
+    assert outcome.get("value") is True, repr(outcome.get("error"))
