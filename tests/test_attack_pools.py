@@ -159,3 +159,51 @@ def test_a_waiting_command_is_served_while_other_threads_keep_the_pool_busy(make
             for thread in threads:
                 thread.join(10)
         assert refused == 0
+
+
+def topology_reads(cluster):
+    """How many times the cluster's nodes were asked for the slot map."""
+    total = 0
+    for node in cluster.nodes:
+        with node.client() as admin:
+            stats = admin.info("commandstats")
+        total += sum(stats.get(f"cmdstat_cluster|{sub}", {}).get("calls", 0)
+                     for sub in ("slots", "shards", "nodes"))
+    return total
+
+
+@pytest.mark.parametrize("pool_timeout", [None, 200])
+def test_a_cluster_pipeline_on_a_full_pool_is_neither_retried_nor_a_failed_node(
+        make_app, cluster, key, pool_timeout):
+    """As a single command does, a pipeline that finds its node's pool full
+    raises MaxConnectionsError at once: redis-py's cluster pipeline takes it
+    for a node failure, reads the slot map again and retries the pipeline
+    MAX_RETRIES times."""
+    config = {"REDIS_URL": cluster.url, "REDIS_MAX_CONNECTIONS": 1, "REDIS_MAX_RETRIES": 3}
+    if pool_timeout is not None:
+        config["REDIS_POOL_TIMEOUT"] = pool_timeout
+    app, ext = make_app(config)
+    with app.app_context():
+        client = ext.client
+        client.set(key, "before")
+        pool = pool_of(client, key)
+        held = pool.get_connection()
+        attempts = []
+        original = pool.get_connection
+
+        def counted(*args, **kwargs):
+            attempts.append(1)
+            return original(*args, **kwargs)
+
+        pool.get_connection = counted
+        before = topology_reads(cluster)
+        try:
+            pipe = client.pipeline()
+            pipe.set(key, "after")
+            with pytest.raises(redis.MaxConnectionsError):
+                pipe.execute()
+        finally:
+            pool.get_connection = original
+            pool.release(held)
+        assert (len(attempts), topology_reads(cluster) - before) == (1, 0)
+        assert client.get(key) == "before"
