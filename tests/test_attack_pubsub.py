@@ -91,3 +91,35 @@ def test_a_wait_without_a_timeout_blocks_until_a_message_as_in_redis_py(cluster_
                    "the waiter to get the message")
         assert "error" not in outcome, repr(outcome.get("error"))
         assert outcome["message"]["data"] == "late"
+
+
+def test_a_subscriber_hears_its_channel_again_after_the_master_fails_over(make_app,
+                                                                          own_cluster):
+    """The channel's master is killed and its replica takes over: a Socket.IO
+    or pub/sub subscriber on Cluster must hear the channel again. Its per-node
+    subscription stays pinned to the dead node: every get_message raises
+    ConnectionError at once, and publishes reach no subscriber."""
+    import redis
+
+    from .servers import write_until
+
+    app, ext = make_app({"REDIS_URL": own_cluster.url, "REDIS_CONNECT_TIMEOUT": 500})
+    name, = channels_on_every_master(own_cluster, 1)
+    heard = []
+    with app.app_context():
+        pubsub = ext.subscribe(name)
+        confirmed(pubsub, 1)
+        own_cluster.master_of(name).kill()
+        write_until(ext.client, name, 30, [])  # the replica has taken over
+
+        def hears_it():
+            ext.publish(name, "after the failover")
+            try:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            except redis.RedisError:
+                return False
+            if message is not None:
+                heard.append(message)
+            return any(m["data"] == "after the failover" for m in heard)
+
+        wait_until(hears_it, 30, "the subscriber to hear its channel after the failover")
