@@ -52,6 +52,19 @@ class EventedConnection(AbstractConnection):
             raise
         self.events.emit("connect", address=self._address())
 
+    def _connect(self) -> Any:
+        """The socket, TLS handshake included, under the connect timeout:
+        redis-py sets the read timeout (unset by default) before the TLS
+        handshake, which then waits for ever on a server that hangs."""
+        read_timeout = self.socket_timeout
+        self.socket_timeout = self.socket_connect_timeout
+        try:
+            sock = super()._connect()  # type: ignore[safe-super]
+        finally:
+            self.socket_timeout = read_timeout
+        sock.settimeout(read_timeout)
+        return sock
+
     def on_connect_check_health(self, check_health: bool = True) -> None:
         sock = self._sock
         if sock is not None and self.socket_connect_timeout:
@@ -118,7 +131,7 @@ class EventedSentinelConnection(EventedConnection):
         if self.connection_pool.is_master:
             self.host, self.port = self.connection_pool.get_master_address()
             self._master_found = True
-        return super()._connect()  # type: ignore[safe-super]
+        return super()._connect()
 
     def _address(self) -> str:
         """Until the sentinels have named a master, the master's name: the
