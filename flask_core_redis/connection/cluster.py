@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,12 +57,15 @@ def as_redis_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``call(...)``, with redis-py's "cannot reach the cluster" exception, which
     is no RedisError, turned into the error it wraps: a ConnectionError to
     retry and to report as an outage, or an AuthenticationError to raise."""
+    handled_by_the_caller = sys.exc_info()[1]
     try:
         return call(*args, **kwargs)
     except RedisClusterException as error:
         # redis-py 6.x raises it inside the handler of the node's error
-        # without chaining it, so the error is the context, not the cause.
-        cause = error.__cause__ or error.__context__
+        # without chaining it, so the error is the context, not the cause;
+        # unless that context is an error the caller was handling already.
+        context = error.__context__
+        cause = error.__cause__ or (context if context is not handled_by_the_caller else None)
         if isinstance(cause, NEVER_RETRIED):  # no node let us in
             raise cause from None
         if isinstance(cause, ConnectionError | TimeoutError | OSError):

@@ -8,11 +8,16 @@ way in every mode (``get_message``); in Cluster messages have the type
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+from ..connection.cluster import as_redis_errors
 
 
 def publish(client: Any, channel: str, message: str | bytes) -> int:
@@ -34,30 +39,40 @@ SUBSCRIPTION_KINDS = frozenset({"ssubscribe", "sunsubscribe"})
 class ShardedPubSub:
     """A Cluster PubSub that reads like any other: ``get_message``, ``listen``,
     ``subscribe`` and ``unsubscribe`` use the sharded commands; the rest is
-    redis-py's ``ClusterPubSub``."""
+    redis-py's ``ClusterPubSub``.
+
+    A node that fails while it is read raises the error, as redis-py does, but
+    its channels are not lost with it: the next read refreshes the slot map and
+    subscribes them again on their current masters (redis-py kept reading the
+    dead node, so a failover silenced them for good)."""
 
     def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
+        #: Channels of a node that failed, to subscribe again.
+        self.lost: set[Any] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pubsub, name)
 
     def get_message(self, ignore_subscribe_messages: bool = False,
-                    timeout: float = 0.0) -> Any:
-        """The next message from any node, waiting up to ``timeout`` seconds.
+                    timeout: float | None = 0.0) -> Any:
+        """The next message from any node, waiting up to ``timeout`` seconds
+        (None: until one comes).
 
         Each node is read by name, in turn, and subscription confirmations are
         left out here: redis-py 6.x's own round robin ignores the timeout, and
         asked to leave them out it returned None for every message."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (math.inf if timeout is None else timeout)
         while True:
+            self._subscribe_lost_channels()
             names = list(self.pubsub.node_pubsub_mapping)
             # One node: wait on its socket; several: take turns in short waits.
             wait = max(0.0, deadline - time.monotonic())
-            turn = wait if len(names) == 1 else min(wait, NODE_TURN_SECONDS)
+            turn: float | None = min(wait, NODE_TURN_SECONDS)
+            if len(names) == 1:
+                turn = None if timeout is None else wait
             for name in names:
-                message = self.pubsub.get_sharded_message(
-                    timeout=turn, target_node=self.pubsub.cluster.get_node(node_name=name))
+                message = self._read(name, turn)
                 if message is not None and not (
                         ignore_subscribe_messages and _confirms_a_subscription(message)):
                     return message
@@ -65,6 +80,29 @@ class ShardedPubSub:
                 return None
             if not names:  # nothing subscribed (yet): nothing to wait on
                 time.sleep(min(wait, NODE_TURN_SECONDS))
+
+    def _read(self, name: str, timeout: float | None) -> Any:
+        node = self.pubsub.cluster.get_node(node_name=name)
+        try:
+            if node is None:  # gone from the slot map
+                raise ConnectionError(f"{name} is no longer in the cluster")
+            return self.pubsub.get_sharded_message(timeout=timeout, target_node=node)
+        except (ConnectionError, TimeoutError):
+            self._drop_node(name)
+            raise
+
+    def _drop_node(self, name: str) -> None:
+        node_pubsub = self.pubsub.node_pubsub_mapping.pop(name, None)
+        if node_pubsub is not None:
+            self.lost.update(node_pubsub.shard_channels)
+            with contextlib.suppress(RedisError, OSError):
+                node_pubsub.close()
+
+    def _subscribe_lost_channels(self) -> None:
+        if self.lost:
+            as_redis_errors(self.pubsub.cluster.nodes_manager.initialize)
+            self.pubsub.ssubscribe(*self.lost)
+            self.lost.clear()
 
     def listen(self) -> Iterator[Any]:
         """Every message as it arrives, subscription confirmations included."""
