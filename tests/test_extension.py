@@ -304,3 +304,14 @@ def test_a_plugins_fail_fast_client_bounds_every_read(make_app):
         assert ext.client.connection_pool.connection_kwargs["socket_timeout"] is None
     with timed.app_context():
         assert timed_ext.plugins["presence"].context.fail_fast_client() is timed_ext.client
+
+
+def test_tls_options_go_to_tls_sentinels_in_front_of_plain_data_nodes(make_app):
+    """ssl_password is accepted when only the sentinels speak TLS, and the
+    plain data connections are not handed it (they would refuse it)."""
+    app, ext = make_app({"REDIS_URL": "redis+sentinel://127.0.0.1:1/m",
+                         "REDIS_SENTINEL_SSL": True}, ssl_password="key-passphrase")
+    with app.app_context():
+        pool = ext.client.connection_pool
+        assert "ssl_password" not in pool.connection_kwargs
+        pool.make_connection()  # a plain connection, built without a TypeError

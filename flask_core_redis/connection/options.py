@@ -79,7 +79,8 @@ def _connection_classes(settings: Settings) -> tuple[type[AbstractConnection], .
     """The connection classes the client of ``settings`` builds."""
     if settings.unix_socket:
         return (UnixDomainSocketConnection,)
-    if settings.ssl or settings.mode == "memory":  # memory stands in for any server
+    # Memory stands in for any server; TLS sentinels take the TLS options too.
+    if settings.ssl or settings.sentinel_ssl or settings.mode == "memory":
         return (Connection, SSLConnection)
     return (Connection,)
 

@@ -71,12 +71,15 @@ class CredentialCheckingSentinel(Sentinel):
 
 def build_sentinel_client(settings: Settings, events: ConnectionEvents,
                           kwargs: dict[str, Any]) -> Redis:
-    sentinel = CredentialCheckingSentinel(list(settings.nodes),
-                                          sentinel_kwargs=_sentinel_kwargs(settings))
+    # The TLS options passed to CoreRedis() (ssl_password, ssl_ciphers...) go
+    # wherever TLS is spoken: to the sentinels, the data nodes, or both.
+    tls_options = {name: kwargs.pop(name) for name in list(kwargs) if name.startswith("ssl_")}
+    sentinel = CredentialCheckingSentinel(
+        list(settings.nodes), sentinel_kwargs=_sentinel_kwargs(settings, tls_options))
     base = SentinelManagedConnection
     if settings.ssl:
         base = SentinelManagedSSLConnection
-        kwargs.update(ssl_kwargs(settings))
+        kwargs.update(ssl_kwargs(settings), **tls_options)
     connection_class = evented_class(base, events, EventedSentinelConnection)
     client: Redis = sentinel.master_for(
         settings.sentinel_master, connection_class=connection_class,
@@ -86,10 +89,11 @@ def build_sentinel_client(settings: Settings, events: ConnectionEvents,
     return client
 
 
-def _sentinel_kwargs(settings: Settings) -> dict[str, Any]:
+def _sentinel_kwargs(settings: Settings, tls_options: dict[str, Any]) -> dict[str, Any]:
     """How to reach the sentinels themselves: their own credentials, and TLS
     as ``sentinel_ssl`` says, whatever the data nodes use."""
-    tls = {"ssl": True, **ssl_kwargs(settings)} if settings.sentinel_ssl else {}
+    tls = ({"ssl": True, **ssl_kwargs(settings), **tls_options} if settings.sentinel_ssl
+           else {})
     return {
         "username": settings.sentinel_username,
         "password": settings.sentinel_password,
