@@ -10,6 +10,8 @@ from flask_core_redis.config import KEYS, key_table, load_settings
 from flask_core_redis.plugins import cache, otp, presence
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+#: A file that is there, for a TLS key whose file is read at start-up.
+A_FILE = __file__
 
 
 def load(config=None, environ=None, dotenv=None, prefix="REDIS"):
@@ -153,12 +155,12 @@ def test_booleans_accept_the_usual_words(value, expected):
     ({"REDIS_URL": "redis://h", "REDIS_SSL_CA_CERTS": "/ca.pem"}, r"REDIS_SSL_CA_CERTS asks"),
     ({"REDIS_SSL_CERT_REQS": "none"}, r"REDIS_SSL_CERT_REQS asks for TLS"),
     ({"REDIS_URL": "redis://h", "REDIS_SSL": "false"}, None),  # off, as the URL says
-    ({"REDIS_URL": "rediss://h", "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),
+    ({"REDIS_URL": "rediss://h", "REDIS_SSL_CA_CERTS": A_FILE}, None),
     ({"REDIS_SSL": "true", "REDIS_SSL_CERT_REQS": "none"}, None),
     ({"REDIS_SENTINELS": "s:1", "REDIS_SSL": "yes"}, None),
-    ({"REDIS_CLUSTER_NODES": "n:1", "REDIS_SSL": "yes", "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),
+    ({"REDIS_CLUSTER_NODES": "n:1", "REDIS_SSL": "yes", "REDIS_SSL_CA_CERTS": A_FILE}, None),
     ({"REDIS_URL": "redis+sentinel://s/m", "REDIS_SENTINEL_SSL": "yes",
-      "REDIS_SSL_CA_CERTS": "/ca.pem"}, None),  # TLS to the sentinels only
+      "REDIS_SSL_CA_CERTS": A_FILE}, None),  # TLS to the sentinels only
     ({"REDIS_URL": "redis+sentinel://s/m", "REDIS_SSL_CA_CERTS": "/ca.pem"},
      r"REDIS_SSL_CA_CERTS asks for TLS, but the connection would be plain text: use a "
      r"rediss:// URL \(rediss\+sentinel://"),

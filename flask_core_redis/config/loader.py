@@ -4,6 +4,7 @@ else Sentinel, Cluster or HOST/PORT), then the checks that span several keys."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,6 +110,7 @@ def _check_consistency(source: ConfigSource, settings: Settings) -> None:
     if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
         raise ConfigurationError(f"{prefix}_SSL_CERTFILE and {prefix}_SSL_KEYFILE go "
                                  "together: set both or neither")
+    _check_tls_files(prefix, settings)
 
 
 def _check_pool(prefix: str, settings: Settings) -> None:
@@ -116,3 +118,17 @@ def _check_pool(prefix: str, settings: Settings) -> None:
         raise ConfigurationError(
             f"{prefix}_POOL_TIMEOUT makes the pool wait for one of its "
             f"{prefix}_MAX_CONNECTIONS connections: set {prefix}_MAX_CONNECTIONS too")
+
+
+def _check_tls_files(prefix: str, settings: Settings) -> None:
+    """A TLS file that is not there fails now, by its key: at the first
+    connect it would read as an unreachable server and be retried as one."""
+    if not (settings.ssl or settings.sentinel_ssl):
+        return
+    files = {"SSL_CA_CERTS": settings.ssl_ca_certs, "SSL_CERTFILE": settings.ssl_certfile,
+             "SSL_KEYFILE": settings.ssl_keyfile}
+    for suffix, path in files.items():
+        if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ConfigurationError(
+                f"{prefix}_{suffix}={path!r} is invalid: no readable file there; "
+                "expected the path of a PEM file")
