@@ -1,4 +1,4 @@
-"""Attacks on the TLS keys: a file that is not there must be refused when
+"""The TLS files: a file that is not there must be refused when
 the app starts, naming the key, not met at the first connect as what reads
 like an unreachable server."""
 
@@ -14,8 +14,8 @@ URLS = ["rediss://127.0.0.1:1", "rediss+sentinel://127.0.0.1:1/m",
 @pytest.mark.parametrize("missing", ["SSL_CA_CERTS", "SSL_CERTFILE", "SSL_KEYFILE"])
 def test_a_tls_file_that_does_not_exist_is_refused_at_init_app(make_app, tmp_path, url,
                                                                 missing):
-    """Today the app starts, and every connect fails with "Error 2 connecting
-    to host:port. No such file or directory.", retried as an outage."""
+    """Otherwise the app would start, and every connect fail with "Error 2
+    connecting to host:port. No such file or directory.", retried as an outage."""
     present = tmp_path / "present.pem"
     present.write_text("not read before a connect\n")
     config = {f"REDIS_{suffix}": str(present)

@@ -1,4 +1,4 @@
-"""Attacks on Cluster's error translation (as_redis_errors): an error the
+"""Cluster's error translation (as_redis_errors): an error the
 app is handling when it calls the client is no part of the client's error."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Attacks on the bounded pools: many threads on a small pool, commands that
+"""The bounded pools under load: many threads on a small pool, commands that
 fail on the way, and a Sentinel failover under a waiting pool."""
 
 import threading
@@ -40,7 +40,7 @@ def test_many_threads_on_a_small_waiting_pool_neither_fail_nor_leak(request, mak
                                                                      topology):
     app, ext = make_app({"REDIS_URL": url_of(request, topology), "REDIS_MAX_CONNECTIONS": 2,
                          "REDIS_POOL_TIMEOUT": 20_000})
-    keys = [f"attack:{uuid.uuid4().hex}" for _ in range(4)]
+    keys = [f"load:{uuid.uuid4().hex}" for _ in range(4)]
     errors = []
     with app.app_context():
         client = ext.client

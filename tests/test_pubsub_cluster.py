@@ -1,4 +1,4 @@
-"""Attacks on sharded pub/sub in Cluster: channels on several nodes, waits
+"""Sharded pub/sub in Cluster: channels on several nodes, waits
 with no message, unsubscribing, and the timeouts redis-py's PubSub accepts."""
 
 import threading
@@ -15,7 +15,7 @@ def channels_on_every_master(cluster, count=3):
     """``count`` channel names whose slots are served by different masters."""
     chosen, owners = [], set()
     while len(chosen) < count:
-        name = f"attack:{uuid.uuid4().hex}"
+        name = f"shard:{uuid.uuid4().hex}"
         owner = cluster.master_of(name).port
         if owner not in owners:
             owners.add(owner)
@@ -96,8 +96,8 @@ def test_a_wait_without_a_timeout_blocks_until_a_message_as_in_redis_py(cluster_
 def test_a_subscriber_hears_its_channel_again_after_the_master_fails_over(make_app,
                                                                           own_cluster):
     """The channel's master is killed and its replica takes over: a Socket.IO
-    or pub/sub subscriber on Cluster must hear the channel again. Its per-node
-    subscription stays pinned to the dead node: every get_message raises
+    or pub/sub subscriber on Cluster must hear the channel again. redis-py
+    keeps the per-node subscription on the dead node: every get_message raises
     ConnectionError at once, and publishes reach no subscriber."""
     import redis
 

@@ -1,4 +1,4 @@
-"""Attacks on TLS connects: a TLS server that hangs, and TLS spoken to a
+"""TLS connects: a TLS server that hangs, and TLS spoken to a
 plain port, must fail within about the connect timeout, never hang."""
 
 import logging
