@@ -132,6 +132,8 @@ def test_sentinel_credentials_go_where_kombu_reads_them(make_app):
 @pytest.mark.parametrize(("url", "why"), [
     ("redis+cluster://127.0.0.1:7000", "does not support Redis Cluster"),
     ("memory://broker", "a worker is another process"),
+    # Plain-text sentinel:// URLs would send the credentials in the clear.
+    ("rediss+sentinel://127.0.0.1:26379/m", "TLS behind Sentinel"),
 ])
 def test_cluster_and_memory_are_refused_with_the_reason(make_app, url, why):
     with pytest.raises(ConfigurationError, match=why):
