@@ -72,7 +72,6 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
     return facts
 
 
-
 def _server_version(info: Mapping[str, Any]) -> str | None:
     """Redis's version as INFO gives it; a server that names itself otherwise,
     its name and own version: Valkey 8 says ``server_name:valkey`` and
