@@ -147,6 +147,10 @@ KEYS: tuple[Key, ...] = (
         "unset waits as long as the command takes.", setting="socket_timeout_ms"),
     Key("MAX_RETRIES", 3, parsers.integer(0), "Retries of a failed command or connect "
         "attempt, with a delay of min(n x 50 ms, 2000 ms) before retry n."),
+    Key("RETRY_DEADLINE", None, _milliseconds, "Bound retries by time instead: a failed "
+        "command or connect is retried, with the same delays, as long as the next try "
+        "starts within this many ms of the first; MAX_RETRIES then counts only for "
+        "redis-py's Cluster pipeline loop.", setting="retry_deadline_ms"),
     Key("DECODE_RESPONSES", True, parsers.boolean, "Return `str` instead of `bytes`."),
     Key("CLIENT_NAME", None, parsers.text, "Name set with CLIENT SETNAME on every "
         "connection."),

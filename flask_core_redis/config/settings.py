@@ -42,6 +42,7 @@ class Settings:
     connect_timeout_ms: float
     socket_timeout_ms: float | None
     max_retries: int
+    retry_deadline_ms: float | None
     decode_responses: bool
     client_name: str | None
     health_check_interval: int
@@ -77,6 +78,10 @@ class Settings:
     @property
     def socket_timeout(self) -> float | None:
         return None if self.socket_timeout_ms is None else self.socket_timeout_ms / 1000
+
+    @property
+    def retry_deadline(self) -> float | None:
+        return None if self.retry_deadline_ms is None else self.retry_deadline_ms / 1000
 
     @property
     def pool_timeout(self) -> float | None:

@@ -76,7 +76,7 @@ def build_standalone_client(settings: Settings, events: ConnectionEvents,
         kwargs.update(ssl_kwargs(settings))
     pool = pool_class(settings)(
         connection_class=evented_class(base, events),
-        retry=build_retry(settings.max_retries, events, settings.address),
+        retry=build_retry(settings, events),
         db=settings.db, **address, **kwargs)
     return Redis.from_pool(pool)
 

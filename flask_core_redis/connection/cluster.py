@@ -75,8 +75,7 @@ def as_redis_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def build_cluster_client(settings: Settings, events: ConnectionEvents,
                          kwargs: dict[str, Any]) -> RedisCluster:
-    command_retry = build_retry(settings.max_retries, events, settings.address,
-                                RedisCluster.ERRORS_ALLOW_RETRY)
+    command_retry = build_retry(settings, events, RedisCluster.ERRORS_ALLOW_RETRY)
 
     def connect() -> RedisCluster:
         return as_redis_errors(RetryingRedisCluster, command_retry=command_retry,

@@ -19,6 +19,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from ..config import Settings
 from .events import ConnectionEvents
 
 STEP_SECONDS = 0.05
@@ -77,18 +78,24 @@ class ReportingBackoff(AbstractBackoff):
 
 class PolicyRetry(Retry):
     """redis-py's ``Retry``, except that a failure to authenticate and a full
-    pool are raised at once, whatever else says they may be retried.
+    pool are raised at once, whatever else says they may be retried, and that
+    with a ``deadline`` (seconds) the retries stop when the next one would
+    start after it, however many were made, instead of after ``retries``.
 
     The loop is written out here rather than inherited: redis-py 6.x's
     ``call_with_retry`` takes neither ``is_retryable`` nor
     ``with_failure_count``, which 7.x and later pass, and both lines are
     supported."""
 
+    #: Seconds after the first try past which no retry starts; None: count.
+    deadline: float | None = None
+
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> T:
         self._backoff.reset()
         failures = 0
+        started = time.monotonic()
         while True:
             try:
                 return do()
@@ -101,15 +108,26 @@ class PolicyRetry(Retry):
                     fail(error, failures)
                 else:
                     fail(error)
-                if 0 <= self._retries < failures:
+                if self._gives_up(failures, started):
                     raise
                 delay = self._backoff.compute(failures)
                 if delay > 0:
                     time.sleep(delay)
 
 
-def build_retry(max_retries: int, events: ConnectionEvents, address: str,
+    def _gives_up(self, failures: int, started: float) -> bool:
+        if self.deadline is None:
+            return 0 <= self._retries < failures
+        # The next delay, without reporting it: the retry may not happen.
+        upcoming = getattr(self._backoff, "inner", self._backoff).compute(failures)
+        return time.monotonic() + upcoming - started > self.deadline
+
+
+def build_retry(settings: Settings, events: ConnectionEvents,
                 errors: tuple[type[Exception], ...] = RETRYABLE_ERRORS) -> Retry:
-    """The project's policy as a redis-py ``Retry`` that reports its retries."""
-    return PolicyRetry(ReportingBackoff(LinearBackoff(), events, address), max_retries,
-                       errors)
+    """The project's policy for ``settings`` as a redis-py ``Retry`` that
+    reports its retries."""
+    retry = PolicyRetry(ReportingBackoff(LinearBackoff(), events, settings.address),
+                        settings.max_retries, errors)
+    retry.deadline = settings.retry_deadline
+    return retry

@@ -84,7 +84,7 @@ def build_sentinel_client(settings: Settings, events: ConnectionEvents,
     client: Redis = sentinel.master_for(
         settings.sentinel_master, connection_class=connection_class,
         connection_pool_class=pool_class(settings, sentinel=True),
-        retry=build_retry(settings.max_retries, events, settings.address),
+        retry=build_retry(settings, events),
         db=settings.db, **kwargs)
     return client
 
