@@ -469,6 +469,24 @@ def run_forked(check: Callable[[], bool]) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def run_with_deadline(call: Callable[[], T], seconds: float = 60) -> dict[str, Any]:
+    """Run ``call`` in a thread; fail the test if it has not returned by then.
+    The outcome holds its ``value`` or its ``error``."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed back to the test
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"call still blocked after {seconds}s: it hangs"
+    return outcome
+
+
 def run_concurrently(*calls: Callable[[], T]) -> list[T]:
     """Start every call in its own thread at the same instant (a barrier);
     return their results in order, or raise the first error."""

@@ -13,7 +13,7 @@ from flask import Response, current_app, jsonify
 from flask_core_redis.plugin_api import manager
 
 from .conftest import ACL_PASSWORD, ACL_USER, REQUIRE_PASSWORD
-from .servers import free_port, health_version, run_forked, wait_until
+from .servers import free_port, health_version, run_forked, run_with_deadline, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -161,23 +161,6 @@ def test_app_keeps_serving_through_a_redis_restart(make_app, own_redis_server, e
     assert any(m.startswith(f"[REDIS] {address}: connection error: ") for m in logged)
     assert any(f"{address}: retry 1 in 50 ms" in m for m in logged)
     assert logged.count(f"[REDIS] {address}: connected") >= 2
-
-
-def run_with_deadline(call, seconds=60):
-    """Run ``call`` in a thread; fail the test if it has not returned by then."""
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = call()
-        except BaseException as error:  # handed back to the test
-            outcome["error"] = error
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), f"call still blocked after {seconds}s: it hangs"
-    return outcome
 
 
 def test_port_that_accepts_but_never_answers_times_out(make_app, events_log):

@@ -3,31 +3,13 @@ plain port, must fail within about the connect timeout, never hang."""
 
 import logging
 import signal
-import threading
 
 import pytest
 import redis
 
-from .servers import RedisProcess, free_port
+from .servers import RedisProcess, free_port, run_with_deadline
 
 pytestmark = pytest.mark.integration
-
-
-def outcome_within(call, seconds):
-    """Run ``call`` in a thread; fail the test if it has not returned by then."""
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = call()
-        except BaseException as error:  # handed back to the test
-            outcome["error"] = error
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), f"still blocked after {seconds}s: the TLS handshake hangs"
-    return outcome
 
 
 @pytest.fixture
@@ -54,7 +36,7 @@ def test_a_hung_tls_server_fails_within_the_connect_timeout(make_app, stopped_tl
             client = ext.client if which == "client" else ext.duplicate()
             return client.ping()
 
-    outcome = outcome_within(ping, 20)
+    outcome = run_with_deadline(ping, 20)
     assert isinstance(outcome.get("error"), redis.TimeoutError | redis.ConnectionError)
 
 
@@ -70,7 +52,7 @@ def test_tls_spoken_to_a_plain_port_fails_within_the_connect_timeout(make_app, r
         with app.app_context():
             return ext.client.ping()
 
-    outcome = outcome_within(ping, 20)
+    outcome = run_with_deadline(ping, 20)
     assert isinstance(outcome.get("error"), redis.TimeoutError | redis.ConnectionError)
 
 
@@ -108,7 +90,7 @@ def test_an_encrypted_client_key_with_its_passphrase_reaches_every_tls_node(
             return ext.client.set(key, "v")
 
     caplog.set_level(logging.DEBUG)
-    outcome = outcome_within(write, 30)
+    outcome = run_with_deadline(write, 30)
     with app.app_context():
         shown = [repr(ext), repr(ext.client), repr(outcome.get("error")),
                  str(outcome.get("error")), caplog.text]
