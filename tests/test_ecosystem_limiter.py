@@ -67,3 +67,23 @@ def test_cluster_credentials_stay_out_of_the_printed_options(make_app):
     assert "s3cret" not in repr(storage)
     provider = storage["storage_options"]["credential_provider"]
     assert provider.get_credentials() == ("app", "s3cret-pw")
+
+
+def test_an_encrypted_keys_passphrase_is_not_printed_with_the_storage_options(make_app,
+                                                                            tmp_path):
+    """`flask limiter config` prints the storage options; on Cluster they
+    carry the TLS options passed to CoreRedis(), ssl_password among them."""
+    from flask_core_redis.integrations.limiter import limiter_storage
+
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in files.values():
+        path.write_text("not read before a connect\n")
+    app, ext = make_app({"REDIS_URL": "rediss+cluster://127.0.0.1:1",
+                         "REDIS_SSL_CA_CERTS": str(files["ca"]),
+                         "REDIS_SSL_CERTFILE": str(files["cert"]),
+                         "REDIS_SSL_KEYFILE": str(files["key"])},
+                        ssl_password="key-s3cret-passphrase")
+    with app.app_context():
+        options = limiter_storage(ext)["storage_options"]
+    assert "key-s3cret-passphrase" not in repr(options)
+    assert options["ssl_password"]() == "key-s3cret-passphrase"  # what ssl calls

@@ -46,4 +46,20 @@ def _cluster_options(state: RedisState) -> dict[str, Any]:
         # Flask-Limiter's `flask limiter config` prints the storage options.
         options["credential_provider"] = UsernamePasswordCredentialProvider(
             username, password)
+    if options.get("ssl_password") is not None:
+        options["ssl_password"] = _Passphrase(options["ssl_password"])
     return options
+
+
+class _Passphrase:
+    """An encrypted key's passphrase that prints as ``***``: Python's ssl takes
+    a callable that returns it, and the storage options are printed."""
+
+    def __init__(self, passphrase: str | bytes) -> None:
+        self._passphrase = passphrase
+
+    def __call__(self) -> str | bytes:
+        return self._passphrase
+
+    def __repr__(self) -> str:
+        return "***"
