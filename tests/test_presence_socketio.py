@@ -128,3 +128,43 @@ def test_closing_the_extension_ends_the_heartbeats(bound):
     with app.app_context():
         assert not ext.presence.is_online("ann")
     ann.disconnect()
+
+
+def test_a_round_of_heartbeats_during_a_connect_handler_leaves_the_connection_open(bound):
+    """Socket.IO counts a connection as connected only once its connect
+    handler has returned. A round of heartbeats that runs while the handler is
+    still broadcasting must not take it for a client that left: the user would
+    be announced offline, and stay offline, while connected."""
+    app, ext, socketio = bound
+    watcher = socketio.test_client(app, auth={"user": "watcher"})
+    with app.app_context():
+        plugin = ext.presence
+    real_sweep, real_emit = plugin.sweep, socketio.emit
+    rounds = []
+    rounds_ran = threading.Condition()
+
+    def counted_sweep():
+        gone = real_sweep()
+        with rounds_ran:
+            rounds.append(time.monotonic())
+            rounds_ran.notify_all()
+        return gone
+
+    def slow_emit(event, data, **kwargs):
+        if data == {"user": "ann", "online": True}:  # inside ann's connect handler
+            with rounds_ran:
+                seen = len(rounds)
+                assert rounds_ran.wait_for(lambda: len(rounds) >= seen + 2, 5)
+        return real_emit(event, data, **kwargs)
+
+    plugin.sweep, socketio.emit = counted_sweep, slow_emit
+    ann = socketio.test_client(app, auth={"user": "ann"})
+    assert ann.is_connected()
+    with rounds_ran:  # two more rounds, now that the handler has returned
+        seen = len(rounds)
+        assert rounds_ran.wait_for(lambda: len(rounds) >= seen + 2, 5)
+    with app.app_context():
+        assert ext.presence.is_online("ann")
+    assert [event for event in events(watcher) if event[0] == "ann"] == [("ann", True)]
+    ann.disconnect()
+    watcher.disconnect()

@@ -34,7 +34,8 @@ class Presence(Protocol):
 
 class _LocalConnections:
     """The Socket.IO connections this process serves: sid -> user, and the
-    round of heartbeats each was added in.
+    round of heartbeats in which its connect handler returned (None while it
+    runs).
 
     The Redis changes of one connection (open, reopen, close) run under the
     lock of its sid's stripe, in the order their handlers started: a
@@ -44,7 +45,7 @@ class _LocalConnections:
     STRIPES = 64
 
     def __init__(self) -> None:
-        self._users: dict[str, tuple[str, int]] = {}
+        self._users: dict[str, tuple[str, int | None]] = {}
         self._guard = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
         self.round = 0
@@ -53,25 +54,34 @@ class _LocalConnections:
         return self._stripes[hash(sid) % self.STRIPES]
 
     def add(self, sid: str, user: str) -> None:
+        """A connection whose connect handler is running."""
         with self._guard:
-            self._users[sid] = (user, self.round)
+            self._users[sid] = (user, None)
+
+    def opened(self, sid: str) -> None:
+        """Its connect handler has returned (or raised)."""
+        with self._guard:
+            if sid in self._users:
+                self._users[sid] = (self._users[sid][0], self.round)
 
     def pop(self, sid: str) -> str | None:
         with self._guard:
-            user, _ = self._users.pop(sid, (None, 0))
+            user, _ = self._users.pop(sid, (None, None))
             return user
 
     def holds(self, sid: str, user: str) -> bool:
         with self._guard:
-            return self._users.get(sid, (None, 0))[0] == user
+            return self._users.get(sid, (None, None))[0] == user
 
     def next_round(self) -> list[tuple[str, str, bool]]:
-        """Start a round of heartbeats: every (sid, user, added in an earlier
-        round)."""
+        """Start a round of heartbeats: every (sid, user, settled). Socket.IO
+        counts a connection as connected only after its connect handler
+        returns, so one is settled (Socket.IO must know it) once a whole round
+        has passed since then; a round may start just as a handler returns."""
         with self._guard:
             self.round += 1
-            return [(sid, user, added < self.round)
-                    for sid, (user, added) in self._users.items()]
+            return [(sid, user, opened is not None and opened < self.round - 1)
+                    for sid, (user, opened) in self._users.items()]
 
 
 def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], object], *,
@@ -117,9 +127,12 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
                 return False
             user = str(user_id)
             local.add(sid, user)
-        join_room(room)
-        if came_online:
-            announce(user, True)
+        try:
+            join_room(room)
+            if came_online:
+                announce(user, True)
+        finally:
+            local.opened(sid)
         return True
 
     def close(sid: str) -> None:
