@@ -34,8 +34,9 @@ AppFactory = Callable[..., tuple[Flask, CoreRedis]]
 
 
 def pytest_report_header() -> str:
+    tls = "valkey (Debian's build, with TLS)" if SERVER == "valkey" else "redis"
     return (f"integration servers: {SERVER} ({SERVER_VARIABLE}=redis|valkey); "
-            "TLS servers: redis")
+            f"TLS servers: {tls}")
 
 
 #: Whether the tests of the Flask extensions (marker ``ecosystem``) run:

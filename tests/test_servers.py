@@ -1,6 +1,6 @@
 """The servers the integration tests start are the ones the run is for: Redis,
-or Valkey 8 with FLASK_CORE_REDIS_TEST_SERVER=valkey, on every topology; TLS
-is Redis's on both."""
+or Valkey 8 with FLASK_CORE_REDIS_TEST_SERVER=valkey, on every topology, TLS
+included."""
 
 import pytest
 
@@ -24,8 +24,11 @@ def test_every_topology_runs_the_chosen_server(redis_server, auth_server, sentin
     assert {version.split(".")[0] for _, version in seen} == {expected_major}
 
 
-def test_tls_runs_on_redis(tls_server):
-    assert running(tls_server)[0] == "redis"
+def test_tls_runs_the_chosen_server_too(tls_server, tls_sentinel, tls_cluster):
+    processes = [tls_server, tls_sentinel.master, *tls_sentinel.sentinels, *tls_cluster.nodes]
+    assert {running(process)[0] for process in processes} == {SERVER}
+    with tls_server.client() as client:
+        assert client.config_get("tls-port")["tls-port"] == str(tls_server.port)
 
 
 def test_a_server_that_is_not_the_chosen_one_fails_the_test(tmp_path):
