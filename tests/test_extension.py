@@ -127,7 +127,8 @@ def test_an_option_that_configuration_sets_names_its_key(option, key):
     ("redis://127.0.0.1:1", "check_connection"),  # Sentinel only
     ("redis+cluster://127.0.0.1:1", "socket_type"),  # RedisCluster would drop it
     ("redis+cluster://127.0.0.1:1", "ssl_password"),  # TLS only
-    ("rediss+cluster://127.0.0.1:1", "ssl_ciphers"),  # RedisCluster would drop it
+    # RedisCluster would drop it (and ssl_ciphers before redis-py 8.2).
+    ("rediss+cluster://127.0.0.1:1", "parser_class"),
     ("redis+sentinel://127.0.0.1:1/m", "ssl_ciphers"),  # TLS only
 ])
 def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, url, option):
