@@ -227,6 +227,17 @@ def own_tls_sentinel(tmp_path: Path, tls_files: TlsFiles) -> Iterator[SentinelDe
     deployment.stop()
 
 
+@pytest.fixture(params=["tls-sentinels-plain-data", "plain-sentinels-tls-data"])
+def mixed_sentinel(request: pytest.FixtureRequest, tmp_path: Path,
+                   tls_files: TlsFiles) -> Iterator[SentinelDeployment]:
+    """Sentinels and data nodes of which only one side is on TLS."""
+    tls_sentinels = request.param == "tls-sentinels-plain-data"
+    deployment = SentinelDeployment(tmp_path, tls_files, tls_data=not tls_sentinels,
+                                    tls_sentinels=tls_sentinels)
+    yield deployment
+    deployment.stop()
+
+
 @pytest.fixture(scope="session")
 def tls_cluster(workdir: Path, tls_files: TlsFiles) -> Iterator[ClusterDeployment]:
     """Nodes, cluster bus and replication all on TLS only."""

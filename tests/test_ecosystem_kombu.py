@@ -1,6 +1,7 @@
 """The app's Redis as a kombu broker (Celery's transport): messages
 round-trip through the real kombu on one server (ACL, requirepass, TLS, a
-database other than 0) and behind Sentinel, and land in the app's server."""
+database other than 0) and behind Sentinel (TLS on either side or both), and
+land in the app's server."""
 
 import uuid
 from urllib.parse import quote
@@ -116,6 +117,27 @@ def test_sentinel(make_app, sentinel):
     round_trip(broker, sentinel.process_on(sentinel.master_port()), 2)
 
 
+def test_sentinel_over_tls(make_app, tls_sentinel, tls_files):
+    broker = broker_of(make_app, {"REDIS_URL": tls_sentinel.url + "/1",
+                                  **tls_files.config()})
+    assert broker.url.startswith("sentinel://")
+    assert broker.transport_options["sentinel_kwargs"]["ssl"] is True
+    assert broker.celery_config()["broker_use_ssl"]["ssl_cert_reqs"] == "required"
+    round_trip(broker, tls_sentinel.process_on(tls_sentinel.master_port()), 1)
+
+
+def test_sentinel_with_tls_on_one_side_only(make_app, mixed_sentinel, tls_files):
+    """kombu reaches the sentinels as REDIS_SENTINEL_SSL says and the data
+    nodes as the URL says, each side apart."""
+    broker = broker_of(make_app, {"REDIS_URL": mixed_sentinel.url,
+                                  "REDIS_SENTINEL_SSL": mixed_sentinel.tls_sentinels,
+                                  **tls_files.config()})
+    sentinel_kwargs = broker.transport_options.get("sentinel_kwargs", {})
+    assert sentinel_kwargs.get("ssl", False) is mixed_sentinel.tls_sentinels
+    assert (broker.ssl is not None) is mixed_sentinel.tls_data
+    round_trip(broker, mixed_sentinel.process_on(mixed_sentinel.master_port()), 0)
+
+
 def test_sentinel_credentials_go_where_kombu_reads_them(make_app):
     broker = broker_of(make_app, {
         "REDIS_URL": "redis+sentinel://app:data-pw@10.0.0.1,10.0.0.2:26380/cache/1",
@@ -132,8 +154,6 @@ def test_sentinel_credentials_go_where_kombu_reads_them(make_app):
 @pytest.mark.parametrize(("url", "why"), [
     ("redis+cluster://127.0.0.1:7000", "does not support Redis Cluster"),
     ("memory://broker", "a worker is another process"),
-    # Plain-text sentinel:// URLs would send the credentials in the clear.
-    ("rediss+sentinel://127.0.0.1:26379/m", "TLS behind Sentinel"),
 ])
 def test_cluster_and_memory_are_refused_with_the_reason(make_app, url, why):
     with pytest.raises(ConfigurationError, match=why):

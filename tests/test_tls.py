@@ -149,16 +149,6 @@ def test_a_server_certificate_of_another_ca_is_refused_clearly_and_briefly(
         assert not [text for text in shown if secret in text], secret
 
 
-@pytest.fixture(params=["tls-sentinels-plain-data", "plain-sentinels-tls-data"])
-def mixed_sentinel(request, tmp_path, tls_files):
-    """Sentinels and data nodes of which only one side is on TLS."""
-    tls_sentinels = request.param == "tls-sentinels-plain-data"
-    deployment = SentinelDeployment(tmp_path, tls_files, tls_data=not tls_sentinels,
-                                    tls_sentinels=tls_sentinels)
-    yield deployment
-    deployment.stop()
-
-
 def test_tls_to_the_sentinels_and_to_the_data_nodes_are_set_apart(make_app, mixed_sentinel,
                                                                   tls_files, key):
     """REDIS_SENTINEL_SSL says how to reach the sentinels, the URL's scheme how

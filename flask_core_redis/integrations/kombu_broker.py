@@ -1,6 +1,7 @@
 """The app's Redis as a kombu broker (Celery's transport), in kombu's own URL
 grammar: ``redis://`` / ``rediss://`` for one server, ``sentinel://`` plus the
-``master_name`` transport option behind Sentinel. kombu cannot use Redis
+``master_name`` and ``sentinel_kwargs`` transport options behind Sentinel, and
+kombu's ``ssl`` options wherever the data nodes are TLS. kombu cannot use Redis
 Cluster, nor the in-process ``memory://`` server that a worker process cannot
 reach: both are refused.
 
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 from ..config import Settings
 from ..config.settings import MASK
+from ..connection.tls import ssl_kwargs
 from ..errors import ConfigurationError
 from ..state import Registration, current_state
 
@@ -77,24 +79,21 @@ def kombu_broker(ext: Registration) -> KombuBroker:
 
 
 def _sentinel_broker(settings: Settings) -> KombuBroker:
-    if settings.ssl or settings.sentinel_ssl:
-        # Refused rather than written as plain-text URLs that kombu would
-        # follow in plain text, credentials included.
-        raise ConfigurationError(
-            f"{settings.prefix}_* asks for TLS behind Sentinel, which kombu_broker() "
-            "does not write yet: give the broker a standalone rediss:// Redis, or "
-            "build kombu's sentinel transport options by hand.")
     # Each sentinel's URL carries the data nodes' credentials and the db:
-    # kombu takes them from whichever URL it connects through.
+    # kombu takes them from whichever URL it connects through. The sentinels'
+    # own credentials and TLS go in sentinel_kwargs; the data nodes' TLS in
+    # kombu's ssl options, as for one server.
     url = ";".join(f"sentinel://{_credentials(settings)}{_host(host)}:{port}/{settings.db}"
                    for host, port in settings.nodes)
     options: dict[str, Any] = {"master_name": settings.sentinel_master}
-    sentinel_auth = {name: value for name, value in (
+    sentinel_kwargs = {name: value for name, value in (
         ("username", settings.sentinel_username),
         ("password", settings.sentinel_password)) if value is not None}
-    if sentinel_auth:
-        options["sentinel_kwargs"] = sentinel_auth
-    return KombuBroker(url, options)
+    if settings.sentinel_ssl:
+        sentinel_kwargs.update(ssl=True, **_ssl_options(settings))
+    if sentinel_kwargs:
+        options["sentinel_kwargs"] = sentinel_kwargs
+    return KombuBroker(url, options, ssl=_ssl_options(settings) if settings.ssl else None)
 
 
 def _credentials(settings: Settings) -> str:
@@ -110,12 +109,7 @@ def _host(host: str) -> str:
 def _ssl_options(settings: Settings) -> dict[str, Any]:
     """kombu's ``ssl`` (Celery's ``broker_use_ssl``): without them kombu
     would connect to ``rediss://`` without checking the certificate."""
-    options = {"ssl_cert_reqs": settings.ssl_cert_reqs,
-               "ssl_ca_certs": settings.ssl_ca_certs,
-               "ssl_certfile": settings.ssl_certfile,
-               "ssl_keyfile": settings.ssl_keyfile,
-               "ssl_check_hostname": settings.ssl_cert_reqs == "required"}
-    return {name: value for name, value in options.items() if value is not None}
+    return {name: value for name, value in ssl_kwargs(settings).items() if value is not None}
 
 
 def _masked_url(url: str) -> str:
