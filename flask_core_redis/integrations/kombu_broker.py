@@ -86,11 +86,11 @@ def _sentinel_broker(settings: Settings) -> KombuBroker:
     url = ";".join(f"sentinel://{_credentials(settings)}{_host(host)}:{port}/{settings.db}"
                    for host, port in settings.nodes)
     options: dict[str, Any] = {"master_name": settings.sentinel_master}
-    sentinel_kwargs = {name: value for name, value in (
+    sentinel_kwargs: dict[str, Any] = {name: value for name, value in (
         ("username", settings.sentinel_username),
         ("password", settings.sentinel_password)) if value is not None}
     if settings.sentinel_ssl:
-        sentinel_kwargs.update(ssl=True, **_ssl_options(settings))
+        sentinel_kwargs.update({"ssl": True, **_ssl_options(settings)})
     if sentinel_kwargs:
         options["sentinel_kwargs"] = sentinel_kwargs
     return KombuBroker(url, options, ssl=_ssl_options(settings) if settings.ssl else None)
