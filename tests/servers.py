@@ -246,6 +246,9 @@ class RedisProcess:
                               "decode_responses": True,
                               **(tls.client_kwargs() if tls else {}), **(client_kwargs or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        #: Where clients, replicas and sentinels reach it: ``port``, unless a
+        #: deployment put a proxy in front of it (see Front).
+        self.front_port = port
 
     @property
     def address(self) -> str:
@@ -323,12 +326,29 @@ class RedisProcess:
                 self.kill()
 
 
+#: Given a data node's port, the port where everyone else is to reach it
+#: (a proxy's, say); it announces that port to replicas, sentinels and clients.
+Front = Callable[[int], int]
+
+
 class Deployment:
     """A group of processes started and stopped together."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, front: Front | None = None) -> None:
         self.workdir = workdir
         self.processes: list[RedisProcess] = []
+        self.front = front
+
+    def data_node(self, args: Iterable[str], announce: Callable[[int, int], list[str]],
+                  tls: TlsFiles | None = None, port: int | None = None) -> RedisProcess:
+        """A data node on ``port`` (default: a free one) that, with a ``front``,
+        announces its front port with ``announce(front port, port)``."""
+        port = port or free_port()
+        front_port = self.front(port) if self.front else port
+        extra = announce(front_port, port) if self.front else []
+        process = RedisProcess(self.workdir, port, [*args, *extra], tls=tls)
+        process.front_port = front_port
+        return process
 
     def add(self, process: RedisProcess) -> RedisProcess:
         self.processes.append(process)
@@ -350,17 +370,23 @@ class SentinelDeployment(Deployment):
     master_name = "mymaster"
 
     def __init__(self, workdir: Path, tls: TlsFiles | None = None, *,
-                 tls_data: bool = True, tls_sentinels: bool = True) -> None:
-        super().__init__(workdir)
+                 tls_data: bool = True, tls_sentinels: bool = True,
+                 front: Front | None = None, data_args: Iterable[str] = ()) -> None:
+        super().__init__(workdir, front)
         self.tls_data = tls is not None and tls_data
         self.tls_sentinels = tls is not None and tls_sentinels
         data_tls = tls if self.tls_data else None
-        replication = ["--tls-replication", "yes"] if self.tls_data else []
-        self.master = self.add(RedisProcess(workdir, free_port(), replication, tls=data_tls))
-        self.replica = self.add(RedisProcess(
-            workdir, free_port(), [*replication, "--replicaof", LOOPBACK,
-                                   str(self.master.port)], tls=data_tls))
-        monitor = [f"sentinel monitor {self.master_name} {LOOPBACK} {self.master.port} 2",
+        replication = [*data_args, *(["--tls-replication", "yes"] if self.tls_data else [])]
+
+        def announce(front_port: int, _: int) -> list[str]:
+            return ["--replica-announce-ip", LOOPBACK,
+                    "--replica-announce-port", str(front_port)]
+
+        self.master = self.add(self.data_node(replication, announce, data_tls))
+        self.replica = self.add(self.data_node(
+            [*replication, "--replicaof", LOOPBACK, str(self.master.front_port)], announce,
+            data_tls))
+        monitor = [f"sentinel monitor {self.master_name} {LOOPBACK} {self.master.front_port} 2",
                    f"sentinel down-after-milliseconds {self.master_name} 1000",
                    f"sentinel failover-timeout {self.master_name} 5000",
                    f"sentinel parallel-syncs {self.master_name} 1",
@@ -379,7 +405,7 @@ class SentinelDeployment(Deployment):
                 if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
                     return False
         with self.replica.client() as client:
-            return client.info("replication")["master_link_status"] == "up"
+            return bool(client.info("replication")["master_link_status"] == "up")
 
     @property
     def sentinel_addresses(self) -> str:
@@ -400,23 +426,31 @@ class SentinelDeployment(Deployment):
         return int(port)
 
     def process_on(self, port: int) -> RedisProcess:
-        return next(p for p in (self.master, self.replica) if p.port == port)
+        """The data node that sentinels and clients reach on ``port``."""
+        return next(p for p in (self.master, self.replica) if p.front_port == port)
 
 
 class ClusterDeployment(Deployment):
     """Six nodes: three masters with one replica each; with ``tls``, every
     node, the cluster bus and replication on TLS only."""
 
-    def __init__(self, workdir: Path, tls: TlsFiles | None = None) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None,
+                 front: Front | None = None, data_args: Iterable[str] = ()) -> None:
+        super().__init__(workdir, front)
         self.tls = tls
-        tls_args = ["--tls-cluster", "yes", "--tls-replication", "yes"] if tls else []
-        self.nodes = [self.add(RedisProcess(workdir, port, [
+        node_args = [*data_args,
+                     *(["--tls-cluster", "yes", "--tls-replication", "yes"] if tls else [])]
+
+        def announce(front_port: int, port: int) -> list[str]:
+            return ["--cluster-announce-ip", LOOPBACK, "--cluster-announce-port",
+                    str(front_port), "--cluster-announce-bus-port", str(port + 10000)]
+
+        self.nodes = [self.add(self.data_node([
             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
             "--cluster-node-timeout", "1000",
             # Fail over even if the replica lost its master a while ago.
-            "--cluster-replica-validity-factor", "0", *tls_args], tls=tls)) for port in
-            (free_port(cluster=True) for _ in range(6))]
+            "--cluster-replica-validity-factor", "0", *node_args], announce, tls, port))
+            for port in (free_port(cluster=True) for _ in range(6))]
         cli_tls = ["--tls", "--cacert", str(tls.ca), "--cert", str(tls.client),
                    "--key", str(tls.client)] if tls else []
         subprocess.run(
@@ -444,7 +478,16 @@ class ClusterDeployment(Deployment):
     @property
     def url(self) -> str:
         scheme = "rediss+cluster" if self.tls else "redis+cluster"
-        return f"{scheme}://" + ",".join(node.address for node in self.nodes[:3])
+        return f"{scheme}://" + ",".join(f"{LOOPBACK}:{node.front_port}"
+                                         for node in self.nodes[:3])
+
+    def wait_replicated(self, key: str) -> None:
+        """Return once the replica of ``key``'s master holds every write made
+        to it so far (replication is asynchronous: a kill would lose the
+        rest): a write in the key's slot on the master itself, then WAIT."""
+        with self.master_of(key).client() as admin:
+            admin.set(f"{{{key}}}:replicated", "1")
+            assert admin.execute_command("WAIT", 1, 10_000) >= 1, "no replica caught up"
 
     def master_of(self, key: str) -> RedisProcess:
         """The process that currently serves ``key``'s slot."""
@@ -454,8 +497,10 @@ class ClusterDeployment(Deployment):
             for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
                 if start <= slot <= end:
                     port = int(master[1])
-                    return next(n for n in self.nodes if n.port == port)
-        raise AssertionError(f"no master serves slot of {key!r}")
+                    return next(n for n in self.nodes if n.front_port == port)
+        # Mid-failover the node asked may have no master for the slot: a
+        # cluster error, which wait_until() waits out.
+        raise redis.exceptions.ClusterDownError(f"no master serves slot of {key!r}")
 
 
 @contextlib.contextmanager

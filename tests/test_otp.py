@@ -19,7 +19,7 @@ from flask_core_redis.plugins.otp import (
 from flask_core_redis.plugins.otp.scripts import CHECK, ISSUE
 
 from .servers import run_concurrently, wait_until
-from .tcp_proxy import ReplyLosingProxy
+from .tcp_proxy import FaultProxy
 
 PHONE = "+1 (555) 010-99 88"
 NUMBER = "+15550109988"
@@ -419,7 +419,7 @@ def lossy_otp(make_app, own_redis_server):
     """OTP through a proxy that can lose a reply, with a 200 ms socket timeout
     and one retry: the reply is lost after the script ran, and the core's retry
     policy sends the script again."""
-    with ReplyLosingProxy(own_redis_server.port) as proxy:
+    with FaultProxy(own_redis_server.port) as proxy:
         app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}",
                              "REDIS_SOCKET_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1,
                              "REDIS_OTP_RESEND_COOLDOWN": 60})

@@ -10,7 +10,7 @@ from flask_core_redis.plugins.presence import TooManyConnections, store
 from flask_core_redis.plugins.presence.scripts import CLOSE, OPEN, SWEEP
 
 from .servers import run_concurrently, wait_until
-from .tcp_proxy import ReplyLosingProxy
+from .tcp_proxy import FaultProxy
 
 
 @pytest.fixture(params=[16, 1], ids=["16-shards", "1-shard"])
@@ -286,7 +286,7 @@ def test_health_reports_online_count(mode_app):
 def lossy_presence(make_app, own_redis_server):
     """Presence through a proxy that can drop the reply to one command: the
     retry policy then sends that command again."""
-    with ReplyLosingProxy(own_redis_server.port) as proxy:
+    with FaultProxy(own_redis_server.port) as proxy:
         app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}",
                              "REDIS_SOCKET_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1})
         with app.app_context():

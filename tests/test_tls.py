@@ -107,6 +107,7 @@ def test_cluster_master_kill_over_tls_moves_writes_to_its_replica(make_app, own_
     with app.app_context():
         client = ext.client
         client.incr(key)
+        own_tls_cluster.wait_replicated(key)  # else the kill may lose it
         victim = own_tls_cluster.master_of(key)
         victim.kill()
         caplog.clear()
