@@ -1,0 +1,1 @@
+"""Fault injection under load (scripts/chaos): see chaos/run.py."""

@@ -1,0 +1,219 @@
+"""Fault injection under load: what an app on flask-core-redis holds, survives
+and loses while Redis fails.
+
+    bash scripts/chaos                      # or: .venv/bin/python -m chaos.run
+
+For each topology (one server; Sentinel with 1 master, 1 replica and 3
+sentinels; a Cluster of 3 masters and 3 replicas) the run starts the servers
+behind proxies (chaos/topologies.py), the harness app under gunicorn with
+several worker processes and an RQ worker (chaos/processes.py), and the load
+driver in a process of its own (chaos/load.py). It then injects each fault of
+the topology's schedule (chaos/faults.py) in turn, each in a window: a quiet
+stretch, the fault, a recovery stretch, a presence check once a presence TTL
+has passed. Sentinel and Cluster run a second time with REDIS_RETRY_DEADLINE,
+against a master kill and a failover. Once the load stops, the run reads every
+store back and prints the tables (chaos/report.py), which it also writes to
+chaos-report.md. Every wait is bounded; the run stops by itself."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import secrets
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).absolute().parent.parent))
+
+from chaos import faults, report
+from chaos.harness import QUEUE
+from chaos.processes import AppServer, LoadDriver, RqWorker
+from chaos.topologies import Cluster, Topology, start
+
+#: Seconds of load before the first fault.
+WARMUP_SECONDS = 4.0
+#: Quiet seconds before each fault, and recovery seconds after it.
+BEFORE_SECONDS = 3.0
+AFTER_SECONDS = 4.0
+PRESENCE_TTL_SECONDS = 3
+OTP_MAX_ATTEMPTS = 5
+#: The retry deadline the second pass shows.
+DEADLINE_MS = 10_000
+#: Upper bound on one topology's load, whatever the faults take.
+MAX_LOAD_SECONDS = 300.0
+
+
+@dataclass
+class Policy:
+    name: str
+    settings: dict[str, str]
+
+
+COUNT = Policy("3 retries (default)", {})
+DEADLINE = Policy(f"deadline {DEADLINE_MS // 1000} s",
+                  {"REDIS_RETRY_DEADLINE": str(DEADLINE_MS)})
+
+
+def run_topology(name: str, policy: Policy, schedule: list[faults.Fault], workdir: Path,
+                 seed: int) -> list[report.Figures]:
+    """Start ``name``, drive it through ``schedule`` under load, read back."""
+    workdir.mkdir(parents=True)
+    topology = start(name, workdir)
+    stopped: list[Any] = []
+    try:
+        secret = secrets.token_hex(16)
+        settings = {"REDIS_URL": topology.url, "SECRET_KEY": secret,
+                    "REDIS_PRESENCE_TTL": str(PRESENCE_TTL_SECONDS),
+                    "REDIS_OTP_MAX_ATTEMPTS": str(OTP_MAX_ATTEMPTS), **policy.settings}
+        app = AppServer(workdir / "app", settings)
+        stopped.append(app)
+        has_queue = not isinstance(topology, Cluster)
+        if has_queue:
+            stopped.append(RqWorker(workdir / "worker", settings, QUEUE))
+        plan = {"base": app.base, "secret_key": secret, "max_seconds": MAX_LOAD_SECONDS,
+                "otp_max_attempts": OTP_MAX_ATTEMPTS, "jobs": has_queue, "seed": seed,
+                "shard_tag": topology.healthy_tag() if isinstance(topology, Cluster)
+                else None}
+        driver = LoadDriver(workdir / "load", plan)
+        stopped.append(driver)
+        time.sleep(WARMUP_SECONDS)
+        windows = [inject(topology, policy, fault, driver) for fault in schedule]
+        records = driver.finish()
+        stores = read_back(app, topology, records, has_queue)
+        return [report.figures(window, records, stores, OTP_MAX_ATTEMPTS)
+                for window in windows]
+    finally:
+        for process in reversed(stopped):
+            process.stop()
+        topology.stop()
+
+
+def inject(topology: Topology, policy: Policy, fault: faults.Fault,
+           driver: LoadDriver) -> report.Window:
+    """One fault's window; a fault that cannot be injected or healed marks
+    its window failed, and the run goes on with the next."""
+    time.sleep(BEFORE_SECONDS)
+    window = report.Window(topology.name, policy.name, fault.name,
+                           time.time() - BEFORE_SECONDS, time.time())
+    print(f"  {topology.name}, {policy.name}: {fault.name}", flush=True)
+    try:
+        fault.inject(topology)
+        window.lifted = time.time()
+        time.sleep(AFTER_SECONDS)
+        window.ends = time.time()
+        time.sleep(max(0.0, window.lifted + PRESENCE_TTL_SECONDS + 1.5 - time.time()))
+        check_presence(driver, fault.name)
+        fault.heal(topology)
+    except Exception as error:  # reported in the table; the others still run
+        window.failed = f"{type(error).__name__}: {error}"[:120]
+        window.lifted = window.ends = time.time()
+        traceback.print_exc()
+    return window
+
+
+def check_presence(driver: LoadDriver, label: str, timeout: float = 20) -> None:
+    """Ask the driver to compare the app's online users with its clients,
+    and wait for it to have done so."""
+    done = driver.log_path.read_text().count("checked")
+    driver.command(f"check {label}")
+    deadline = time.time() + timeout
+    while driver.log_path.read_text().count("checked") <= done and time.time() < deadline:
+        time.sleep(0.1)
+
+
+def read_back(app: AppServer, topology: Topology, records: dict[str, Any],
+              has_queue: bool) -> report.Stores:
+    """What the stores hold now, through the app, and a scan of every key
+    for an OTP code in plain text."""
+    tokens = {op: [call["token"] for call in records["calls"] if call["op"] == op]
+              for op in ("cache_set", "incr", "job")}
+    present = set(app.post("/chaos/cache/read", {"keys": tokens["cache_set"]})["present"])
+    values = app.post("/chaos/incr/read", {"tokens": tokens["incr"]})["values"]
+    done = None
+    if has_queue:
+        deadline = time.time() + 30  # the worker drains the queue
+        while True:
+            done = set(app.post("/chaos/jobs/read", {})["done"])
+            acked = {call["token"] for call in records["calls"]
+                     if call["op"] == "job" and call["outcome"] == "ok"}
+            if acked <= done or time.time() > deadline:
+                break
+            time.sleep(0.5)
+    return report.Stores(present, dict(zip(tokens["incr"], values, strict=True)), done,
+                         codes_in_plain_text(topology, records))
+
+
+def codes_in_plain_text(topology: Topology, records: dict[str, Any]) -> int:
+    """Keys whose name or value holds an issued code as a whole number."""
+    codes = {flow["code"] for flow in records["flows"] if flow["code"]}
+    hits = 0
+    for key, values in topology.keys_and_values():
+        for text in (key, *values):
+            if codes & set(_numbers(text)):
+                hits += 1
+    return hits
+
+
+def _numbers(text: str) -> list[str]:
+    number, numbers = "", []
+    for char in text + " ":
+        if char.isascii() and char.isdigit():
+            number += char
+        elif number:
+            numbers.append(number)
+            number = ""
+    return numbers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["standalone", "sentinel", "cluster"],
+                        help="one topology only (both policies where it has two)")
+    parser.add_argument("--output", default="chaos-report.md", type=Path)
+    args = parser.parse_args()
+    names = [args.only] if args.only else ["standalone", "sentinel", "cluster"]
+    started = time.time()
+    tables: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="flask-core-redis-chaos-") as folder:
+        for seed, name in enumerate(names, start=1):
+            passes = [(COUNT, faults.SCHEDULES[name])]
+            if name in faults.DEADLINE_SCHEDULES:
+                passes.append((DEADLINE, faults.DEADLINE_SCHEDULES[name]))
+            rows: list[report.Figures] = []
+            for number, (policy, schedule) in enumerate(passes):
+                print(f"{name}, {policy.name}: starting", flush=True)
+                rows += run_topology(name, policy, schedule,
+                                     Path(folder) / f"{name}-{number}", seed * 10 + number)
+            tables += section(name, rows)
+    heading = [
+        "# Fault injection under load",
+        "",
+        f"{platform.node()}, {platform.python_implementation()} "
+        f"{platform.python_version()}, redis-py {redis.__version__}; "
+        f"{time.time() - started:.0f} s in all.",
+        ""]
+    text = "\n".join(heading + tables) + "\n"
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+def section(name: str, rows: list[report.Figures]) -> list[str]:
+    lines = [f"## {name}", "", "Traffic (HTTP requests to the app):", "",
+             *report.traffic_table(rows), "", "Data:", "", *report.data_table(rows), ""]
+    shard = report.shard_table(rows)
+    if len(shard) > 2:
+        lines += ["A writer confined to one healthy master's hash slot:", "", *shard, ""]
+    return lines
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
