@@ -62,8 +62,17 @@ DEADLINE = Policy(f"deadline {DEADLINE_MS // 1000} s",
                   {"REDIS_RETRY_DEADLINE": str(DEADLINE_MS)})
 
 
+@dataclass
+class Pass:
+    """One topology under one policy: a row per fault, and the scan for codes."""
+
+    rows: list[report.Figures]
+    codes_issued: int
+    codes_in_plain_text: int
+
+
 def run_topology(name: str, policy: Policy, schedule: list[faults.Fault], workdir: Path,
-                 seed: int) -> list[report.Figures]:
+                 seed: int) -> Pass:
     """Start ``name``, drive it through ``schedule`` under load, read back."""
     workdir.mkdir(parents=True)
     topology = start(name, workdir)
@@ -88,8 +97,10 @@ def run_topology(name: str, policy: Policy, schedule: list[faults.Fault], workdi
         windows = [inject(topology, policy, fault, driver) for fault in schedule]
         records = driver.finish()
         stores = read_back(app, topology, records, has_queue)
-        return [report.figures(window, records, stores, OTP_MAX_ATTEMPTS)
-                for window in windows]
+        return Pass([report.figures(window, records, stores, OTP_MAX_ATTEMPTS)
+                     for window in windows],
+                    sum(bool(flow["code"]) for flow in records["flows"]),
+                    stores.codes_in_plain_text)
     finally:
         for process in reversed(stopped):
             process.stop()
@@ -187,12 +198,13 @@ def main() -> int:
             passes = [(COUNT, faults.SCHEDULES[name])]
             if name in faults.DEADLINE_SCHEDULES:
                 passes.append((DEADLINE, faults.DEADLINE_SCHEDULES[name]))
-            rows: list[report.Figures] = []
+            results = []
             for number, (policy, schedule) in enumerate(passes):
                 print(f"{name}, {policy.name}: starting", flush=True)
-                rows += run_topology(name, policy, schedule,
-                                     Path(folder) / f"{name}-{number}", seed * 10 + number)
-            tables += section(name, rows)
+                results.append(run_topology(name, policy, schedule,
+                                            Path(folder) / f"{name}-{number}",
+                                            seed * 10 + number))
+            tables += section(name, results)
     heading = [
         "# Fault injection under load",
         "",
@@ -206,9 +218,14 @@ def main() -> int:
     return 0
 
 
-def section(name: str, rows: list[report.Figures]) -> list[str]:
+def section(name: str, results: list[Pass]) -> list[str]:
+    rows = [row for result in results for row in result.rows]
+    issued = sum(result.codes_issued for result in results)
+    plain = sum(result.codes_in_plain_text for result in results)
     lines = [f"## {name}", "", "Traffic (HTTP requests to the app):", "",
-             *report.traffic_table(rows), "", "Data:", "", *report.data_table(rows), ""]
+             *report.traffic_table(rows), "", "Data:", "", *report.data_table(rows), "",
+             f"OTP codes issued: {issued}; keys or values holding one in plain text "
+             f"after the run: {plain}.", ""]
     shard = report.shard_table(rows)
     if len(shard) > 2:
         lines += ["A writer confined to one healthy master's hash slot:", "", *shard, ""]
