@@ -10,7 +10,9 @@ Threads, each bounded in time (the plan's ``max_seconds``) and in count:
 - otp: issue a code, sometimes send wrong ones, verify it, verify it again;
 - jobs: enqueue RQ jobs (not on Cluster: RQ does not support it);
 - churn: Socket.IO clients (websocket, logged in by a signed session cookie)
-  come and go; the server heartbeats them as presence.
+  come and go; the server heartbeats them as presence;
+- broadcasts: a Socket.IO event sent through one gunicorn worker, which every
+  client of every worker should get (through the app's Redis).
 
 ``check LABEL`` compares who the app says is online with the clients that
 are connected. ``stop`` (or the time bound) writes every record to the plan's
@@ -19,6 +21,7 @@ are connected. ``stop`` (or the time bound) writes every record to the plan's
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import threading
@@ -39,6 +42,9 @@ REQUEST_TIMEOUT = 10.0
 SETTLE_SECONDS = 2.0
 #: Upper bound on the calls of one thread.
 MAX_CALLS = 200_000
+#: Seconds between broadcasts, and how long one may take to reach everyone.
+BROADCAST_SECONDS = 0.5
+DELIVERY_SECONDS = 3.0
 
 
 @dataclass
@@ -106,6 +112,9 @@ class Driver:
         self.cookie_app.secret_key = plan.secret_key
         self.connected: dict[str, tuple[socketio.Client, float]] = {}
         self.left: dict[str, float] = {}
+        #: Each client's broadcasts received, and when it was connected.
+        self.heard: dict[str, set[str]] = {}
+        self.spans: dict[str, list[float]] = {}
         self.clients_lock = threading.Lock()
 
     # HTTP -------------------------------------------------------------------
@@ -227,6 +236,8 @@ class Driver:
 
     def connect(self, user: str) -> None:
         client = socketio.Client(reconnection=False)
+        heard = self.heard.setdefault(user, set())
+        client.on("broadcast", lambda data: heard.add(str(data.get("text"))))
         started = time.time()
         try:
             client.connect(self.plan.base, transports=["websocket"], wait_timeout=10,
@@ -239,12 +250,33 @@ class Driver:
                              user))
         with self.clients_lock:
             self.connected[user] = (client, time.time())
+            self.spans[user] = [time.time(), math.inf]
 
     def leave(self, user: str) -> None:
         with self.clients_lock:
             client, _ = self.connected.pop(user)
-            self.left[user] = time.time()
+            self.left[user] = self.spans[user][1] = time.time()
         client.disconnect()
+
+    def broadcasts(self) -> None:
+        """Socket.IO events sent through one worker to every client of every
+        worker (over the app's Redis); see :meth:`missed`."""
+        session = requests.Session()
+        session.headers["Cookie"] = f"session={self.cookie('+17770000000')}"
+        for number in range(MAX_CALLS):
+            if not self.running():
+                return
+            self.call(session, "POST", "/api/broadcast", "broadcast", f"b{number}",
+                      {"text": f"b{number}"})
+            time.sleep(BROADCAST_SECONDS)
+
+    def missed(self, call: Call) -> dict[str, int]:
+        """How many of the clients connected from a second before an
+        acknowledged broadcast to DELIVERY_SECONDS after it never got it."""
+        expected = [user for user, (start, end) in self.spans.items()
+                    if start <= call.at - 1 and end >= call.at + DELIVERY_SECONDS]
+        return {"missed": sum(call.token not in self.heard[user] for user in expected),
+                "of": len(expected)}
 
     def churn(self) -> None:
         for number in range(self.plan.clients):
@@ -279,7 +311,8 @@ class Driver:
     # Running --------------------------------------------------------------------
 
     def run(self) -> None:
-        workers = [self.web] * self.plan.web_threads + [self.otp, self.churn]
+        workers = [self.web] * self.plan.web_threads + [self.otp, self.churn,
+                                                         self.broadcasts]
         if self.plan.jobs:
             workers.append(self.jobs)
         if self.plan.shard_tag:
@@ -311,7 +344,12 @@ class Driver:
                 return
 
     def write(self) -> None:
-        with self.record.lock:
+        ended = time.time()
+        with self.record.lock, self.clients_lock:
+            for call in self.record.calls:
+                if call.op == "broadcast" and call.outcome == "ok":
+                    call.detail = (self.missed(call) if call.at + DELIVERY_SECONDS < ended
+                                   else None)
             data = {"calls": [asdict(call) for call in self.record.calls],
                     "flows": [asdict(flow) for flow in self.record.flows],
                     "checks": self.record.checks}

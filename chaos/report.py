@@ -11,7 +11,7 @@ from typing import Any
 
 #: Calls that are HTTP requests to the app (the rest: Socket.IO connects).
 HTTP_OPS = frozenset({"cache_set", "cache_get", "incr", "shard", "otp_issue", "otp_check",
-                      "job"})
+                      "job", "broadcast"})
 ERROR_KINDS = ("503", "error", "timeout")
 #: An OTP check's answers that say the code is not there (lost, if it was
 #: acknowledged, was right, and no earlier try may have used it up).
@@ -124,6 +124,8 @@ def _data(result: Figures, calls: list[dict[str, Any]], stores: Stores) -> None:
     result.incr_twice = sum(value >= 2 for _, value in values)
     result.incr_applied_unacked = sum(call["outcome"] != "ok" and value >= 1
                                       for call, value in values)
+    result.lost["broadcast"] = sum(call["op"] == "broadcast" and bool(call["detail"])
+                                   and call["detail"]["missed"] > 0 for call in acked)
 
 
 def _otp(result: Figures, flows: list[dict[str, Any]], max_attempts: int) -> None:
@@ -174,9 +176,10 @@ def traffic_table(rows: list[Figures]) -> list[str]:
 def data_table(rows: list[Figures]) -> list[str]:
     lines = ["| fault | retries | lost: cache | OTP | queue | INCR | INCR twice "
              "| INCR done, caller told it failed | OTP passed twice | OTP past the limit "
-             "| presence ghosts / missing | Socket.IO connects refused |",
+             "| presence ghosts / missing | Socket.IO connects refused "
+             "| broadcasts some client missed |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: |"]
+             "| ---: | ---: |"]
     for row in rows:
         if row.window.failed:
             continue
@@ -187,7 +190,8 @@ def data_table(rows: list[Figures]) -> list[str]:
             f"| {row.window.fault} | {row.window.policy} | {_count(row.lost['cache'])} "
             f"| {_count(row.lost['otp'])} | {_count(row.lost['queue'])} "
             f"| {_count(row.lost['incr'])} | {row.incr_twice} | {row.incr_applied_unacked} "
-            f"| {row.otp_double} | {row.otp_over_limit} | {seen} | {row.connects_refused} |")
+            f"| {row.otp_double} | {row.otp_over_limit} | {seen} | {row.connects_refused} "
+            f"| {row.lost['broadcast']} |")
     return lines
 
 

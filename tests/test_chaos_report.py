@@ -116,3 +116,11 @@ def test_a_failed_fault_is_shown_failed():
     failed = Window("sentinel", "3 retries (default)", "paused 3 s", 1, 2, failed="boom")
     assert "run failed: boom" in "\n".join(traffic_table([figures(failed, records(),
                                                                   stores(), 5)]))
+
+
+def test_a_broadcast_is_lost_when_a_client_connected_throughout_missed_it():
+    made = records([call(104, "broadcast", token="b1", detail={"missed": 1, "of": 9}),
+                    call(104, "broadcast", token="b2", detail={"missed": 0, "of": 9}),
+                    call(104, "broadcast", token="b3", detail=None),  # too late to tell
+                    call(104, "broadcast", "503", token="b4")])
+    assert figures(WINDOW, made, stores(), 5).lost["broadcast"] == 1
