@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 import secrets
 import sys
 import tempfile
@@ -163,25 +164,28 @@ def read_back(app: AppServer, topology: Topology, records: dict[str, Any],
 
 
 def codes_in_plain_text(topology: Topology, records: dict[str, Any]) -> int:
-    """Keys whose name or value holds an issued code as a whole number."""
-    codes = {flow["code"] for flow in records["flows"] if flow["code"]}
+    """Keys that hold a phone's issued code in plain text, in their name or a
+    value, anywhere the phone's number is too (in the key's name or beside
+    the code). Tied to the number: a code is six random digits, which
+    any hex token may hold by chance."""
+    codes = {flow["phone"]: flow["code"] for flow in records["flows"] if flow["code"]}
     hits = 0
     for key, values in topology.keys_and_values():
         for text in (key, *values):
-            if codes & set(_numbers(text)):
+            numbers = set(_numbers(text))
+            phones = set(PHONE.findall(key)) | set(PHONE.findall(text))
+            if any(codes.get(phone) in numbers for phone in phones):
                 hits += 1
     return hits
 
 
+#: A phone number as the OTP plugin writes it: + and its ASCII digits.
+PHONE = re.compile(r"\+[0-9]{8,15}")
+
+
 def _numbers(text: str) -> list[str]:
-    number, numbers = "", []
-    for char in text + " ":
-        if char.isascii() and char.isdigit():
-            number += char
-        elif number:
-            numbers.append(number)
-            number = ""
-    return numbers
+    """Every run of ASCII digits in ``text``, whole."""
+    return re.findall(r"[0-9]+", text)
 
 
 def main() -> int:

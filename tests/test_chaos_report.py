@@ -124,3 +124,28 @@ def test_a_broadcast_is_lost_when_a_client_connected_throughout_missed_it():
                     call(104, "broadcast", token="b3", detail=None),  # too late to tell
                     call(104, "broadcast", "503", token="b4")])
     assert figures(WINDOW, made, stores(), 5).lost["broadcast"] == 1
+
+
+class Keys:
+    """A topology's keys and values, as codes_in_plain_text reads them."""
+
+    def __init__(self, content):
+        self.content = content
+
+    def keys_and_values(self):
+        return iter(self.content.items())
+
+
+def test_a_code_beside_its_phone_is_found_and_random_digits_elsewhere_are_not():
+    from chaos.run import codes_in_plain_text
+
+    issued = records(flows=[{**flow(104, code="123456"), "phone": "+15550000001"},
+                            {**flow(104, code="654321"), "phone": "+15550000002"}])
+    clean = Keys({"{otp:+15550000001}:code": ["9f2c7e", "1700000000123"],
+                  "cache:entry:ab123456cd": ["x123456y"],  # the digits, by chance
+                  "{otp:+15550000002}:reply:00aa": ['["ok", 0]']})
+    assert codes_in_plain_text(clean, issued) == 0
+    leaked = Keys({"{otp:+15550000001}:code": ["123456"],
+                   "sms-log": ["+15550000002: your code is 654321"],
+                   "{otp:+15550000002}:code": ["123456"]})  # another phone's code
+    assert codes_in_plain_text(leaked, issued) == 2
