@@ -77,6 +77,34 @@ def test_forced_failover_moves_writes_to_the_new_master(make_app, own_sentinel, 
         assert int(admin.get(key)) == 21
 
 
+@pytest.mark.parametrize("pool", [{}, {"REDIS_MAX_CONNECTIONS": 5, "REDIS_POOL_TIMEOUT": 1000}],
+                         ids=["plain pool", "blocking pool"])
+def test_writes_follow_a_failover_before_the_old_master_is_demoted(make_app, own_sentinel,
+                                                                   key, pool):
+    """The sentinels demote the old master some ten seconds after they name
+    a new one, and until then it takes writes, which it loses when demoted.
+    A pool in use asks the sentinels where the master is every second, so
+    its connections leave the old master long before that."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, **pool})
+    old_port = own_sentinel.master_port()
+    old = own_sentinel.process_on(old_port)
+    with app.app_context():
+        client = ext.client
+        client.set(key, "before")  # a pooled connection to the old master
+        with own_sentinel.sentinels[0].client() as sentinel_admin:
+            sentinel_admin.execute_command("SENTINEL", "FAILOVER", own_sentinel.master_name)
+        wait_until(lambda: own_sentinel.master_port() != old_port, 30, "the promotion")
+        new_port = own_sentinel.master_port()
+        wait_until(lambda: client.ping() and client.connection_pool.master_address[1]
+                   == new_port, 10, "the pool to learn of the new master", interval=0.2)
+        for number in range(20):
+            client.set(f"{key}:{number}", number)
+        with old.client() as admin:  # the window this test is about
+            assert admin.info("replication")["role"] == "master"
+    with own_sentinel.process_on(new_port).client() as admin:
+        assert admin.mget([f"{key}:{n}" for n in range(20)]) == [str(n) for n in range(20)]
+
+
 def test_readonly_from_a_demoted_master_reconnects_to_the_current_one(make_app, sentinel,
                                                                       key, caplog):
     """A connection left on a demoted master (Sentinel's CLIENT KILL missed it)

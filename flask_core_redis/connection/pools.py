@@ -1,16 +1,20 @@
-"""Connection pools: their reprs, and the choice between a pool that fails at
-once when every connection is in use and one that waits for a free one."""
+"""Connection pools: their reprs, the choice between a pool that fails at once
+when every connection is in use and one that waits for a free one, and a
+Sentinel master's pool that notices a failover by itself."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
 from redis.connection import BlockingConnectionPool, ConnectionPool
-from redis.exceptions import ConnectionError, MaxConnectionsError
+from redis.exceptions import ConnectionError, MaxConnectionsError, RedisError
 from redis.sentinel import SentinelConnectionPool
 
 from ..config import Settings
@@ -19,6 +23,9 @@ from ..config import Settings
 _WAIT_ENDED = "No connection available."
 _DISCONNECT_TAKES_INUSE = "inuse_connections" in inspect.signature(
     BlockingConnectionPool.disconnect).parameters
+#: How often a Sentinel master's pool in use asks the sentinels whether the
+#: master moved (see FollowsTheMaster).
+MASTER_CHECK_SECONDS = 1.0
 
 
 class RedactedRepr:
@@ -55,6 +62,47 @@ class WaitsThenRaisesMaxConnections:
                 f"for {self.timeout} s") from None
 
 
+class FollowsTheMaster:
+    """A Sentinel master's pool that asks the sentinels where the master is
+    at most every MASTER_CHECK_SECONDS while it is used, in a thread of its
+    own, never in the command's way.
+
+    redis-py asks them only when a connection opens a socket, so pooled
+    connections kept writing to a master the sentinels had replaced, until
+    the sentinels demoted it, some ten seconds later (their check of a
+    replica's role): every write in between was acknowledged, then lost. Once
+    the new address is known, redis-py's pool closes the idle connections to
+    the old one, and each busy one as it comes back."""
+
+    is_master: bool
+    get_master_address: Callable[[], Any]  # redis-py's SentinelConnectionPool's
+    _next_check = 0.0
+    #: The process whose thread is asking (a fork must not inherit the flag).
+    _asking_in: int | None = None
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.is_master:
+            self._check_if_due()
+        return super().get_connection(*args, **kwargs)  # type: ignore[misc]
+
+    def _check_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check or self._asking_in == os.getpid():
+            return
+        self._next_check = now + MASTER_CHECK_SECONDS
+        self._asking_in = os.getpid()
+        threading.Thread(target=self._check, name="flask-core-redis master check",
+                         daemon=True).start()
+
+    def _check(self) -> None:
+        try:
+            self.get_master_address()
+        except (RedisError, OSError):
+            pass  # no sentinel answers: the next connection to open says so
+        finally:
+            self._asking_in = None
+
+
 class RedactedConnectionPool(RedactedRepr, ConnectionPool):
     """redis-py's pool: a command that finds every connection in use fails."""
 
@@ -64,8 +112,12 @@ class BlockingPool(WaitsThenRaisesMaxConnections, RedactedRepr, BlockingConnecti
     waits for one, up to the pool timeout."""
 
 
-class BlockingSentinelPool(WaitsThenRaisesMaxConnections, SentinelConnectionPool,
-                           BlockingConnectionPool):
+class FollowingSentinelPool(FollowsTheMaster, SentinelConnectionPool):
+    """A Sentinel master's pool that follows a failover by itself."""
+
+
+class BlockingSentinelPool(WaitsThenRaisesMaxConnections, FollowsTheMaster,
+                           SentinelConnectionPool, BlockingConnectionPool):
     """A Sentinel master's pool that waits for a free connection."""
 
     def disconnect(self, inuse_connections: bool = True) -> None:
@@ -88,7 +140,7 @@ def redact_pool(client: Redis) -> None:
 def pool_class(settings: Settings, sentinel: bool = False) -> Callable[..., Any]:
     """The pool to build, bound to the pool timeout when it blocks."""
     if settings.pool_timeout is None:
-        return SentinelConnectionPool if sentinel else RedactedConnectionPool
+        return FollowingSentinelPool if sentinel else RedactedConnectionPool
     blocking = BlockingSentinelPool if sentinel else BlockingPool
     return functools.partial(blocking, timeout=settings.pool_timeout)
 
