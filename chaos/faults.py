@@ -129,14 +129,3 @@ SENTINEL_FAILOVER = Fault("SENTINEL FAILOVER", "a failover asked of the sentinel
                           sentinel_failover)
 CLUSTER_FAILOVER = Fault("CLUSTER FAILOVER", "a failover asked of the target's replica",
                          cluster_failover)
-
-SCHEDULES: dict[str, list[Fault]] = {
-    "standalone": [RESTART, KILL, PAUSE, LATENCY, DROP],
-    "sentinel": [RESTART, KILL, PAUSE, LATENCY, DROP, SENTINEL_FAILOVER],
-    "cluster": [RESTART, KILL, PAUSE, LATENCY, DROP, CLUSTER_FAILOVER],
-}
-#: The faults that the retry deadline is shown against.
-DEADLINE_SCHEDULES: dict[str, list[Fault]] = {
-    "sentinel": [KILL, SENTINEL_FAILOVER],
-    "cluster": [KILL, CLUSTER_FAILOVER],
-}

@@ -75,6 +75,20 @@ def incr(token: str) -> dict[str, Any]:
     return {"value": redis_ext.client.incr(incr_key(token))}
 
 
+@endpoints.post("/incr-wait/<token>")
+def incr_wait(token: str) -> tuple[dict[str, Any], int]:
+    """An INCR that waits until a replica has it (WAIT, on the same
+    connection): acknowledged only once it would survive a failover. Not on
+    Cluster, whose pipelines cannot send WAIT."""
+    pipe = redis_ext.client.pipeline(transaction=False)
+    pipe.incr(incr_key(token))
+    pipe.wait(1, 500)
+    value, replicas = pipe.execute()
+    if replicas < 1:
+        return {"value": value, "error": "no replica has it yet"}, 503
+    return {"value": value}, 200
+
+
 @endpoints.post("/shard/<tag>/<token>")
 def shard_write(tag: str, token: str) -> dict[str, Any]:
     redis_ext.client.set(shard_key(tag, token), "1")

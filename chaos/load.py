@@ -5,7 +5,8 @@ HTTP and Socket.IO while the run injects faults, and records every call.
 
 Threads, each bounded in time (the plan's ``max_seconds``) and in count:
 
-- web: cache writes and reads, and INCRs of keys of their own;
+- web: cache writes and reads, and INCRs of keys of their own, some of them
+  followed by WAIT for a replica (not on Cluster);
 - shard (Cluster only): writes confined to one hash slot of a healthy master;
 - otp: issue a code, sometimes send wrong ones, verify it, verify it again;
 - jobs: enqueue RQ jobs (not on Cluster: RQ does not support it);
@@ -59,6 +60,7 @@ class Plan:
     churn_seconds: float = 0.5
     otp_max_attempts: int = 5
     jobs: bool = True
+    wait: bool = True
     shard_tag: str | None = None
     seed: int = 7
 
@@ -163,8 +165,10 @@ class Driver:
                                                  "cache_get", key)
                 if reply is not None and reply["value"] != key:
                     call.detail = "miss"
-            else:
+            elif choice < 0.85 or not self.plan.wait:
                 self.call(session, "POST", f"/chaos/incr/{token}", "incr", token)
+            else:
+                self.call(session, "POST", f"/chaos/incr-wait/{token}", "incr_wait", token)
             time.sleep(self.plan.think_seconds)
 
     def shard(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 #: Calls that are HTTP requests to the app (the rest: Socket.IO connects).
 HTTP_OPS = frozenset({"cache_set", "cache_get", "incr", "shard", "otp_issue", "otp_check",
-                      "job", "broadcast"})
+                      "job", "broadcast", "incr_wait"})
 ERROR_KINDS = ("503", "error", "timeout")
 #: An OTP check's answers that say the code is not there (lost, if it was
 #: acknowledged, was right, and no earlier try may have used it up).
@@ -24,7 +24,7 @@ class Window:
     ``lifted`` the fault, ``lifted`` to ``ends`` the recovery."""
 
     topology: str
-    policy: str
+    setup: str
     fault: str
     before: float
     started: float
@@ -118,6 +118,10 @@ def _data(result: Figures, calls: list[dict[str, Any]], stores: Stores) -> None:
     result.lost["queue"] = (None if stores.jobs_done is None else
                             sum(call["op"] == "job" and call["token"] not in stores.jobs_done
                                 for call in acked))
+    waited = [call for call in calls if call["op"] == "incr_wait"]
+    result.lost["incr_wait"] = (sum(call["outcome"] == "ok"
+                                    and not stores.incr_values.get(call["token"], 0)
+                                    for call in waited) if waited else None)
     incrs = [call for call in calls if call["op"] == "incr"]
     values = [(call, stores.incr_values.get(call["token"], 0)) for call in incrs]
     result.lost["incr"] = sum(call["outcome"] == "ok" and value == 0 for call, value in values)
@@ -155,18 +159,18 @@ def _count(value: int | None) -> str:
 
 
 def traffic_table(rows: list[Figures]) -> list[str]:
-    lines = ["| fault | retries | served | 503 | other error | timeout | p50 / p99 ms before "
+    lines = ["| fault | setup | served | 503 | other error | timeout | p50 / p99 ms before "
              "| during | after | errors until |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         window = row.window
         if window.failed:
-            lines.append(f"| {window.fault} | {window.policy} | run failed: {window.failed} "
+            lines.append(f"| {window.fault} | {window.setup} | run failed: {window.failed} "
                          "| | | | | | | |")
             continue
         until = "no error" if row.back_to_zero_s is None else f"{row.back_to_zero_s:.1f} s"
         lines.append(
-            f"| {window.fault} | {window.policy} | {row.served} | {row.errors['503']} "
+            f"| {window.fault} | {window.setup} | {row.served} | {row.errors['503']} "
             f"| {row.errors['error']} | {row.errors['timeout']} "
             f"| {_pair(row.latency['before'])} | {_pair(row.latency['during'])} "
             f"| {_pair(row.latency['after'])} | {until} |")
@@ -174,12 +178,12 @@ def traffic_table(rows: list[Figures]) -> list[str]:
 
 
 def data_table(rows: list[Figures]) -> list[str]:
-    lines = ["| fault | retries | lost: cache | OTP | queue | INCR | INCR twice "
+    lines = ["| fault | setup | lost: cache | OTP | queue | INCR | INCR + WAIT | INCR twice "
              "| INCR done, caller told it failed | OTP passed twice | OTP past the limit "
              "| presence ghosts / missing | Socket.IO connects refused "
              "| broadcasts some client missed |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: |"]
+             "| ---: | ---: | ---: |"]
     for row in rows:
         if row.window.failed:
             continue
@@ -187,21 +191,22 @@ def data_table(rows: list[Figures]) -> list[str]:
         seen = (f"{len(presence['ghosts'])} / {len(presence['missing'])} "
                 f"of {presence['connected']}" if presence.get("answered") else "not asked")
         lines.append(
-            f"| {row.window.fault} | {row.window.policy} | {_count(row.lost['cache'])} "
+            f"| {row.window.fault} | {row.window.setup} | {_count(row.lost['cache'])} "
             f"| {_count(row.lost['otp'])} | {_count(row.lost['queue'])} "
-            f"| {_count(row.lost['incr'])} | {row.incr_twice} | {row.incr_applied_unacked} "
+            f"| {_count(row.lost['incr'])} | {_count(row.lost['incr_wait'])} "
+            f"| {row.incr_twice} | {row.incr_applied_unacked} "
             f"| {row.otp_double} | {row.otp_over_limit} | {seen} | {row.connects_refused} "
             f"| {row.lost['broadcast']} |")
     return lines
 
 
 def shard_table(rows: list[Figures]) -> list[str]:
-    lines = ["| fault | retries | p50 / p99 ms before | during | after | errors |",
+    lines = ["| fault | setup | p50 / p99 ms before | during | after | errors |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for row in rows:
         if row.shard:
             latency = row.shard["latency"]
-            lines.append(f"| {row.window.fault} | {row.window.policy} "
+            lines.append(f"| {row.window.fault} | {row.window.setup} "
                          f"| {_pair(latency['before'])} | {_pair(latency['during'])} "
                          f"| {_pair(latency['after'])} | {row.shard['errors']} |")
     return lines

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,36 +53,55 @@ MAX_LOAD_SECONDS = 300.0
 
 
 @dataclass
-class Policy:
+class Setup:
+    """One pass over a topology: its name in the tables, the app's settings
+    beyond the run's own, the servers' extra arguments, the faults."""
+
     name: str
-    settings: dict[str, str]
+    schedule: list[faults.Fault]
+    settings: dict[str, str] = field(default_factory=dict)
+    server_args: list[str] = field(default_factory=list)
 
 
-COUNT = Policy("3 retries (default)", {})
-DEADLINE = Policy(f"deadline {DEADLINE_MS // 1000} s",
-                  {"REDIS_RETRY_DEADLINE": str(DEADLINE_MS)})
+DEADLINE = {"REDIS_RETRY_DEADLINE": str(DEADLINE_MS)}
+F = faults
+SETUPS: dict[str, list[Setup]] = {
+    "standalone": [Setup("3 retries", [F.RESTART, F.KILL, F.PAUSE, F.LATENCY, F.DROP])],
+    "sentinel": [
+        Setup("3 retries", [F.RESTART, F.KILL, F.PAUSE, F.LATENCY, F.DROP,
+                            F.SENTINEL_FAILOVER]),
+        Setup(f"deadline {DEADLINE_MS // 1000} s", [F.KILL, F.SENTINEL_FAILOVER], DEADLINE)],
+    "cluster": [
+        Setup("3 retries", [F.RESTART, F.KILL, F.PAUSE, F.LATENCY, F.DROP,
+                            F.CLUSTER_FAILOVER]),
+        Setup(f"deadline {DEADLINE_MS // 1000} s", [F.KILL, F.CLUSTER_FAILOVER], DEADLINE),
+        # Redis's own default: every master refuses every command while a
+        # failed master's slots have no master (see topologies.Cluster).
+        Setup("3 retries, full coverage", [F.KILL],
+              server_args=["--cluster-require-full-coverage", "yes"])],
+}
 
 
 @dataclass
 class Pass:
-    """One topology under one policy: a row per fault, and the scan for codes."""
+    """One topology under one setup: a row per fault, and the scan for codes."""
 
     rows: list[report.Figures]
     codes_issued: int
     codes_in_plain_text: int
 
 
-def run_topology(name: str, policy: Policy, schedule: list[faults.Fault], workdir: Path,
-                 seed: int) -> Pass:
-    """Start ``name``, drive it through ``schedule`` under load, read back."""
+def run_topology(name: str, setup: Setup, workdir: Path, seed: int) -> Pass:
+    """Start ``name``, drive it through the setup's faults under load, read
+    back."""
     workdir.mkdir(parents=True)
-    topology = start(name, workdir)
+    topology = start(name, workdir, setup.server_args)
     stopped: list[Any] = []
     try:
         secret = secrets.token_hex(16)
         settings = {"REDIS_URL": topology.url, "SECRET_KEY": secret,
                     "REDIS_PRESENCE_TTL": str(PRESENCE_TTL_SECONDS),
-                    "REDIS_OTP_MAX_ATTEMPTS": str(OTP_MAX_ATTEMPTS), **policy.settings}
+                    "REDIS_OTP_MAX_ATTEMPTS": str(OTP_MAX_ATTEMPTS), **setup.settings}
         app = AppServer(workdir / "app", settings)
         stopped.append(app)
         has_queue = not isinstance(topology, Cluster)
@@ -90,12 +109,14 @@ def run_topology(name: str, policy: Policy, schedule: list[faults.Fault], workdi
             stopped.append(RqWorker(workdir / "worker", settings, QUEUE))
         plan = {"base": app.base, "secret_key": secret, "max_seconds": MAX_LOAD_SECONDS,
                 "otp_max_attempts": OTP_MAX_ATTEMPTS, "jobs": has_queue, "seed": seed,
+                # A Cluster pipeline cannot send WAIT.
+                "wait": not isinstance(topology, Cluster),
                 "shard_tag": topology.healthy_tag() if isinstance(topology, Cluster)
                 else None}
         driver = LoadDriver(workdir / "load", plan)
         stopped.append(driver)
         time.sleep(WARMUP_SECONDS)
-        windows = [inject(topology, policy, fault, driver) for fault in schedule]
+        windows = [inject(topology, setup, fault, driver) for fault in setup.schedule]
         records = driver.finish()
         stores = read_back(app, topology, records, has_queue)
         return Pass([report.figures(window, records, stores, OTP_MAX_ATTEMPTS)
@@ -108,14 +129,14 @@ def run_topology(name: str, policy: Policy, schedule: list[faults.Fault], workdi
         topology.stop()
 
 
-def inject(topology: Topology, policy: Policy, fault: faults.Fault,
+def inject(topology: Topology, setup: Setup, fault: faults.Fault,
            driver: LoadDriver) -> report.Window:
     """One fault's window; a fault that cannot be injected or healed marks
     its window failed, and the run goes on with the next."""
     time.sleep(BEFORE_SECONDS)
-    window = report.Window(topology.name, policy.name, fault.name,
+    window = report.Window(topology.name, setup.name, fault.name,
                            time.time() - BEFORE_SECONDS, time.time())
-    print(f"  {topology.name}, {policy.name}: {fault.name}", flush=True)
+    print(f"  {topology.name}, {setup.name}: {fault.name}", flush=True)
     try:
         fault.inject(topology)
         window.lifted = time.time()
@@ -146,9 +167,10 @@ def read_back(app: AppServer, topology: Topology, records: dict[str, Any],
     """What the stores hold now, through the app, and a scan of every key
     for an OTP code in plain text."""
     tokens = {op: [call["token"] for call in records["calls"] if call["op"] == op]
-              for op in ("cache_set", "incr", "job")}
+              for op in ("cache_set", "incr", "incr_wait", "job")}
+    counted = tokens["incr"] + tokens["incr_wait"]
     present = set(app.post("/chaos/cache/read", {"keys": tokens["cache_set"]})["present"])
-    values = app.post("/chaos/incr/read", {"tokens": tokens["incr"]})["values"]
+    values = app.post("/chaos/incr/read", {"tokens": counted})["values"]
     done = None
     if has_queue:
         deadline = time.time() + 30  # the worker drains the queue
@@ -159,7 +181,7 @@ def read_back(app: AppServer, topology: Topology, records: dict[str, Any],
             if acked <= done or time.time() > deadline:
                 break
             time.sleep(0.5)
-    return report.Stores(present, dict(zip(tokens["incr"], values, strict=True)), done,
+    return report.Stores(present, dict(zip(counted, values, strict=True)), done,
                          codes_in_plain_text(topology, records))
 
 
@@ -199,14 +221,10 @@ def main() -> int:
     tables: list[str] = []
     with tempfile.TemporaryDirectory(prefix="flask-core-redis-chaos-") as folder:
         for seed, name in enumerate(names, start=1):
-            passes = [(COUNT, faults.SCHEDULES[name])]
-            if name in faults.DEADLINE_SCHEDULES:
-                passes.append((DEADLINE, faults.DEADLINE_SCHEDULES[name]))
             results = []
-            for number, (policy, schedule) in enumerate(passes):
-                print(f"{name}, {policy.name}: starting", flush=True)
-                results.append(run_topology(name, policy, schedule,
-                                            Path(folder) / f"{name}-{number}",
+            for number, setup in enumerate(SETUPS[name]):
+                print(f"{name}, {setup.name}: starting", flush=True)
+                results.append(run_topology(name, setup, Path(folder) / f"{name}-{number}",
                                             seed * 10 + number))
             tables += section(name, results)
     heading = [

@@ -4,7 +4,9 @@ masters with a replica each. Every data node sits behind a FaultProxy and
 announces the proxy's port, so clients, replicas and sentinels all reach it
 through the proxy, and a network fault there reaches everyone. Data nodes
 keep an append-only file (fsync every second), as a production server would,
-so a restart keeps what was written."""
+so a restart keeps what was written. Cluster nodes serve their slots while
+another master's are uncovered (``cluster-require-full-coverage no``; Redis's
+default stops every master then)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from tests.servers import (
 from tests.tcp_proxy import FaultProxy
 
 PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec"]
+PARTIAL_COVERAGE = ["--cluster-require-full-coverage", "no"]
 
 
 class Topology:
@@ -101,11 +104,11 @@ def _role(process: RedisProcess) -> dict[str, Any]:
 class Standalone(Topology):
     name = "standalone"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, server_args: list[str]) -> None:
         super().__init__()
         self.deployment = Deployment(workdir, self.front)
         self.server = self.deployment.add(self.deployment.data_node(
-            PERSISTENCE, lambda front, port: []))
+            [*PERSISTENCE, *server_args], lambda front, port: []))
         self.url = f"redis://{LOOPBACK}:{self.server.front_port}/0"
 
     def target(self) -> RedisProcess:
@@ -125,9 +128,10 @@ class Standalone(Topology):
 class Sentinel(Topology):
     name = "sentinel"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, server_args: list[str]) -> None:
         super().__init__()
-        self.sentinel = SentinelDeployment(workdir, front=self.front, data_args=PERSISTENCE)
+        self.sentinel = SentinelDeployment(workdir, front=self.front,
+                                           data_args=[*PERSISTENCE, *server_args])
         self.deployment = self.sentinel
         self.url = self.sentinel.url
 
@@ -165,9 +169,10 @@ class Sentinel(Topology):
 class Cluster(Topology):
     name = "cluster"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, server_args: list[str]) -> None:
         super().__init__()
-        self.cluster = ClusterDeployment(workdir, front=self.front, data_args=PERSISTENCE)
+        self.cluster = ClusterDeployment(
+            workdir, front=self.front, data_args=[*PERSISTENCE, *PARTIAL_COVERAGE, *server_args])
         self.deployment = self.cluster
         self.url = self.cluster.url
         self.slot0_key = next(f"k{n}" for n in range(10_000)
@@ -205,7 +210,8 @@ def _alive(process: RedisProcess) -> bool:
 TOPOLOGIES = {"standalone": Standalone, "sentinel": Sentinel, "cluster": Cluster}
 
 
-def start(name: str, workdir: Path) -> Topology:
-    topology = TOPOLOGIES[name](workdir / name)
+def start(name: str, workdir: Path, server_args: list[str]) -> Topology:
+    """``name``'s servers, with ``server_args`` for every data node."""
+    topology = TOPOLOGIES[name](workdir / name, server_args)
     topology.wait_whole()
     return topology

@@ -149,3 +149,11 @@ def test_a_code_beside_its_phone_is_found_and_random_digits_elsewhere_are_not():
                    "sms-log": ["+15550000002: your code is 654321"],
                    "{otp:+15550000002}:code": ["123456"]})  # another phone's code
     assert codes_in_plain_text(leaked, issued) == 2
+
+
+def test_incr_with_wait_is_counted_apart_and_only_where_it_ran():
+    made = records([call(104, "incr_wait", token="kept"), call(104, "incr_wait", token="gone"),
+                    call(104, "incr_wait", "503", token="refused")])
+    result = figures(WINDOW, made, stores(incr={"kept": 1, "refused": 1}), 5)
+    assert result.lost["incr_wait"] == 1 and result.lost["incr"] == 0
+    assert figures(WINDOW, records([call(104, "incr")]), stores(), 5).lost["incr_wait"] is None
