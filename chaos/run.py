@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script
 from chaos import faults, report
 from chaos.harness import QUEUE
 from chaos.processes import AppServer, LoadDriver, RqWorker
-from chaos.topologies import Cluster, Topology, start
+from chaos.topologies import Cluster, Sentinel, Topology, start
 
 #: Seconds of load before the first fault.
 WARMUP_SECONDS = 4.0
@@ -109,8 +109,8 @@ def run_topology(name: str, setup: Setup, workdir: Path, seed: int) -> Pass:
             stopped.append(RqWorker(workdir / "worker", settings, QUEUE))
         plan = {"base": app.base, "secret_key": secret, "max_seconds": MAX_LOAD_SECONDS,
                 "otp_max_attempts": OTP_MAX_ATTEMPTS, "jobs": has_queue, "seed": seed,
-                # A Cluster pipeline cannot send WAIT.
-                "wait": not isinstance(topology, Cluster),
+                # WAIT needs a replica; a Cluster pipeline cannot send it.
+                "wait": isinstance(topology, Sentinel),
                 "shard_tag": topology.healthy_tag() if isinstance(topology, Cluster)
                 else None}
         driver = LoadDriver(workdir / "load", plan)
@@ -248,6 +248,11 @@ def section(name: str, results: list[Pass]) -> list[str]:
              *report.traffic_table(rows), "", "Data:", "", *report.data_table(rows), "",
              f"OTP codes issued: {issued}; keys or values holding one in plain text "
              f"after the run: {plain}.", ""]
+    waited = report.wait_table(rows)
+    if len(waited) > 2:
+        lines += ["INCR followed by WAIT 1 500 on the same connection, acknowledged only "
+                  "once a replica has it (refused: no replica had it within 500 ms):", "",
+                  *waited, ""]
     shard = report.shard_table(rows)
     if len(shard) > 2:
         lines += ["A writer confined to one healthy master's hash slot:", "", *shard, ""]

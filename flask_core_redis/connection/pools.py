@@ -82,10 +82,18 @@ class FollowsTheMaster:
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_master:
-            self._check_if_due()
+            self.check_if_due()
         return super().get_connection(*args, **kwargs)  # type: ignore[misc]
 
-    def _check_if_due(self) -> None:
+    def left_behind(self, connection: Any) -> bool:
+        """Whether ``connection`` is open to a master the sentinels replaced."""
+        known = getattr(self, "master_address", None)
+        return (self.is_master and known is not None and connection._sock is not None
+                and (connection.host, connection.port) != tuple(known))
+
+    def check_if_due(self) -> None:
+        """Start a thread that asks the sentinels where the master is, unless
+        one asked less than MASTER_CHECK_SECONDS ago or is still asking."""
         now = time.monotonic()
         if now < self._next_check or self._asking_in == os.getpid():
             return

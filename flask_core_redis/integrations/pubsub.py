@@ -18,6 +18,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from ..connection.cluster import as_redis_errors
+from ..connection.pools import FollowsTheMaster
 
 
 def publish(client: Any, channel: str, message: str | bytes) -> int:
@@ -118,6 +119,38 @@ class ShardedPubSub:
         return self.pubsub.sunsubscribe(*channels)
 
 
+class FollowingPubSub:
+    """A Sentinel master's PubSub that follows a failover: as it reads, its
+    pool asks the sentinels every second where the master is (see
+    FollowsTheMaster), and a subscription left on the replaced master drops
+    its connection; redis-py then connects to the new master at the next
+    read and subscribes there again. Left on the old master, it would hear
+    nothing that publishers, gone to the new one, send until the sentinels
+    demote it, some ten seconds later."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pubsub, name)
+
+    def get_message(self, ignore_subscribe_messages: bool = False,
+                    timeout: float | None = 0.0) -> Any:
+        pool, connection = self.pubsub.connection_pool, self.pubsub.connection
+        pool.check_if_due()
+        if connection is not None and pool.left_behind(connection):
+            connection.disconnect()
+        return self.pubsub.get_message(ignore_subscribe_messages=ignore_subscribe_messages,
+                                       timeout=timeout)
+
+    def listen(self) -> Iterator[Any]:
+        """Every message as it arrives, subscription confirmations included."""
+        while self.pubsub.subscribed:
+            message = self.get_message(timeout=1.0)
+            if message is not None:
+                yield message
+
+
 def _confirms_a_subscription(message: dict[str, Any]) -> bool:
     kind = message["type"]
     return (kind.decode() if isinstance(kind, bytes) else kind) in SUBSCRIPTION_KINDS
@@ -134,5 +167,7 @@ def subscribe(client: Any, *channels: str) -> Any:
     pubsub.owner = client
     if isinstance(client, RedisCluster):
         pubsub = ShardedPubSub(pubsub)
+    elif isinstance(client.connection_pool, FollowsTheMaster):
+        pubsub = FollowingPubSub(pubsub)
     pubsub.subscribe(*channels)
     return pubsub
