@@ -21,6 +21,7 @@ import argparse
 import platform
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -213,13 +214,17 @@ def _numbers(text: str) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["standalone", "sentinel", "cluster"],
-                        help="one topology only (both policies where it has two)")
+                        help="one topology only (every setup of it)")
     parser.add_argument("--output", default="chaos-report.md", type=Path)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run's folder (server, app and load logs)")
     args = parser.parse_args()
     names = [args.only] if args.only else ["standalone", "sentinel", "cluster"]
     started = time.time()
     tables: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="flask-core-redis-chaos-") as folder:
+    folder = tempfile.mkdtemp(prefix="flask-core-redis-chaos-")
+    print(f"the run's folder: {folder}", flush=True)
+    try:
         for seed, name in enumerate(names, start=1):
             results = []
             for number, setup in enumerate(SETUPS[name]):
@@ -227,6 +232,9 @@ def main() -> int:
                 results.append(run_topology(name, setup, Path(folder) / f"{name}-{number}",
                                             seed * 10 + number))
             tables += section(name, results)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
     heading = [
         "# Fault injection under load",
         "",

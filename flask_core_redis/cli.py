@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import time
 from typing import Any
 
@@ -14,8 +15,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from .connection import AnyClient
+from .connection.retry import LinearBackoff
 from .errors import describe_error
 from .integrations.queues import make_queue, queue_connection
 from .key_text import key_to_text, text_to_key
@@ -181,16 +184,47 @@ def flush(yes: bool) -> None:
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker on QUEUES (default: default); jobs see the app context."""
+    """Run an RQ worker on QUEUES (default: default); jobs see the app context.
+
+    RQ's worker quits on an error it does not handle, such as Redis failing
+    over while a job runs; this one then starts again, after the retry
+    policy's delays, until it is asked to stop (SIGINT, SIGTERM)."""
     from rq import Worker
+
+    class StoppableWorker(Worker):
+        """Remembers a signal to stop, which is not an error to start again on."""
+
+        stop_asked = False
+
+        def request_stop(self, signum: Any, frame: Any) -> None:
+            self.stop_asked = True
+            super().request_stop(signum, frame)
 
     state = _state()
     if state.settings.mode == "memory":
         raise click.ClickException("in memory mode jobs run when they are enqueued; "
                                    "there is nothing for a worker to do")
     names = queues or ("default",)
-    Worker([make_queue(state, name) for name in names],
-           connection=queue_connection(state)).work(burst=burst)
+    for failures in itertools.count(1):
+        try:
+            rq_worker = StoppableWorker([make_queue(state, name) for name in names],
+                                        connection=queue_connection(state))
+            rq_worker.work(burst=burst)
+        except RedisError as error:  # raised before RQ's loop: registering, say
+            if burst:
+                raise
+            why = describe_error(error)
+        else:
+            if burst or rq_worker.stop_asked:
+                return
+            why = "an error (logged above)"
+        delay = LinearBackoff().compute(failures)
+        click.echo(f"the worker stopped on {why}; starting again in {delay * 1000:.0f} ms",
+                   err=True)
+        # RQ's handlers belong to the worker that quit: a signal now just stops.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        time.sleep(delay)
 
 
 @redis_group.command()

@@ -1,5 +1,7 @@
 """Jobs the queue tests enqueue (importable by a worker process)."""
 
+import time
+
 from flask import current_app
 
 
@@ -9,3 +11,8 @@ def add(a, b):
 
 def app_name():
     return current_app.name
+
+
+def slow(seconds):
+    time.sleep(seconds)
+    return seconds

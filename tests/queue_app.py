@@ -21,6 +21,10 @@ def create_app() -> Flask:
         job = redis_ext.queue("math").enqueue(jobs.add, a, b)
         return jsonify(id=job.id)
 
+    @app.post("/jobs/slow")
+    def enqueue_slow():
+        return jsonify(id=redis_ext.queue("math").enqueue(jobs.slow, 1.5).id)
+
     @app.post("/jobs/app-name")
     def enqueue_app_name():
         return jsonify(id=redis_ext.queue("math").enqueue(jobs.app_name).id)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from rq.job import Job
 from flask_core_redis import ConfigurationError
 
 from .queue_app import create_app, redis_ext
+from .servers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,3 +70,45 @@ def test_cluster_is_refused_with_a_reason(make_app):
     with app.app_context(), pytest.raises(ConfigurationError,
                                           match="RQ does not support Redis Cluster"):
         ext.queue()
+
+
+@pytest.mark.integration
+def test_the_worker_outlives_an_outage_that_hits_a_running_job(own_redis_server, monkeypatch,
+                                                               tmp_path):
+    """RQ's worker quits when Redis fails it while a job runs (it cannot
+    read the job's status back); `flask redis worker` starts it again."""
+    url = f"redis://{own_redis_server.address}"
+    monkeypatch.setenv("REDIS_URL", url)
+    app = create_app()
+    web = app.test_client()
+    environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
+         "worker", "math"], env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        slow_id = web.post("/jobs/slow").get_json()["id"]
+        with app.app_context():
+            connection = redis_ext.queue("math").connection
+            wait_until(lambda: Job.fetch(slow_id, connection=connection).get_status()
+                       == "started", 30, "the slow job to start")
+            redis_ext.close()
+        own_redis_server.stop()  # the job ends, and the worker fails, meanwhile
+        time.sleep(3)
+        own_redis_server.start()
+        add_id = web.post("/jobs/add/2/3").get_json()["id"]
+        with app.app_context():
+            wait_until(lambda: Job.fetch(add_id, connection=connection).return_value() == 5,
+                       30, "a job enqueued after the outage to run")
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        try:
+            output = worker.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output = worker.communicate(timeout=30)[0]
+            print(output[-6000:])
+            raise
+        print(output[-4000:])  # shown when the test fails
+    assert "starting again in" in output, output[-3000:]
