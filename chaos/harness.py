@@ -59,9 +59,11 @@ def _body() -> dict[str, Any]:
 
 @endpoints.put("/cache/<key>")
 def cache_set(key: str) -> dict[str, Any]:
-    redis_ext.plugin(CachePlugin).set(key, _body()["value"], ttl=CACHE_TTL_SECONDS,
-                                      namespace=CACHE_NAMESPACE)
-    return {"ok": True}
+    """A cache write, and whether Redis has it right after (False: the
+    fail-open cache skipped it, or its read back failed open too)."""
+    cache, value = redis_ext.plugin(CachePlugin), _body()["value"]
+    cache.set(key, value, ttl=CACHE_TTL_SECONDS, namespace=CACHE_NAMESPACE)
+    return {"stored": cache.get(key, namespace=CACHE_NAMESPACE) == value}
 
 
 @endpoints.get("/cache/<key>")

@@ -5,8 +5,9 @@ HTTP and Socket.IO while the run injects faults, and records every call.
 
 Threads, each bounded in time (the plan's ``max_seconds``) and in count:
 
-- web: cache writes and reads, and INCRs of keys of their own, some of them
-  followed by WAIT for a replica (not on Cluster);
+- web: cache writes (each read back at once: did Redis take it?) and reads,
+  and INCRs of keys of their own, some of them followed by WAIT for a replica
+  (not on Cluster);
 - shard (Cluster only): writes confined to one hash slot of a healthy master;
 - otp: issue a code, sometimes send wrong ones, verify it, verify it again;
 - jobs: enqueue RQ jobs (not on Cluster: RQ does not support it);
@@ -35,6 +36,8 @@ from typing import Any
 import requests
 import socketio
 from flask import Flask
+
+from chaos.report import NOT_STORED
 
 #: Seconds a request may take before it counts as a timeout.
 REQUEST_TIMEOUT = 10.0
@@ -156,9 +159,11 @@ class Driver:
             choice = rng.random()
             token = uuid.uuid4().hex
             if choice < 0.3:
-                if self.call(session, "PUT", f"/chaos/cache/{token}", "cache_set", token,
-                             {"value": token}) is not None:
+                call, reply = self.recorded_call(session, "PUT", f"/chaos/cache/{token}",
+                                                 "cache_set", token, {"value": token})
+                if reply is not None:
                     written.append(token)
+                    call.detail = None if reply["stored"] else NOT_STORED
             elif choice < 0.7 and written:
                 key = rng.choice(written)
                 call, reply = self.recorded_call(session, "GET", f"/chaos/cache/{key}",

@@ -17,6 +17,9 @@ ERROR_KINDS = ("503", "error", "timeout")
 #: An OTP check's answers that say the code is not there (lost, if it was
 #: acknowledged, was right, and no earlier try may have used it up).
 CODE_GONE = frozenset({"invalid", "expired"})
+#: A cache write's detail when Redis did not have it right after: the
+#: fail-open cache skipped it (an outage, or its breaker), by design.
+NOT_STORED = "not stored"
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Figures:
     latency: dict[str, tuple[float, float]] = field(default_factory=dict)
     back_to_zero_s: float | None = None
     lost: dict[str, int | None] = field(default_factory=dict)
+    cache_skipped: int = 0
     incr_twice: int = 0
     incr_applied_unacked: int = 0
     otp_double: int = 0
@@ -115,8 +119,11 @@ def figures(window: Window, records: dict[str, Any], stores: Stores,
 
 def _data(result: Figures, calls: list[dict[str, Any]], stores: Stores) -> None:
     acked = [call for call in calls if call["outcome"] == "ok"]
-    result.lost["cache"] = sum(call["op"] == "cache_set"
-                               and call["token"] not in stores.cache_present for call in acked)
+    cache_sets = [call for call in acked if call["op"] == "cache_set"]
+    result.cache_skipped = sum(call["detail"] == NOT_STORED for call in cache_sets)
+    result.lost["cache"] = sum(call["detail"] != NOT_STORED
+                               and call["token"] not in stores.cache_present
+                               for call in cache_sets)
     result.lost["queue"] = (None if stores.jobs_done is None else
                             sum(call["op"] == "job" and call["token"] not in stores.jobs_done
                                 for call in acked))
@@ -182,12 +189,13 @@ def traffic_table(rows: list[Figures]) -> list[str]:
 
 
 def data_table(rows: list[Figures]) -> list[str]:
-    lines = ["| fault | setup | lost: cache | OTP | queue | INCR | INCR twice "
+    lines = ["| fault | setup | cache writes skipped | lost: cache | OTP | queue | INCR "
+             "| INCR twice "
              "| INCR done, caller told it failed | OTP passed twice | OTP past the limit "
              "| presence ghosts / missing | Socket.IO connects refused "
              "| broadcasts some client missed |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: |"]
+             "| ---: | ---: | ---: |"]
     for row in rows:
         if row.window.failed:
             continue
@@ -195,7 +203,8 @@ def data_table(rows: list[Figures]) -> list[str]:
         seen = (f"{len(presence['ghosts'])} / {len(presence['missing'])} "
                 f"of {presence['connected']}" if presence.get("answered") else "not asked")
         lines.append(
-            f"| {row.window.fault} | {row.window.setup} | {_count(row.lost['cache'])} "
+            f"| {row.window.fault} | {row.window.setup} | {row.cache_skipped} "
+            f"| {_count(row.lost['cache'])} "
             f"| {_count(row.lost['otp'])} | {_count(row.lost['queue'])} "
             f"| {_count(row.lost['incr'])} | {row.incr_twice} | {row.incr_applied_unacked} "
             f"| {row.otp_double} | {row.otp_over_limit} | {seen} | {row.connects_refused} "

@@ -61,6 +61,14 @@ def test_a_write_is_lost_only_if_it_was_acknowledged_and_is_not_there():
     assert result.lost["cache"] == 1 and result.lost["queue"] == 1
 
 
+def test_a_cache_write_redis_did_not_take_is_skipped_not_lost():
+    made = records([call(104, "cache_set", token="skipped", detail="not stored"),
+                    call(104, "cache_set", token="stored-then-lost"),
+                    call(104, "cache_set", token="kept")])
+    result = figures(WINDOW, made, stores(cache={"kept"}), 5)
+    assert (result.cache_skipped, result.lost["cache"]) == (1, 1)
+
+
 def test_a_queue_the_topology_has_not_is_not_a_loss():
     made = records([call(104, "job", token="a")])
     assert figures(WINDOW, made, stores(), 5).lost["queue"] is None
