@@ -45,6 +45,10 @@ def shard_key(tag: str, token: str) -> str:
     return f"{PREFIX}{{{tag}}}:{token}"
 
 
+def job_id(token: str) -> str:
+    return f"chaos-{token}"
+
+
 def record_job(token: str) -> None:
     """The job: it ran (run by `flask redis worker chaos`)."""
     redis_ext.client.sadd(JOBS_DONE, token)
@@ -115,7 +119,7 @@ def otp_check(phone: str) -> dict[str, Any]:
 
 @endpoints.post("/jobs/<token>")
 def enqueue(token: str) -> dict[str, Any]:
-    job = redis_ext.queue(QUEUE).enqueue(record_job, token)
+    job = redis_ext.queue(QUEUE).enqueue(record_job, token, job_id=job_id(token))
     return {"id": job.id}
 
 
@@ -146,4 +150,10 @@ def incr_read() -> dict[str, Any]:
 
 @endpoints.post("/jobs/read")
 def jobs_read() -> dict[str, Any]:
-    return {"done": sorted(redis_ext.client.smembers(JOBS_DONE))}
+    """The jobs that ran, and those RQ holds as failed: they raised (their
+    own write met an outage), or their worker lost Redis while they ran."""
+    queue = redis_ext.queue(QUEUE)
+    queue.started_job_registry.cleanup()  # abandoned jobs -> failed
+    failed = queue.failed_job_registry.get_job_ids()
+    return {"done": sorted(redis_ext.client.smembers(JOBS_DONE)),
+            "failed": [name.removeprefix(job_id("")) for name in failed]}

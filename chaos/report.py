@@ -52,6 +52,8 @@ class Stores:
     incr_values: dict[str, int]
     jobs_done: set[str] | None  # None: no queue on this topology
     codes_in_plain_text: int
+    #: Jobs in RQ's failed registry: they ran and raised, or were abandoned.
+    jobs_failed: set[str] | None = None
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Figures:
     back_to_zero_s: float | None = None
     lost: dict[str, int | None] = field(default_factory=dict)
     cache_skipped: int = 0
+    jobs_failed: int | None = 0
     incr_twice: int = 0
     incr_applied_unacked: int = 0
     otp_double: int = 0
@@ -124,9 +127,13 @@ def _data(result: Figures, calls: list[dict[str, Any]], stores: Stores) -> None:
     result.lost["cache"] = sum(call["detail"] != NOT_STORED
                                and call["token"] not in stores.cache_present
                                for call in cache_sets)
-    result.lost["queue"] = (None if stores.jobs_done is None else
-                            sum(call["op"] == "job" and call["token"] not in stores.jobs_done
-                                for call in acked))
+    jobs = [call["token"] for call in acked if call["op"] == "job"]
+    if stores.jobs_done is not None:
+        failed = stores.jobs_failed or set()
+        result.jobs_failed = sum(token in failed for token in jobs)
+        result.lost["queue"] = sum(token not in stores.jobs_done | failed for token in jobs)
+    else:
+        result.jobs_failed, result.lost["queue"] = None, None
     waited = [call for call in calls if call["op"] == "incr_wait"]
     result.lost["incr_wait"] = (sum(call["outcome"] == "ok"
                                     and not stores.incr_values.get(call["token"], 0)
@@ -190,12 +197,12 @@ def traffic_table(rows: list[Figures]) -> list[str]:
 
 def data_table(rows: list[Figures]) -> list[str]:
     lines = ["| fault | setup | cache writes skipped | lost: cache | OTP | queue | INCR "
-             "| INCR twice "
+             "| jobs failed | INCR twice "
              "| INCR done, caller told it failed | OTP passed twice | OTP past the limit "
              "| presence ghosts / missing | Socket.IO connects refused "
              "| broadcasts some client missed |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: | ---: |"]
+             "| ---: | ---: | ---: | ---: |"]
     for row in rows:
         if row.window.failed:
             continue
@@ -206,7 +213,8 @@ def data_table(rows: list[Figures]) -> list[str]:
             f"| {row.window.fault} | {row.window.setup} | {row.cache_skipped} "
             f"| {_count(row.lost['cache'])} "
             f"| {_count(row.lost['otp'])} | {_count(row.lost['queue'])} "
-            f"| {_count(row.lost['incr'])} | {row.incr_twice} | {row.incr_applied_unacked} "
+            f"| {_count(row.lost['incr'])} | {_count(row.jobs_failed)} | {row.incr_twice} "
+            f"| {row.incr_applied_unacked} "
             f"| {row.otp_double} | {row.otp_over_limit} | {seen} | {row.connects_refused} "
             f"| {row.lost['broadcast']} |")
     return lines

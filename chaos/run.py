@@ -172,18 +172,19 @@ def read_back(app: AppServer, topology: Topology, records: dict[str, Any],
     counted = tokens["incr"] + tokens["incr_wait"]
     present = set(app.post("/chaos/cache/read", {"keys": tokens["cache_set"]})["present"])
     values = app.post("/chaos/incr/read", {"tokens": counted})["values"]
-    done = None
+    done = failed = None
     if has_queue:
+        acked = {call["token"] for call in records["calls"]
+                 if call["op"] == "job" and call["outcome"] == "ok"}
         deadline = time.time() + 30  # the worker drains the queue
         while True:
-            done = set(app.post("/chaos/jobs/read", {})["done"])
-            acked = {call["token"] for call in records["calls"]
-                     if call["op"] == "job" and call["outcome"] == "ok"}
-            if acked <= done or time.time() > deadline:
+            jobs = app.post("/chaos/jobs/read", {})
+            done, failed = set(jobs["done"]), set(jobs["failed"])
+            if acked <= done | failed or time.time() > deadline:
                 break
             time.sleep(0.5)
     return report.Stores(present, dict(zip(counted, values, strict=True)), done,
-                         codes_in_plain_text(topology, records))
+                         codes_in_plain_text(topology, records), failed)
 
 
 def codes_in_plain_text(topology: Topology, records: dict[str, Any]) -> int:

@@ -24,8 +24,9 @@ def records(calls=(), flows=(), checks=()):
     return {"calls": list(calls), "flows": list(flows), "checks": list(checks)}
 
 
-def stores(cache=(), incr=None, jobs=None):
-    return Stores(set(cache), dict(incr or {}), None if jobs is None else set(jobs), 0)
+def stores(cache=(), incr=None, jobs=None, failed=()):
+    return Stores(set(cache), dict(incr or {}), None if jobs is None else set(jobs), 0,
+                  set(failed))
 
 
 def test_errors_are_counted_by_kind_within_the_window_only():
@@ -67,6 +68,13 @@ def test_a_cache_write_redis_did_not_take_is_skipped_not_lost():
                     call(104, "cache_set", token="kept")])
     result = figures(WINDOW, made, stores(cache={"kept"}), 5)
     assert (result.cache_skipped, result.lost["cache"]) == (1, 1)
+
+
+def test_a_job_rq_holds_as_failed_is_counted_apart_from_a_lost_one():
+    made = records([call(104, "job", token="ran"), call(104, "job", token="raised"),
+                    call(104, "job", token="vanished")])
+    result = figures(WINDOW, made, stores(jobs={"ran"}, failed={"raised"}), 5)
+    assert (result.jobs_failed, result.lost["queue"]) == (1, 1)
 
 
 def test_a_queue_the_topology_has_not_is_not_a_loss():
