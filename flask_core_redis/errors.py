@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ClusterDownError, ConnectionError, SlotNotCoveredError, TimeoutError
+
+#: redis-py's errors that say Redis cannot serve now, not that a command was
+#: wrong: a connection refused or lost, a timeout, and a Cluster slot that no
+#: master serves (mid-failover, or a master lost for good). The 503 handler
+#: answers them, and the fail-open cache fails open on them.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError, TimeoutError, ClusterDownError, SlotNotCoveredError)
+
 
 class ConfigurationError(ValueError):
     """A configuration value is missing, malformed or out of range.

@@ -1,7 +1,8 @@
 """What the extension adds to the web app when configured: a health endpoint
 (``REDIS_HEALTH_ROUTE``) and a 503 for Redis outages (``REDIS_ERROR_HANDLER``):
-redis-py's connection errors and timeouts, and :class:`RedisUnavailable`, the
-one a plugin raises in its own words."""
+redis-py's outage errors (a connection refused or lost, a timeout, a Cluster
+slot without a master), and :class:`RedisUnavailable`, the one a plugin
+raises in its own words."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, jsonify
-from redis.exceptions import ConnectionError, TimeoutError
 
-from .errors import RedisUnavailable, describe_error
+from .errors import OUTAGE_ERRORS, RedisUnavailable, describe_error
 
 if TYPE_CHECKING:
     from .state import RedisState
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_core_redis")
 
 #: What the error handler answers with a 503.
-_OUTAGES: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, RedisUnavailable)
+_OUTAGES: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, RedisUnavailable)
 
 
 def register_routes(app: Flask, state: RedisState) -> None:

@@ -71,3 +71,36 @@ def test_health_warns_near_maxmemory(make_app, own_redis_server):
     assert report["ok"] is True
     assert report["maxmemory"] == used + used // 4
     assert report["warnings"][0].startswith("memory: ")
+
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("client_made", "full_coverage"),
+                         [("before", "no"), ("after", "no"), ("before", "yes")])
+def test_a_slot_without_a_master_is_a_503_and_the_other_slots_still_serve(
+        make_app, own_cluster, client_made, full_coverage):
+    """A slot that no master serves (mid-failover, or a master lost for
+    good) is an outage like a refused connection: a 503, not a 500, for an
+    app that had its client and for one that makes it now (a worker starting
+    mid-failover); the other slots still serve unless the servers require
+    full coverage."""
+    app, ext = make_app({"REDIS_URL": own_cluster.url, "REDIS_ERROR_HANDLER": True,
+                         "REDIS_MAX_RETRIES": 0})
+
+    @app.route("/counter/<key>")
+    def counter(key):
+        return {"n": ext.client.incr(key)}
+
+    web = app.test_client()
+    if client_made == "before":
+        assert web.get("/counter/other").status_code == 200
+    with own_cluster.master_of("lost").client() as admin:
+        lost, other = (admin.execute_command("CLUSTER KEYSLOT", key) for key in ("lost", "other"))
+    assert lost != other
+    for node in own_cluster.nodes:
+        with node.client() as admin:
+            admin.config_set("cluster-require-full-coverage", full_coverage)
+            admin.execute_command("CLUSTER DELSLOTS", lost)
+    response = web.get("/counter/lost")
+    assert (response.status_code, response.get_json()["error"]) == (503, "redis_unavailable")
+    assert web.get("/counter/other").status_code == (200 if full_coverage == "no" else 503)

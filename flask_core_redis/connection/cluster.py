@@ -97,7 +97,10 @@ def cluster_kwargs(settings: Settings, events: ConnectionEvents,
     # Given a URL (without credentials: those stay in kwargs), RedisCluster
     # builds each node's pool from the keyword arguments, connection_class
     # included; given only startup nodes, it would drop connection_class.
-    return {"url": f"redis://{host}:{first_port}",
+    # require_full_coverage=False: a client made while a slot has no master
+    # (mid-failover) serves the other slots, as one made earlier does,
+    # instead of failing to start; the servers' own setting still decides.
+    return {"url": f"redis://{host}:{first_port}", "require_full_coverage": False,
             "startup_nodes": [ClusterNode(h, p) for h, p in others],
             "connection_class": evented_class(SSLConnection if settings.ssl else Connection,
                                               events),

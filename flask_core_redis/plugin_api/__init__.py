@@ -8,7 +8,7 @@ Built-in plugins import from here and nowhere else in the package."""
 from ..config import Key, parsers
 from ..config.parsers import InvalidValue
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
-from ..errors import ConfigurationError, RedisUnavailable, describe_error
+from ..errors import OUTAGE_ERRORS, ConfigurationError, RedisUnavailable, describe_error
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
 from .hookspecs import hookimpl, hookspec
@@ -19,6 +19,7 @@ __all__ = [
     "MIN_REPLAY_MS",
     "NOW_MS",
     "ONCE",
+    "OUTAGE_ERRORS",
     "RETRY_DELAY_CAP_SECONDS",
     "ConfigurationError",
     "InvalidValue",

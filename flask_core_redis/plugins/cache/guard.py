@@ -22,21 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from redis.exceptions import (
-    ClusterDownError,
-    ConnectionError,
-    SlotNotCoveredError,
-    TimeoutError,
-)
-
-from ...plugin_api import describe_error
+from ...plugin_api import OUTAGE_ERRORS, describe_error
 
 logger = logging.getLogger("flask_core_redis")
 
 T = TypeVar("T")
-
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    ConnectionError, TimeoutError, ClusterDownError, SlotNotCoveredError)
 
 
 class Breaker:

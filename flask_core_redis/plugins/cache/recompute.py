@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ...plugin_api import OUTAGE_ERRORS
 from .entries import Codec, Entry
-from .guard import OUTAGE_ERRORS, Guard
+from .guard import Guard
 from .scripts import CLAIM, RENEW, STORE_COMPUTED, UNLOCK, Names, read_raw, run_raw
 
 T = TypeVar("T")
