@@ -5,6 +5,7 @@ stopped; and the tables they are printed as."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,8 @@ class Figures:
     window: Window
     served: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    #: Failed HTTP requests by what they asked (``cache_set``, ``otp_check``...).
+    failed_by_request: dict[str, int] = field(default_factory=dict)
     latency: dict[str, tuple[float, float]] = field(default_factory=dict)
     back_to_zero_s: float | None = None
     lost: dict[str, int | None] = field(default_factory=dict)
@@ -97,6 +100,8 @@ def figures(window: Window, records: dict[str, Any], stores: Stores,
     result.served = sum(call["outcome"] == "ok" for call in http)
     result.errors = {kind: sum(call["outcome"] == kind for call in http)
                      for kind in ERROR_KINDS}
+    failed = Counter(call["op"] for call in http if call["outcome"] != "ok")
+    result.failed_by_request = dict(sorted(failed.items(), key=lambda item: (-item[1], item[0])))
     result.latency = {phase: _p50_p99(call for call in http if window.phase(call["at"]) == phase)
                       for phase in ("before", "during", "after")}
     failures = [call["at"] + call["ms"] / 1000 for call in http if call["outcome"] != "ok"]
@@ -176,22 +181,27 @@ def _count(value: int | None) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _by_request(failed: dict[str, int]) -> str:
+    return ", ".join(f"{op} {count}" for op, count in failed.items()) or "none"
+
+
 def traffic_table(rows: list[Figures]) -> list[str]:
     lines = ["| fault | setup | served | 503 | other error | timeout | p50 / p99 ms before "
-             "| during | after | errors until |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| during | after | errors until | failed requests |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in rows:
         window = row.window
         if window.failed:
             lines.append(f"| {window.fault} | {window.setup} | run failed: {window.failed} "
-                         "| | | | | | | |")
+                         "| | | | | | | | |")
             continue
         until = "no error" if row.back_to_zero_s is None else f"{row.back_to_zero_s:.1f} s"
         lines.append(
             f"| {window.fault} | {window.setup} | {row.served} | {row.errors['503']} "
             f"| {row.errors['error']} | {row.errors['timeout']} "
             f"| {_pair(row.latency['before'])} | {_pair(row.latency['during'])} "
-            f"| {_pair(row.latency['after'])} | {until} |")
+            f"| {_pair(row.latency['after'])} | {until} "
+            f"| {_by_request(row.failed_by_request)} |")
     return lines
 
 

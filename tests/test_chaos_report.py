@@ -36,6 +36,7 @@ def test_errors_are_counted_by_kind_within_the_window_only():
                     call(104, "incr"), call(107, "cache_get")])
     result = figures(WINDOW, made, stores(), 5)
     assert result.errors == {"503": 2, "error": 1, "timeout": 1}
+    assert result.failed_by_request == {"incr": 2, "cache_get": 1, "otp_check": 1}
     assert result.served == 2
 
 
