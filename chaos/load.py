@@ -310,12 +310,23 @@ class Driver:
             moving = {user for user, (_, at) in self.connected.items()
                       if now - at <= SETTLE_SECONDS}
             moving |= {user for user, at in self.left.items() if now - at <= SETTLE_SECONDS}
-        online = set(reply["online"]) if reply else None
+            online = set(reply["online"]) if reply else None
+            ghosts = sorted(online - settled_in - moving) if online is not None else []
+            missing = sorted(settled_in - online) if online is not None else []
+            whereabouts = {user: self.whereabouts(user, now) for user in ghosts + missing}
         self.record.checks.append({
-            "label": label, "at": now, "answered": online is not None,
-            "ghosts": sorted(online - settled_in - moving) if online is not None else [],
-            "missing": sorted(settled_in - online) if online is not None else [],
-            "connected": len(settled_in)})
+            "label": label, "at": now, "answered": online is not None, "ghosts": ghosts,
+            "missing": missing, "whereabouts": whereabouts, "connected": len(settled_in)})
+
+    def whereabouts(self, user: str, now: float) -> str:
+        """What the driver knows of a user a presence check got wrong."""
+        if user in self.connected:
+            client, at = self.connected[user]
+            state = "connected" if client.connected else "its socket closed by the server"
+            return f"{state}, joined {now - at:.1f} s before"
+        if user in self.left:
+            return f"left {now - self.left[user]:.1f} s before"
+        return "never connected"
 
     # Running --------------------------------------------------------------------
 

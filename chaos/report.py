@@ -230,6 +230,15 @@ def data_table(rows: list[Figures]) -> list[str]:
     return lines
 
 
+def presence_notes(rows: list[Figures]) -> list[str]:
+    """One line for each user a presence check got wrong, with what the
+    load driver knew of it."""
+    return [f"- after {row.window.fault} ({row.window.setup}), {kind} {user}: "
+            f"{row.presence.get('whereabouts', {}).get(user, '?')}"
+            for row in rows for kind in ("ghosts", "missing")
+            for user in row.presence.get(kind, [])]
+
+
 def wait_table(rows: list[Figures]) -> list[str]:
     lines = ["| fault | setup | acknowledged | refused | acknowledged, then lost |",
              "| --- | --- | ---: | ---: | ---: |"]

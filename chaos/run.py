@@ -257,6 +257,9 @@ def section(name: str, results: list[Pass]) -> list[str]:
              *report.traffic_table(rows), "", "Data:", "", *report.data_table(rows), "",
              f"OTP codes issued: {issued}; keys or values holding one in plain text "
              f"after the run: {plain}.", ""]
+    wrong = report.presence_notes(rows)
+    if wrong:
+        lines += ["Presence checks that got a user wrong:", "", *wrong, ""]
     waited = report.wait_table(rows)
     if len(waited) > 2:
         lines += ["INCR followed by WAIT 1 500 on the same connection, acknowledged only "

@@ -4,7 +4,7 @@ says, on records made up for the purpose."""
 
 import math
 
-from chaos.report import Stores, Window, figures, percentile, traffic_table
+from chaos.report import Stores, Window, figures, percentile, presence_notes, traffic_table
 
 WINDOW = Window("cluster", "3 retries (default)", "master killed", before=100.0,
                 started=103.0, lifted=106.0, ends=110.0)
@@ -174,3 +174,13 @@ def test_incr_with_wait_is_counted_apart_and_only_where_it_ran():
     result = figures(WINDOW, made, stores(incr={"kept": 1, "refused": 1}), 5)
     assert result.lost["incr_wait"] == 1 and result.lost["incr"] == 0
     assert figures(WINDOW, records([call(104, "incr")]), stores(), 5).lost["incr_wait"] is None
+
+
+def test_each_user_a_presence_check_got_wrong_is_named_with_what_the_driver_knew():
+    check = {"label": "master killed", "answered": True, "ghosts": ["+1"], "missing": ["+2"],
+             "whereabouts": {"+1": "left 2.5 s before", "+2": "connected, joined 9.0 s before"},
+             "connected": 5}
+    result = figures(WINDOW, records(checks=[check]), stores(), 5)
+    assert presence_notes([result]) == [
+        "- after master killed (3 retries (default)), ghosts +1: left 2.5 s before",
+        "- after master killed (3 retries (default)), missing +2: connected, joined 9.0 s before"]
