@@ -117,6 +117,8 @@ class Driver:
         self.cookie_app.secret_key = plan.secret_key
         self.connected: dict[str, tuple[socketio.Client, float]] = {}
         self.left: dict[str, float] = {}
+        #: Users whose connect is under way, and since when.
+        self.joining: dict[str, float] = {}
         #: Each client's broadcasts received, and when it was connected.
         self.heard: dict[str, set[str]] = {}
         self.spans: dict[str, list[float]] = {}
@@ -248,6 +250,8 @@ class Driver:
         heard = self.heard.setdefault(user, set())
         client.on("broadcast", lambda data: heard.add(str(data.get("text"))))
         started = time.time()
+        with self.clients_lock:  # online once the server's handler has run
+            self.joining[user] = started
         try:
             client.connect(self.plan.base, transports=["websocket"], wait_timeout=10,
                            headers={"Cookie": f"session={self.cookie(user)}"})
@@ -255,6 +259,9 @@ class Driver:
             self.record.add(Call(started, (time.time() - started) * 1000, "sio_connect",
                                  "error", user, str(error)[:80]))
             return
+        finally:
+            with self.clients_lock:
+                del self.joining[user]
         self.record.add(Call(started, (time.time() - started) * 1000, "sio_connect", "ok",
                              user))
         with self.clients_lock:
@@ -310,6 +317,7 @@ class Driver:
             moving = {user for user, (_, at) in self.connected.items()
                       if now - at <= SETTLE_SECONDS}
             moving |= {user for user, at in self.left.items() if now - at <= SETTLE_SECONDS}
+            moving |= set(self.joining)
             online = set(reply["online"]) if reply else None
             ghosts = sorted(online - settled_in - moving) if online is not None else []
             missing = sorted(settled_in - online) if online is not None else []

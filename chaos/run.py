@@ -22,6 +22,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -220,6 +221,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep the run's folder (server, app and load logs)")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every server and process is stopped.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     names = [args.only] if args.only else ["standalone", "sentinel", "cluster"]
     started = time.time()
     tables: list[str] = []
