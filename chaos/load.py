@@ -258,13 +258,13 @@ class Driver:
         except socketio.exceptions.ConnectionError as error:
             self.record.add(Call(started, (time.time() - started) * 1000, "sio_connect",
                                  "error", user, str(error)[:80]))
-            return
-        finally:
             with self.clients_lock:
                 del self.joining[user]
+            return
         self.record.add(Call(started, (time.time() - started) * 1000, "sio_connect", "ok",
                              user))
         with self.clients_lock:
+            del self.joining[user]
             self.connected[user] = (client, time.time())
             self.spans[user] = [time.time(), math.inf]
 
