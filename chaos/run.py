@@ -10,9 +10,11 @@ several worker processes and an RQ worker (chaos/processes.py), and the load
 driver in a process of its own (chaos/load.py). It then injects each fault of
 the topology's schedule (chaos/faults.py) in turn, each in a window: a quiet
 stretch, the fault, a recovery stretch, a presence check once a presence TTL
-has passed. Sentinel and Cluster run a second time with REDIS_RETRY_DEADLINE,
-against a master kill and a failover. Once the load stops, the run reads every
-store back and prints the tables (chaos/report.py), which it also writes to
+has passed. A topology runs once per setup of SETUPS (below): the default
+policy against every fault; on Sentinel and Cluster, REDIS_RETRY_DEADLINE
+against a master kill and a failover; on Cluster, Redis's full-coverage
+default against a master kill. Once the load stops, the run reads every store
+back and prints the tables (chaos/report.py), which it also writes to
 chaos-report.md. Every wait is bounded; the run stops by itself."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flask_core_redis import ConfigurationError
+from flask_core_redis import ConfigurationError, RedisUnavailable
 from flask_core_redis.plugin_api import manager
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -150,3 +150,28 @@ def test_the_celery_recipe(request, make_app, mode, key):
         with server.client(db=4) as admin:
             assert admin.llen(key) == 1  # in the app's server and database
         assert queue.get(timeout=10).payload == "hello"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["sentinel", "standalone"])
+@pytest.mark.usefixtures("refuse_default_port")
+def test_the_write_that_waits_for_a_replica(request, make_app, mode, key):
+    if mode == "sentinel":
+        deployment = request.getfixturevalue("sentinel")
+        url = deployment.url
+    else:
+        url = f"redis://{request.getfixturevalue('redis_server').address}"
+    app, ext = make_app({"REDIS_URL": url})
+    incr_on_a_replica = run_recipe("### Writes that must survive a failover", app,
+                                   ext)["incr_on_a_replica"]
+    with app.app_context():
+        if mode == "standalone":  # no replica to wait for: refused, never acknowledged
+            with pytest.raises(RedisUnavailable, match="no replica has the write"):
+                incr_on_a_replica(key)
+            return
+        assert incr_on_a_replica(key) == 1
+    master_port = deployment.master_port()
+    replica = next(p for p in (deployment.master, deployment.replica)
+                   if p.front_port != master_port)
+    with replica.client() as admin:
+        assert admin.get(key) == "1"  # on the replica when acknowledged
