@@ -73,7 +73,6 @@ def test_health_warns_near_maxmemory(make_app, own_redis_server):
     assert report["warnings"][0].startswith("memory: ")
 
 
-
 @pytest.mark.integration
 @pytest.mark.parametrize(("client_made", "full_coverage"),
                          [("before", "no"), ("after", "no"), ("before", "yes")])
