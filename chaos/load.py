@@ -179,23 +179,21 @@ class Driver:
             time.sleep(self.plan.think_seconds)
 
     def shard(self) -> None:
-        session = requests.Session()
-        for _ in range(MAX_CALLS):
-            if not self.running():
-                return
-            token = uuid.uuid4().hex
-            self.call(session, "POST", f"/chaos/shard/{self.plan.shard_tag}/{token}",
-                      "shard", token)
-            time.sleep(self.plan.think_seconds)
+        self.post_tokens(f"/chaos/shard/{self.plan.shard_tag}", "shard", self.plan.think_seconds)
 
     def jobs(self) -> None:
+        self.post_tokens("/chaos/jobs", "job", 0.1)
+
+    def post_tokens(self, prefix: str, op: str, pause: float) -> None:
+        """POST a fresh token under ``prefix`` again and again, ``pause``
+        seconds apart, until the run stops."""
         session = requests.Session()
         for _ in range(MAX_CALLS):
             if not self.running():
                 return
             token = uuid.uuid4().hex
-            self.call(session, "POST", f"/chaos/jobs/{token}", "job", token)
-            time.sleep(0.1)
+            self.call(session, "POST", f"{prefix}/{token}", op, token)
+            time.sleep(pause)
 
     def otp(self) -> None:
         session, rng = requests.Session(), random.Random(self.rng.random())

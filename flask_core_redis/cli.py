@@ -206,14 +206,19 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
                                    "there is nothing for a worker to do")
     names = queues or ("default",)
     for failures in itertools.count(1):
+        rq_worker: StoppableWorker | None = None
         try:
             rq_worker = StoppableWorker([make_queue(state, name) for name in names],
                                         connection=queue_connection(state))
             rq_worker.work(burst=burst)
-        except RedisError as error:  # raised before RQ's loop: registering, say
+        except RedisError as error:  # registering, say, or signing off
             if burst:
                 raise
             why = describe_error(error)
+            if rq_worker is not None and rq_worker.stop_asked:
+                click.echo(f"the worker stopped as asked; it could not sign off: {why}",
+                           err=True)
+                return
         else:
             if burst or rq_worker.stop_asked:
                 return

@@ -112,3 +112,29 @@ def test_the_worker_outlives_an_outage_that_hits_a_running_job(own_redis_server,
             raise
         print(output[-4000:])  # shown when the test fails
     assert "starting again in" in output, output[-3000:]
+
+
+@pytest.mark.integration
+def test_the_worker_stops_at_the_first_sigterm_while_redis_is_down(own_redis_server, tmp_path):
+    """With Redis gone, RQ's worker fails to sign off on SIGTERM (it writes
+    its death to Redis); that is a stop, not an error to start again on."""
+    url = f"redis://{own_redis_server.address}"
+    environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
+         "worker", "math"], env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        client = own_redis_server.client()
+        wait_until(lambda: client.keys("rq:worker:*"), 30, "the worker to register")
+        client.close()
+        own_redis_server.stop()
+        time.sleep(1)  # the worker is now retrying its dequeue
+        worker.terminate()
+        output = worker.communicate(timeout=30)[0]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            print(worker.communicate(timeout=30)[0][-4000:])
+    assert worker.returncode == 0, output[-3000:]
+    assert "starting again" not in output, output[-3000:]
