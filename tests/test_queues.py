@@ -138,3 +138,4 @@ def test_the_worker_stops_at_the_first_sigterm_while_redis_is_down(own_redis_ser
             print(worker.communicate(timeout=30)[0][-4000:])
     assert worker.returncode == 0, output[-3000:]
     assert "starting again" not in output, output[-3000:]
+    assert "the worker stopped as asked; it could not sign off" in output, output[-3000:]
