@@ -30,8 +30,8 @@ def test_the_dashboard_shows_a_job_that_a_worker_ran(request, mode, make_app, tm
         {"name": q["name"], "count": q["count"]} for q in queues]
     page = web.get("/rq/")
     assert page.status_code == 200 and b"rq-dashboard" in page.data.lower()
-    finished = run_worker(url, tmp_path)
-    assert finished.returncode == 0, finished.stderr[-2000:]
+    status, output = run_worker(url, tmp_path)
+    assert status == 0, output[-2000:]
     shown = web.get(f"/rq/0/data/job/{job.id}.json").get_json()
     assert shown["status"] == "finished" and shown["result"] == 5
     assert web.get("/rq/1/data/queues.json").status_code == 404  # one instance: the app's

@@ -17,14 +17,21 @@ from .servers import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(url, folder):
-    """`flask redis worker` as a process of its own, run from ``folder`` (outside
-    the checkout, like every test)."""
+def start_worker(url: str, folder: Path, *options: str) -> subprocess.Popen[str]:
+    """`flask redis worker math` as a process of its own, run from ``folder``
+    (outside the checkout, like every test); its output and errors in one pipe."""
     environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
-         "worker", "math", "--burst"],
-        env=environment, capture_output=True, text=True, timeout=120, cwd=folder)
+         "worker", "math", *options], env=environment, cwd=folder, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+
+def run_worker(url: str, folder: Path) -> tuple[int, str]:
+    """A burst worker run to its end: its exit status and output."""
+    worker = start_worker(url, folder, "--burst")
+    output = worker.communicate(timeout=120)[0]
+    return worker.returncode, output
 
 
 def server_url(request, mode):
@@ -46,8 +53,8 @@ def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monke
     with app.app_context():
         connection = redis_ext.queue("math").connection
         assert Job.fetch(add_id, connection=connection).get_status() == "queued"
-    finished = run_worker(url, tmp_path)
-    assert finished.returncode == 0, finished.stderr[-2000:]
+    status, output = run_worker(url, tmp_path)
+    assert status == 0, output[-2000:]
     with app.app_context():
         assert Job.fetch(add_id, connection=connection).return_value() == 5
         assert Job.fetch(name_id, connection=connection).return_value() == "queue-test-app"
@@ -81,11 +88,7 @@ def test_the_worker_outlives_an_outage_that_hits_a_running_job(own_redis_server,
     monkeypatch.setenv("REDIS_URL", url)
     app = create_app()
     web = app.test_client()
-    environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
-         "worker", "math"], env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    worker = start_worker(url, tmp_path)
     try:
         slow_id = web.post("/jobs/slow").get_json()["id"]
         with app.app_context():
@@ -119,11 +122,7 @@ def test_the_worker_stops_at_the_first_sigterm_while_redis_is_down(own_redis_ser
     """With Redis gone, RQ's worker fails to sign off on SIGTERM (it writes
     its death to Redis); that is a stop, not an error to start again on."""
     url = f"redis://{own_redis_server.address}"
-    environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
-         "worker", "math"], env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    worker = start_worker(url, tmp_path)
     try:
         client = own_redis_server.client()
         wait_until(lambda: client.keys("rq:worker:*"), 30, "the worker to register")
