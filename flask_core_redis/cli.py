@@ -180,6 +180,23 @@ def flush(yes: bool) -> None:
     click.echo(f"flushed db {state.settings.db} at {state.settings.address}")
 
 
+class StopAsked(BaseException):
+    """A signal to stop while RQ's own handlers are not installed (before its
+    worker starts, or between restarts). A BaseException, so that no
+    ``except Exception`` on the way swallows it."""
+
+
+def _stop_asked(signum: int, frame: Any) -> None:
+    raise StopAsked(signal.Signals(signum).name)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT raise :class:`StopAsked` (RQ's worker installs its
+    own handlers while it runs; those of a worker that quit are stale)."""
+    signal.signal(signal.SIGTERM, _stop_asked)
+    signal.signal(signal.SIGINT, _stop_asked)
+
+
 @redis_group.command()
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
@@ -188,7 +205,20 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
 
     RQ's worker quits on an error it does not handle, such as Redis failing
     over while a job runs; this one then starts again, after the retry
-    policy's delays, until it is asked to stop (SIGINT, SIGTERM)."""
+    policy's delays, until it is asked to stop (SIGINT, SIGTERM): the first
+    signal stops it, whether RQ's worker is running or not."""
+    state = _state()
+    if state.settings.mode == "memory":
+        raise click.ClickException("in memory mode jobs run when they are enqueued; "
+                                   "there is nothing for a worker to do")
+    _stop_on_signals()
+    try:
+        _work_until_stopped(state, queues or ("default",), burst)
+    except StopAsked as signal_name:
+        click.echo(f"the worker stopped as asked ({signal_name})", err=True)
+
+
+def _work_until_stopped(state: RedisState, names: tuple[str, ...], burst: bool) -> None:
     from rq import Worker
 
     class StoppableWorker(Worker):
@@ -200,11 +230,6 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
             self.stop_asked = True
             super().request_stop(signum, frame)
 
-    state = _state()
-    if state.settings.mode == "memory":
-        raise click.ClickException("in memory mode jobs run when they are enqueued; "
-                                   "there is nothing for a worker to do")
-    names = queues or ("default",)
     for failures in itertools.count(1):
         rq_worker: StoppableWorker | None = None
         try:
@@ -226,9 +251,7 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
         delay = LinearBackoff().compute(failures)
         click.echo(f"the worker stopped on {why}; starting again in {delay * 1000:.0f} ms",
                    err=True)
-        # RQ's handlers belong to the worker that quit: a signal now just stops.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _stop_on_signals()
         time.sleep(delay)
 
 

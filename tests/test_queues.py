@@ -1,8 +1,10 @@
 """RQ job queues: enqueued from a request, run by a real worker process."""
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from rq.job import Job
 from flask_core_redis import ConfigurationError
 
 from .queue_app import create_app, redis_ext
-from .servers import wait_until
+from .servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,3 +140,25 @@ def test_the_worker_stops_at_the_first_sigterm_while_redis_is_down(own_redis_ser
     assert worker.returncode == 0, output[-3000:]
     assert "starting again" not in output, output[-3000:]
     assert "the worker stopped as asked; it could not sign off" in output, output[-3000:]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_the_first_signal_stops_a_worker_that_waits_to_start_again(signal_number, tmp_path):
+    """Between RQ's workers (Redis down from the start, say) no RQ handler is
+    installed: the first signal must still stop the command, and say so."""
+    worker = start_worker(f"redis://127.0.0.1:{free_port()}", tmp_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("starting again in" in line for line in lines), 60,
+                   "the worker to fail and wait to start again")
+        worker.send_signal(signal_number)
+        worker.wait(timeout=30)
+        reader.join(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = "".join(lines)
+    assert worker.returncode == 0, output[-3000:]
+    assert f"the worker stopped as asked ({signal_number.name})" in output, output[-3000:]
