@@ -224,7 +224,7 @@ class RedisState:
         return report
 
     def _health_client(self) -> AnyClient:
-        return self.own_client("health", max_retries=0,
+        return self.own_client("health", max_retries=0, retry_deadline_ms=None,
                                socket_timeout_ms=self.settings.connect_timeout_ms)
 
     def close(self) -> None:

@@ -37,6 +37,18 @@ def test_without_a_deadline_the_count_applies(make_app, events_log):
     assert len(retries_logged(events_log)) == 1
 
 
+def test_the_health_check_makes_no_retry_under_a_deadline(make_app, events_log):
+    """The health check reports the error of its one try, at once: under a
+    deadline it had retried for the whole deadline and said "no answer"."""
+    port = free_port()
+    app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{port}",
+                         "REDIS_RETRY_DEADLINE": 10_000})
+    with app.app_context():
+        report = ext.health()
+    assert report["ok"] is False and "ConnectionError" in report["error"], report
+    assert retries_logged(events_log) == []
+
+
 def test_a_wrong_password_is_still_refused_at_once(make_app, auth_server, events_log):
     app, ext = make_app({"REDIS_URL": f"redis://app:wrong@{auth_server.address}",
                          "REDIS_RETRY_DEADLINE": 5000})
