@@ -4,9 +4,11 @@ from importlib.metadata import EntryPoint
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flask_core_redis import ConfigurationError, CoreRedis, PluginError
-from flask_core_redis.plugin_api import manager
+from flask_core_redis.plugin_api import MIN_REPLAY_MS, manager, replay_window_ms
 
 from . import plugin_samples
 
@@ -285,3 +287,26 @@ def test_the_caches_import_time_stand_in_says_what_to_do_outside_an_app(make_app
     for call in (cached, lambda: ext.cache.get("k"), lambda: ext.plugin(CachePlugin).get("k")):
         with pytest.raises(RuntimeError, match="outside an application context"):
             call()
+
+
+@settings(max_examples=300, deadline=None)
+@given(connect=st.integers(1, 60_000), read=st.one_of(st.none(), st.integers(1, 600_000)),
+       retries=st.integers(0, 50), retry_deadline=st.one_of(st.none(), st.integers(1, 86_400_000)))
+def test_a_reply_is_remembered_while_its_call_may_still_be_retried(connect, read, retries,
+                                                                    retry_deadline):
+    """A ONCE script's retry can arrive until the retries stop: after every
+    counted try, or, under a deadline, up to the deadline plus one try (a
+    reply read out of the window would let the script run twice)."""
+    app = Flask(__name__)
+    app.config.update(REDIS_URL="memory://", REDIS_CONNECT_TIMEOUT=connect,
+                      REDIS_SOCKET_TIMEOUT=read, REDIS_MAX_RETRIES=retries,
+                      REDIS_RETRY_DEADLINE=retry_deadline)
+    ext = CoreRedis(app)
+    with app.app_context():
+        window = replay_window_ms(ext.settings.describe())
+    one_try = connect + (connect if read is None else read)
+    assert window >= MIN_REPLAY_MS
+    if retry_deadline is None:
+        assert window >= (retries + 1) * one_try
+    else:
+        assert window >= retry_deadline + one_try

@@ -54,16 +54,21 @@ end
 
 def replay_window_ms(settings: Mapping[str, object]) -> int:
     """How long a call's reply must be remembered (for ``ONCE``): longer than
-    the core's retries of one command can take (each attempt may wait for a
-    connection, then for its reply, then for the retry delay), and at least
-    ``MIN_REPLAY_MS``. Without a socket timeout no reply is lost to one; a
-    dropped connection is then given the connect timeout's length.
-    ``settings`` is :attr:`PluginContext.settings`."""
+    the core's retries of one command can take, and at least ``MIN_REPLAY_MS``.
+    Counted, each attempt may wait for a connection, then for its reply, then
+    for the retry delay; under a deadline, the last retry starts within the
+    deadline and takes one attempt more. Without a socket timeout no reply is
+    lost to one; a dropped connection is then given the connect timeout's
+    length. ``settings`` is :attr:`PluginContext.settings`."""
     connect = cast(float, settings["connect_timeout_ms"])
     socket = cast("float | None", settings["socket_timeout_ms"])
-    attempts = cast(int, settings["max_retries"]) + 1
+    deadline = cast("float | None", settings.get("retry_deadline_ms"))
     each = connect + (connect if socket is None else socket) + RETRY_DELAY_CAP_SECONDS * 1000
-    return max(MIN_REPLAY_MS, math.ceil(attempts * each))
+    if deadline is None:
+        retrying = (cast(int, settings["max_retries"]) + 1) * each
+    else:
+        retrying = deadline + each
+    return max(MIN_REPLAY_MS, math.ceil(retrying))
 
 
 #: Lua prelude: the server's clock in milliseconds, so every worker agrees.
