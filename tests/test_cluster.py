@@ -151,3 +151,24 @@ def test_a_cluster_with_every_node_down_is_an_outage_everywhere(make_app, own_cl
     web = app.test_client()
     assert web.get("/health").status_code == 503
     assert web.get("/counter").status_code == 503
+
+
+def test_a_node_flag_is_retried_and_an_explicit_node_is_not(make_app, own_cluster,
+                                                            events_log):
+    """A command sent to a flag (PRIMARIES, RANDOM ...) finds its nodes again
+    from the slot map on each try, so it is retried as any command; one sent
+    to a node object is not, as that node may no longer be the right one."""
+    app, ext = make_app({"REDIS_URL": own_cluster.url, "REDIS_CONNECT_TIMEOUT": 300,
+                         "REDIS_MAX_RETRIES": 2})
+    with app.app_context():
+        node = ext.client.get_primaries()[0]
+        for each in own_cluster.nodes:
+            each.kill()
+        retries = []
+        for target in (RedisCluster.PRIMARIES, RedisCluster.RANDOM, node):
+            events_log.clear()
+            with pytest.raises(redis.ConnectionError):
+                ext.client.ping(target_nodes=target)
+            retries.append(sum(": retry " in record.getMessage()
+                               for record in events_log.records))
+    assert retries == [2, 2, 0]

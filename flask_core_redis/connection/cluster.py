@@ -29,8 +29,9 @@ class RetryingRedisCluster(RedisCluster):
     redis-py's own cluster loop retries without any delay, which burns every
     attempt before a failover can finish. Here that loop is given no retries and
     each command runs under the project's ``Retry`` instead. Commands sent to
-    explicit ``target_nodes`` are not retried, as in redis-py: after a topology
-    change those nodes may no longer be the right ones."""
+    nodes named in ``target_nodes`` are not retried, as in redis-py: after a
+    topology change those nodes may no longer be the right ones. A node flag
+    is resolved anew on each try, and retried."""
 
     def __init__(self, *args: Any, command_retry: Retry, **kwargs: Any) -> None:
         self.command_retry = command_retry  # the constructor already sends COMMAND
@@ -48,9 +49,18 @@ class RetryingRedisCluster(RedisCluster):
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         run = functools.partial(as_redis_errors, super().execute_command, *args, **kwargs)
-        if kwargs.get("target_nodes") is not None:
+        if names_nodes(kwargs.get("target_nodes")):
             return run()
         return self.command_retry.call_with_retry(run, lambda error: None)
+
+
+def names_nodes(target_nodes: Any) -> bool:
+    """Whether a command's ``target_nodes`` names nodes, rather than being
+    absent or a flag (``RedisCluster.PRIMARIES`` ...) that the slot map
+    resolves again on each try."""
+    if target_nodes is None:
+        return False
+    return not (isinstance(target_nodes, str) and target_nodes in RedisCluster.NODE_FLAGS)
 
 
 def as_redis_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
