@@ -13,6 +13,7 @@ import redis
 from flask_core_redis.plugins.cache import recompute
 from flask_core_redis.plugins.cache.scripts import RENEW
 
+from .conftest import ACL_USER
 from .servers import wait_until
 from .test_standalone import run_with_deadline
 
@@ -238,3 +239,28 @@ def test_a_server_that_stops_during_a_computation_leaves_no_thread_waiting_on_it
     finally:
         own_redis_server.signal(signal.SIGCONT)
     assert outcome == {"value": "computed"}
+
+
+@pytest.mark.integration
+def test_a_full_pool_and_refused_credentials_fail_open_and_say_why(make_app, redis_server,
+                                                                   auth_server, caplog):
+    """redis-py raises both as connection errors: the cache serves the request
+    without Redis, as in an outage, and its warning names the cause."""
+    caplog.set_level(logging.INFO, "flask_core_redis")
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}",
+                         "REDIS_MAX_CONNECTIONS": 1, "REDIS_SOCKET_TIMEOUT": 1000})
+    with app.app_context():
+        pool = ext.client.connection_pool
+        held = pool.get_connection()
+        try:
+            assert ext.cache.get("k", "miss") == "miss"
+        finally:
+            pool.release(held)
+    app, ext = make_app({"REDIS_URL": f"redis://{ACL_USER}:wrong-hunter2@{auth_server.address}"})
+    with app.app_context():
+        ext.cache.set("k", 1)
+        assert ext.cache.get("k", "miss") == "miss"
+    causes = [record.getMessage() for record in unavailable_warnings(caplog)]
+    assert len(causes) == 2, causes
+    assert "MaxConnectionsError" in causes[0] and "AuthenticationError" in causes[1], causes
+    assert not [text for text in causes if "hunter2" in text]

@@ -52,6 +52,24 @@ def test_error_handler_turns_an_outage_into_a_503(make_app):
     assert response.get_json()["error"] == "redis_unavailable"
 
 
+@pytest.mark.parametrize("error", [
+    redis.TimeoutError("Timeout reading from socket"),
+    redis.exceptions.MaxConnectionsError("Too many connections in use"),
+    redis.AuthenticationError("invalid username-password pair"),
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.SlotNotCoveredError("slot 42 is not covered"),
+], ids=lambda error: type(error).__name__)
+def test_every_outage_redis_py_raises_is_a_503(make_app, memory_url, error):
+    app, _ = make_app({"REDIS_URL": memory_url, "REDIS_ERROR_HANDLER": True})
+
+    @app.route("/fails")
+    def fails():
+        raise error
+
+    response = app.test_client().get("/fails")
+    assert (response.status_code, response.get_json()["error"]) == (503, "redis_unavailable")
+
+
 def test_without_the_error_handler_the_error_propagates(make_app):
     app = view_app(make_app)
     with pytest.raises(redis.ConnectionError):
