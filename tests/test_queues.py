@@ -145,14 +145,19 @@ def test_the_worker_stops_at_the_first_sigterm_while_redis_is_down(own_redis_ser
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_the_first_signal_stops_a_worker_that_waits_to_start_again(signal_number, tmp_path):
     """Between RQ's workers (Redis down from the start, say) no RQ handler is
-    installed: the first signal must still stop the command, and say so."""
+    installed: the first signal must still stop the command, and say so. The
+    worker starts again after the retry policy's delays."""
     worker = start_worker(f"redis://127.0.0.1:{free_port()}", tmp_path)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any("starting again in" in line for line in lines), 60,
-                   "the worker to fail and wait to start again")
+        def restarts():
+            return [line.rsplit("; ", 1)[-1].strip() for line in lines
+                    if "starting again in" in line]
+
+        wait_until(lambda: len(restarts()) >= 2, 60, "the worker to fail twice")
+        assert restarts()[:2] == ["starting again in 50 ms", "starting again in 100 ms"]
         worker.send_signal(signal_number)
         worker.wait(timeout=30)
         reader.join(timeout=30)

@@ -58,6 +58,21 @@ def test_a_wrong_password_is_still_refused_at_once(make_app, auth_server, events
     assert retries_logged(events_log) == [] and time.monotonic() - started < 5
 
 
+def test_a_full_pool_is_still_raised_at_once(make_app, redis_server, events_log, key):
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}",
+                         "REDIS_RETRY_DEADLINE": 5000, "REDIS_MAX_CONNECTIONS": 1})
+    with app.app_context():
+        pool = ext.client.connection_pool
+        held = pool.get_connection()
+        started = time.monotonic()
+        try:
+            with pytest.raises(redis.exceptions.MaxConnectionsError):
+                ext.client.get(key)
+        finally:
+            pool.release(held)
+    assert retries_logged(events_log) == [] and time.monotonic() - started < 5
+
+
 def write_through(client, key, stop, errors, written):
     """INCR ``key`` until ``stop``; every error and every acknowledged write counted."""
     while not stop.is_set():

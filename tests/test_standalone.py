@@ -279,27 +279,42 @@ def test_the_fork_check_fails_when_the_pool_ignores_the_fork(make_app, own_redis
         assert not child_has_a_connection_of_its_own(ext, key)
 
 
+def server_of(request, topology, key):
+    """A deployment of ``topology`` for one test: its URL, and the process
+    that serves ``key``."""
+    if topology == "standalone":
+        server = request.getfixturevalue("own_redis_server")
+        return f"redis://{server.address}", server
+    deployment = request.getfixturevalue(f"own_{topology}")
+    if topology == "sentinel":
+        return deployment.url, deployment.process_on(deployment.master_port())
+    return deployment.url, deployment.master_of(key)
+
+
+@pytest.mark.parametrize("topology", ["standalone", "sentinel", "cluster"])
 def test_a_command_cut_off_mid_flight_is_retried_at_most_max_retries_times(
-        make_app, own_redis_server, events_log):
-    """redis-py nests a socket-connect retry loop inside the command retry loop;
-    the policy's count must hold for the command as a whole."""
-    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
-                         "REDIS_MAX_RETRIES": 3, "REDIS_CLIENT_NAME": "fcr-blocked"})
+        request, make_app, events_log, topology, key):
+    """redis-py nests a socket-connect retry loop inside the command retry loop
+    (and Sentinel a master lookup, Cluster its own loop); the policy's count
+    must hold for the command as a whole, on every topology."""
+    url, server = server_of(request, topology, key)
+    app, ext = make_app({"REDIS_URL": url, "REDIS_MAX_RETRIES": 3,
+                         "REDIS_CLIENT_NAME": "fcr-blocked"})
 
     def kill_once_blocked():
         def blocked():
-            with own_redis_server.client() as admin:
+            with server.client() as admin:
                 return any(c["name"] == "fcr-blocked" and c["cmd"] == "blpop"
                            for c in admin.client_list())
         wait_until(blocked, 10, "the client to block in BLPOP")
-        own_redis_server.kill()
+        server.kill()
 
     killer = threading.Thread(target=kill_once_blocked)
     with app.app_context():
         ext.client.ping()
         killer.start()
         with pytest.raises(redis.ConnectionError):
-            ext.client.blpop(["never-filled"], timeout=20)
+            ext.client.blpop([key], timeout=20)
     killer.join()
     retries = [m.rsplit(": ", 1)[1] for m in messages(events_log) if ": retry " in m]
     assert retries == ["retry 1 in 50 ms", "retry 2 in 100 ms", "retry 3 in 150 ms"]
