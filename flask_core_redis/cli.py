@@ -190,11 +190,14 @@ def _stop_asked(signum: int, frame: Any) -> None:
     raise StopAsked(signal.Signals(signum).name)
 
 
-def _stop_on_signals() -> None:
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop_on_signals() -> dict[int, Any]:
     """SIGTERM and SIGINT raise :class:`StopAsked` (RQ's worker installs its
-    own handlers while it runs; those of a worker that quit are stale)."""
-    signal.signal(signal.SIGTERM, _stop_asked)
-    signal.signal(signal.SIGINT, _stop_asked)
+    own handlers while it runs; those of a worker that quit are stale); the
+    handlers they had before."""
+    return {signum: signal.signal(signum, _stop_asked) for signum in STOP_SIGNALS}
 
 
 @redis_group.command()
@@ -211,11 +214,14 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
     if state.settings.mode == "memory":
         raise click.ClickException("in memory mode jobs run when they are enqueued; "
                                    "there is nothing for a worker to do")
-    _stop_on_signals()
+    before = _stop_on_signals()
     try:
         _work_until_stopped(state, queues or ("default",), burst)
     except StopAsked as signal_name:
         click.echo(f"the worker stopped as asked ({signal_name})", err=True)
+    finally:  # a command run in-process (a test's CLI runner) leaves them as found
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _work_until_stopped(state: RedisState, names: tuple[str, ...], burst: bool) -> None:

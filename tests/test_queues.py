@@ -167,3 +167,13 @@ def test_the_first_signal_stops_a_worker_that_waits_to_start_again(signal_number
     output = "".join(lines)
     assert worker.returncode == 0, output[-3000:]
     assert f"the worker stopped as asked ({signal_number.name})" in output, output[-3000:]
+
+
+@pytest.mark.integration
+def test_a_worker_run_in_process_leaves_the_signal_handlers_as_it_found_them(
+        own_redis_server, make_app):
+    app, _ = make_app({"REDIS_URL": f"redis://{own_redis_server.address}"})
+    before = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
+    result = app.test_cli_runner().invoke(args=["redis", "worker", "--burst"])
+    assert result.exit_code == 0, result.output
+    assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == before
