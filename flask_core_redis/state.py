@@ -34,7 +34,14 @@ from flask import Flask, Response, current_app, has_request_context, request
 from flask.cli import AppGroup
 
 from .config import ConfigSource, Settings
-from .connection import AnyClient, ConnectionEvents, build_client, log_event
+from .connection import (
+    AnyClient,
+    ConnectionEvents,
+    MasterWatch,
+    build_client,
+    build_master_watch,
+    log_event,
+)
 from .connection.health import check_health, failed_report
 from .errors import describe_error
 from .plugin_api.manager import Plugins
@@ -62,6 +69,7 @@ class RedisState:
         self.events.subscribe(log_event)
         self._client: AnyClient | None = None
         self._own_clients: dict[str, AnyClient] = {}
+        self._watch: MasterWatch | None = None
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
         self._plugin_commands: click.Group | None = None
         self._health_running = threading.Lock()
@@ -93,7 +101,7 @@ class RedisState:
                 if self._client is None:
                     # Stored before the plugins hear of it, so that a plugin
                     # asking for the client then gets this one.
-                    self._client = build_client(self.settings, self.events, self.options)
+                    self._client = self._build(self.settings)
                     try:
                         self._announce(self._client)
                     except BaseException:
@@ -116,7 +124,7 @@ class RedisState:
             if client is None:
                 settings = dataclasses.replace(self.settings, **changes)
                 client = self._own_clients[name] = self._announce(
-                    build_client(settings, self.events, self.options, duplicate=duplicate))
+                    self._build(settings, duplicate=duplicate))
             return client
 
     def decoding_client(self, decode_responses: bool) -> AnyClient:
@@ -136,17 +144,25 @@ class RedisState:
 
     def duplicate(self) -> AnyClient:
         """A new client with its own pool: no read timeout, health checks on."""
-        client = self._announce(
-            build_client(self.settings, self.events, self.options, duplicate=True))
+        client = self._announce(self._build(self.settings, duplicate=True))
         self._duplicates.add(client)
         return client
+
+    def _build(self, settings: Settings, duplicate: bool = False) -> AnyClient:
+        """A new client; in Sentinel mode, following the registration's one
+        watch on the master (made with the first client)."""
+        with self._lock:
+            if settings.mode == "sentinel" and self._watch is None:
+                self._watch = build_master_watch(settings, self.events, self.options)
+            return build_client(settings, self.events, self.options, duplicate=duplicate,
+                                watch=self._watch)
 
     def _announce(self, client: AnyClient) -> AnyClient:
         """Tell the plugins of a new client; if one fails, close the client."""
         try:
             self.plugins.client_created(client)
         except BaseException:
-            close_client(client)
+            client.close()
             raise
         return client
 
@@ -232,12 +248,15 @@ class RedisState:
         self.plugins.closing()
         with self._lock:
             clients = [self._client, *self._own_clients.values(), *self._duplicates]
+            watch, self._watch = self._watch, None
             self._client = None
             self._own_clients = {}
             self._duplicates = weakref.WeakSet()
         for client in clients:
             if client is not None:
-                close_client(client)
+                client.close()
+        if watch is not None:
+            watch.close()
 
 
 def _close_alive(held: Iterable[weakref.ref[Closeable]]) -> None:
@@ -251,16 +270,6 @@ def _close_alive(held: Iterable[weakref.ref[Closeable]]) -> None:
         except Exception as error:
             logger.warning("closing a %s failed: %s", type(resource).__name__,
                            describe_error(error))
-
-
-def close_client(client: AnyClient) -> None:
-    """Close ``client``'s pool, and for Sentinel the links to the sentinels."""
-    client.close()
-    pool = getattr(client, "connection_pool", None)
-    sentinel = getattr(pool, "sentinel_manager", None)
-    if sentinel is not None:
-        for sentinel_client in sentinel.sentinels:
-            sentinel_client.close()
 
 
 _open_states: weakref.WeakSet[RedisState] = weakref.WeakSet()

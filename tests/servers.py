@@ -425,6 +425,11 @@ class SentinelDeployment(Deployment):
                                              self.master_name)
         return int(port)
 
+    def wait_for_master(self, port: int, timeout: float = 10) -> None:
+        """Until the sentinels name ``port`` the master: writes follow the
+        promotion, which the leader announces before every sentinel switches."""
+        wait_until(lambda: self.master_port() == port, timeout, f"the sentinels to name {port}")
+
     def process_on(self, port: int) -> RedisProcess:
         """The data node that sentinels and clients reach on ``port``."""
         return next(p for p in (self.master, self.replica) if p.front_port == port)

@@ -88,7 +88,7 @@ def test_sentinel_failover_over_tls_reaches_the_promoted_replica(make_app, own_t
         write_until(ext.client, key, 5, errors)
         deployment.process_on(deployment.master_port()).kill()
         write_until(ext.client, key, 30, errors)
-    assert deployment.master_port() == deployment.replica.port
+    deployment.wait_for_master(deployment.replica.port)
     with deployment.replica.client() as admin:  # over TLS, as the tests' admin is
         assert admin.info("replication")["role"] == "master"
         assert int(admin.get(key)) >= 1

@@ -1,10 +1,11 @@
 """The connection core: one client builder per topology, evented connection
-classes, the retry policy, connection events, client options and the health
-check."""
+classes, the retry policy, connection events, client options, the health
+check, and the watch that follows a Sentinel master."""
 
 from .clients import AnyClient, build_client
 from .events import ConnectionEvent, ConnectionEvents, log_event
 from .retry import LinearBackoff
+from .sentinel import MasterWatch, build_master_watch
 
-__all__ = ["AnyClient", "ConnectionEvent", "ConnectionEvents", "LinearBackoff",
-           "build_client", "log_event"]
+__all__ = ["AnyClient", "ConnectionEvent", "ConnectionEvents", "LinearBackoff", "MasterWatch",
+           "build_client", "build_master_watch", "log_event"]

@@ -22,7 +22,7 @@ from .events import ConnectionEvents
 from .memory import build_memory_client
 from .pools import pool_class, pool_limits
 from .retry import build_retry
-from .sentinel import build_sentinel_client
+from .sentinel import MasterWatch, build_sentinel_client
 from .tls import ssl_kwargs
 
 AnyClient = Redis | RedisCluster
@@ -31,12 +31,17 @@ DUPLICATE_HEALTH_CHECK_INTERVAL = 30
 
 
 def build_client(settings: Settings, events: ConnectionEvents,
-                 options: Mapping[str, Any], *, duplicate: bool = False) -> AnyClient:
+                 options: Mapping[str, Any], *, duplicate: bool = False,
+                 watch: MasterWatch | None = None) -> AnyClient:
     """A new client for ``settings``; ``duplicate`` makes one for subscribers and
-    blocking commands: no read timeout, health checks on."""
-    builder = _BUILDERS[settings.mode]
+    blocking commands: no read timeout, health checks on. In Sentinel mode
+    ``watch`` is the registration's, which every one of its clients follows."""
     kwargs = {**_common_kwargs(settings, duplicate), **options}
-    return builder(settings, events, kwargs)
+    if settings.mode == "sentinel":
+        if watch is None:
+            raise ValueError("a Sentinel client needs its registration's MasterWatch")
+        return build_sentinel_client(settings, events, kwargs, watch)
+    return _BUILDERS[settings.mode](settings, events, kwargs)
 
 
 def cluster_options(settings: Settings, events: ConnectionEvents,
@@ -83,7 +88,6 @@ def build_standalone_client(settings: Settings, events: ConnectionEvents,
 
 _BUILDERS: dict[str, Callable[[Settings, ConnectionEvents, dict[str, Any]], AnyClient]] = {
     "standalone": build_standalone_client,
-    "sentinel": build_sentinel_client,
     "cluster": build_cluster_client,
     "memory": build_memory_client,
 }

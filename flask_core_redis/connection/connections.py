@@ -6,7 +6,11 @@ subclass made for each registration rather than passed as an argument."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
+import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from redis.connection import AbstractConnection
@@ -16,11 +20,36 @@ from .events import ConnectionEvents
 
 
 class EventedConnection(AbstractConnection):
-    """Reports connect, disconnect and connection errors; bounds the handshake
-    (AUTH, HELLO, SELECT, CLIENT SETNAME) by the connect timeout, not only the
-    TCP connect."""
+    """Reports connect, disconnect and connection errors; bounds one connect
+    attempt, TCP connect and handshake (AUTH, HELLO, SELECT, CLIENT SETNAME)
+    together, by the connect timeout."""
 
     events: ClassVar[ConnectionEvents]
+    #: When the connect attempt under way must end (monotonic seconds).
+    _attempt_ends: float | None = None
+
+    @contextlib.contextmanager
+    def one_attempt(self) -> Iterator[None]:
+        """Bound what runs inside, with the connect attempts it makes, by one
+        connect timeout; inside another, the outer one's bound holds."""
+        if self._attempt_ends is not None:
+            yield
+            return
+        self._attempt_ends = time.monotonic() + (self.socket_connect_timeout or math.inf)
+        try:
+            yield
+        finally:
+            self._attempt_ends = None
+
+    def attempt_left(self) -> float | None:
+        """Seconds left to the connect attempt under way (at least a
+        millisecond: a socket timeout of 0 would not block at all); None
+        without a connect timeout."""
+        if self._attempt_ends is None:
+            return self.socket_connect_timeout
+        if self._attempt_ends == math.inf:
+            return None
+        return max(0.001, self._attempt_ends - time.monotonic())
 
     def _address(self) -> str:
         path = getattr(self, "path", "")
@@ -45,30 +74,31 @@ class EventedConnection(AbstractConnection):
             # One attempt per call, always: a reconnect inside a retried command
             # would otherwise run a retry loop of its own, and a command cut off
             # mid-flight would make (retries + 1) squared attempts.
-            super().connect_check_health(check_health=check_health,
-                                         retry_socket_connect=False)
+            with self.one_attempt():
+                super().connect_check_health(check_health=check_health,
+                                             retry_socket_connect=False)
         except (RedisError, OSError) as error:
             self.events.emit("error", address=self._address(), error=error)
             raise
         self.events.emit("connect", address=self._address())
 
     def _connect(self) -> Any:
-        """The socket, TLS handshake included, under the connect timeout:
-        redis-py sets the read timeout (unset by default) before the TLS
-        handshake, which then waits for ever on a server that hangs."""
-        read_timeout = self.socket_timeout
-        self.socket_timeout = self.socket_connect_timeout
+        """The socket, TLS handshake included, within what is left of the
+        attempt: redis-py sets the read timeout (unset by default) before the
+        TLS handshake, which then waits for ever on a server that hangs."""
+        read_timeout, connect_timeout = self.socket_timeout, self.socket_connect_timeout
+        self.socket_timeout = self.socket_connect_timeout = self.attempt_left()
         try:
             sock = super()._connect()  # type: ignore[safe-super]
         finally:
-            self.socket_timeout = read_timeout
+            self.socket_timeout, self.socket_connect_timeout = read_timeout, connect_timeout
         sock.settimeout(read_timeout)
         return sock
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         sock = self._sock
         if sock is not None and self.socket_connect_timeout:
-            sock.settimeout(self.socket_connect_timeout)
+            sock.settimeout(self.attempt_left())
         try:
             super().on_connect_check_health(check_health=check_health)
         finally:
@@ -105,49 +135,6 @@ class EventedConnection(AbstractConnection):
                 return True
             trace = trace.tb_next
         return False
-
-
-class EventedSentinelConnection(EventedConnection):
-    connection_pool: Any  # set by redis-py's SentinelManagedConnection
-    """A master connection that asks the sentinels where the master is before
-    every socket it opens.
-
-    redis-py asks them in ``connect()`` only; a reconnect inside a retried
-    command (after ``READONLY`` from a demoted master, say) would go back to the
-    old address and fail until the retries run out."""
-
-    def _connect_once(self) -> None:
-        self._connect_retry()
-
-    def _connect_retry(self) -> None:
-        if self._sock:
-            return
-        if self.connection_pool.is_master:
-            self.connect_check_health(check_health=self.connection_pool.check_connection)
-            return
-        super()._connect_retry()  # type: ignore[misc]  # redis-py's, by the MRO
-
-    def _connect(self) -> Any:
-        if self.connection_pool.is_master:
-            self.host, self.port = self.connection_pool.get_master_address()
-            self._master_found = True
-        return super()._connect()
-
-    def _address(self) -> str:
-        """Until the sentinels have named a master, the master's name: the
-        host and port are still redis-py's placeholders (localhost:6379)."""
-        if self.connection_pool.is_master and not getattr(self, "_master_found", False):
-            return f"master {self.connection_pool.service_name!r} (not found yet)"
-        return super()._address()
-
-    def read_response(self, *args: Any, disconnect_on_error: bool = True,
-                      **kwargs: Any) -> Any:
-        """As a plain connection does, an error while reading a reply (one that
-        fails to decode, say) closes the connection: redis-py's sentinel
-        connection keeps it by default, and the next command on it then read
-        the rest of the failed reply."""
-        return super().read_response(  # redis-py's, by the MRO
-            *args, disconnect_on_error=disconnect_on_error, **kwargs)
 
 
 def evented_class(base: type[AbstractConnection], events: ConnectionEvents,

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from ..errors import describe_error
 
-EventKind = Literal["connect", "disconnect", "error", "retry"]
+#: ``sentinel``: a Sentinel subscription opened or lost; ``failover``: the
+#: master moved, or a failover of it started or ended without a promotion.
+EventKind = Literal["connect", "disconnect", "error", "retry", "sentinel", "failover"]
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -27,6 +29,7 @@ class ConnectionEvent:
     error: BaseException | None = None
     attempt: int | None = None
     delay_ms: float | None = None
+    detail: str | None = None
 
 
 Subscriber = Callable[[ConnectionEvent], None]
@@ -71,5 +74,11 @@ def log_event(event: ConnectionEvent) -> None:
         logger.info("%s: connection closed", where)
     elif event.kind == "error":
         logger.error("%s: connection error: %s", where, describe_error(event.error))
+    elif event.kind == "failover":
+        logger.warning("%s: %s", where, event.detail)
+    elif event.kind == "sentinel" and event.error is not None:
+        logger.warning("%s: %s: %s", where, event.detail, describe_error(event.error))
+    elif event.kind == "sentinel":
+        logger.info("%s: %s", where, event.detail)
     else:
         logger.info("%s: retry %s in %.0f ms", where, event.attempt, event.delay_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from ..connection.cluster import as_redis_errors
-from ..connection.pools import FollowsTheMaster
+from ..connection.sentinel import FollowsTheMaster
 
 
 def publish(client: Any, channel: str, message: str | bytes) -> int:
@@ -120,26 +121,36 @@ class ShardedPubSub:
 
 
 class FollowingPubSub:
-    """A Sentinel master's PubSub that follows a failover: as it reads, its
-    pool asks the sentinels every second where the master is (see
-    FollowsTheMaster), and a subscription left on the replaced master drops
-    its connection; redis-py then connects to the new master at the next
-    read and subscribes there again. Left on the old master, it would hear
-    nothing that publishers, gone to the new one, send until the sentinels
-    demote it, some ten seconds later."""
+    """A Sentinel master's PubSub that follows a failover: when the
+    registration's watch hears that the master moved, a subscription left on
+    the old one has its socket shut down, and redis-py connects to the new
+    master (where publishers have gone) and subscribes there again at its
+    next read. Left on the old master, it would hear nothing they send until
+    the sentinels demote it, some ten seconds later."""
 
     def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
+        pubsub.connection_pool.sentinel_manager.on_move(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pubsub, name)
 
+    def master_moved(self, old: Any, new: tuple[str, int]) -> None:
+        """Called in the watch's thread: only shut the socket down (the reader
+        may be inside a read on it); the reader's own retry reconnects."""
+        connection = self.pubsub.connection
+        sock = getattr(connection, "_sock", None)
+        if sock is not None and (connection.host, connection.port) != new:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not SSLSocket's: it unwraps
+
     def get_message(self, ignore_subscribe_messages: bool = False,
                     timeout: float | None = 0.0) -> Any:
-        pool, connection = self.pubsub.connection_pool, self.pubsub.connection
-        pool.check_if_due()
-        if connection is not None and pool.left_behind(connection):
-            connection.disconnect()
+        connection = self.pubsub.connection
+        master = self.pubsub.connection_pool.sentinel_manager.address
+        if connection is not None and connection._sock is not None and master is not None \
+                and (connection.host, connection.port) != master:
+            connection.disconnect()  # moved while this subscription was not reading
         return self.pubsub.get_message(ignore_subscribe_messages=ignore_subscribe_messages,
                                        timeout=timeout)
 

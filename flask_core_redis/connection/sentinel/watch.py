@@ -1,0 +1,439 @@
+"""A watch on one master through its sentinels, shared by every pool of one
+registration.
+
+A thread of its own runs an event loop that keeps a subscription open on
+every sentinel (to the announcements of :mod:`.announcements`) and PINGs it
+every half second: a PING answered on a subscription proves that every
+announcement made before it has arrived. What the sentinels say becomes a
+:class:`~.view.MasterView`; the pools ask it, without I/O, whether a
+connection may be handed out, and wait (bounded) when it may not.
+
+When the view is not confirmed (no subscription answers, or none yet), a
+lookup asks every sentinel at once, on a connection of its own, and the first
+usable answer wins: a lookup takes at most the connect timeout whatever the
+sentinels do, and tells refused credentials from silence within it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from redis.asyncio.connection import Connection as AsyncConnection
+from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.sentinel import MasterNotFoundError
+
+from ...errors import describe_error
+from ..events import ConnectionEvents
+from ..retry import LinearBackoff
+from .announcements import (
+    ABORTED,
+    CHANNELS,
+    Address,
+    Announcement,
+    Kind,
+    MasterAnswer,
+    read_announcement,
+    read_master_answer,
+)
+from .view import MasterView
+
+#: How often each subscription is PINGed.
+PING_SECONDS = 0.5
+#: Delays before a lost subscription is opened again: min(n x 0.1 s, 2 s).
+RELINK_BACKOFF = LinearBackoff(step=0.1, cap=2.0)
+#: How long close() waits for the watch's thread to end.
+STOP_SECONDS = 1.0
+
+#: What a pool is told when the master moves: the old address and the new.
+MoveListener = Callable[[Address | None, Address], None]
+
+
+class MasterWatch:
+    """Follows master ``master`` through ``sentinels``, reached with
+    ``options`` (credentials and TLS, as for redis-py's asyncio
+    connections); ``connect_timeout`` seconds bound every step."""
+
+    def __init__(self, master: str, sentinels: Sequence[Address], options: Mapping[str, Any],
+                 connect_timeout: float, events: ConnectionEvents) -> None:
+        self.master = master
+        self.sentinels = tuple(sentinels)
+        self.connect_timeout = connect_timeout
+        self.events = events
+        self._ssl = bool(options.get("ssl"))
+        self._options = {key: value for key, value in options.items() if key != "ssl"}
+        self._view = MasterView()
+        self._changed = threading.Condition()
+        self._runner: _Runner | None = None
+        self._looking = False
+        self._lookups_ended = 0
+        self._failure: RedisError | None = None
+        self._latest_epoch = -1
+        self._listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+        _watches.add(self)
+
+    def __repr__(self) -> str:
+        where = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"<MasterWatch {self.master!r} via {where}>"
+
+    # What pools ask -----------------------------------------------------------
+
+    def vouches_for(self, address: Address | None) -> bool:
+        """Whether a connection to ``address`` may be handed out now: the
+        sentinels confirmed it as the master within the last two seconds
+        and no failover of it is under way. No I/O, no lock."""
+        return self._view.vouches_for(address, time.monotonic())
+
+    @property
+    def address(self) -> Address | None:
+        """The master's address as last heard (confirmed or not)."""
+        return self._view.address
+
+    def master_address(self, timeout: float | None = None) -> Address:
+        """The master's address once confirmed, waiting at most ``timeout``
+        seconds (default: the connect timeout) for the sentinels to confirm
+        it or for a failover under way to end. Raises AuthenticationError
+        when the sentinels refuse the credentials, else MasterNotFoundError
+        that says what each sentinel did."""
+        timeout = self.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            lookups_before = self._lookups_ended
+            while True:
+                now, view = time.monotonic(), self._view
+                if view.usable(now):
+                    return view.address  # type: ignore[return-value]
+                if self._lookups_ended > lookups_before and self._failure is not None:
+                    raise _fresh(self._failure)
+                if now >= deadline:
+                    raise MasterNotFoundError(
+                        f"No master found for {self.master!r}: not confirmed by the sentinels "
+                        f"within {timeout * 1000:.0f} ms" + (
+                            " (a failover is under way)" if view.paused_until > now else ""))
+                runner = self._running()
+                if view.paused_until <= now and not self._looking:
+                    self._looking = True
+                    runner.call(self._look_up)
+                wake = deadline if view.paused_until <= now else min(deadline,
+                                                                     view.paused_until)
+                self._changed.wait(wake - now)
+
+    def discover_master(self, service_name: str) -> Address:
+        """redis-py's name for :meth:`master_address`, for its own pool code."""
+        return self.master_address()
+
+    def on_move(self, listener: Any) -> None:
+        """Call ``listener.master_moved(old, new)`` in the watch's thread when
+        the master moves; it must not block. Held weakly."""
+        self._listeners.add(listener)
+
+    def close(self) -> None:
+        """Stop following: close every sentinel connection and end the
+        thread, waiting for it at most a second. The next use starts again."""
+        with self._changed:
+            runner, self._runner = self._runner, None
+            self._looking = False
+            self._changed.notify_all()
+        if runner is not None:
+            runner.stop()
+
+    # The thread and its loop ----------------------------------------------------
+
+    def _running(self) -> _Runner:
+        """This process's runner, started if need be (call with the lock)."""
+        if self._runner is None:
+            self._runner = _Runner(self._follow_all, f"flask-core-redis sentinel watch "
+                                                     f"{self.master!r}")
+        return self._runner
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's thread is not here, its lock may
+        be held, and its sockets are the parent's. Start afresh on next use,
+        keeping what the view knows."""
+        if self._runner is not None:
+            _left_by_fork.append(self._runner)
+        self._runner = None
+        self._changed = threading.Condition()
+        self._looking = False
+
+    async def _follow_all(self) -> None:
+        await asyncio.gather(*(self._follow(sentinel) for sentinel in self.sentinels))
+
+    async def _follow(self, sentinel: Address) -> None:
+        """Keep a subscription to ``sentinel`` open for ever, opening it again
+        after a failure with RELINK_BACKOFF's delays. Only changes are
+        logged: a sentinel down for an hour is one line, not thousands."""
+        failures = 0
+        while True:
+            try:
+                await self._listen(sentinel, again=failures > 0)
+            except (RedisError, OSError, asyncio.TimeoutError, ValueError) as error:
+                if failures == 0:
+                    self._emit("sentinel", sentinel, "lost the subscription", error)
+                failures += 1
+                await asyncio.sleep(RELINK_BACKOFF.compute(failures))
+
+    async def _listen(self, sentinel: Address, again: bool) -> None:
+        """Subscribe, then ask where the master is (in that order, so that no
+        announcement falls between), then hear announcements and PING until
+        the connection fails."""
+        connection = self._connection(sentinel)
+        try:
+            await asyncio.wait_for(connection.connect(), self.connect_timeout)
+            await connection.send_command("SUBSCRIBE", *CHANNELS)
+            await connection.send_command("PSUBSCRIBE", ABORTED)
+            confirmations = 0
+            while confirmations < len(CHANNELS) + 1:
+                reply = await self._read(connection, self.connect_timeout)
+                confirmations += _confirms_a_subscription(reply)
+                self._hear(reply)
+            asked_at = time.monotonic()
+            self._answered(await asyncio.wait_for(self._ask(sentinel), self.connect_timeout),
+                           asked_at)
+            self._emit("sentinel", sentinel,
+                       f"following master {self.master!r}{' again' if again else ''}")
+            while True:
+                await self._ping(connection)
+        finally:
+            await _drop(connection)
+
+    async def _ping(self, connection: AsyncConnection) -> None:
+        """One PING, the announcements read until its answer (within the
+        connect timeout), then the ones that come before the next is due."""
+        sent_at = time.monotonic()
+        await connection.send_command("PING")
+        while not _is_pong(reply := await self._read(
+                connection, sent_at + self.connect_timeout - time.monotonic())):
+            self._hear(reply)
+        self._update(lambda view: view.confirmed(sent_at))
+        due = sent_at + PING_SECONDS
+        while (left := due - time.monotonic()) > 0:
+            reply = await connection.read_response(timeout=left)
+            if reply is not None:
+                self._hear(reply)
+
+    async def _read(self, connection: AsyncConnection, timeout: float) -> Any:
+        """The next reply, or a TimeoutError after ``timeout`` seconds."""
+        reply = await connection.read_response(timeout=max(timeout, 0.001))
+        if reply is None:
+            raise asyncio.TimeoutError(f"no answer within {timeout * 1000:.0f} ms")
+        return reply
+
+    def _hear(self, reply: Any) -> None:
+        """A message on a subscription: an announcement, or the confirmation
+        of a (p)subscribe."""
+        if not isinstance(reply, list) or reply[:1] not in (["message"], ["pmessage"]):
+            return
+        channel, data = reply[-2], reply[-1]
+        announcement = read_announcement(channel, data)
+        if announcement is not None:
+            self._announced(announcement)
+
+    def _announced(self, announcement: Announcement) -> None:
+        if announcement.kind is Kind.NEW_EPOCH and announcement.epoch is not None:
+            self._latest_epoch = max(self._latest_epoch, announcement.epoch)
+            return
+        now = time.monotonic()
+        self._update(lambda view: view.announced(announcement, self.master, now,
+                                                 self._latest_epoch))
+
+    def _answered(self, answer: MasterAnswer, asked_at: float) -> None:
+        self._latest_epoch = max(self._latest_epoch, answer.epoch)
+        self._update(lambda view: view.answered(answer, asked_at))
+
+    def _update(self, change: Callable[[MasterView], MasterView]) -> None:
+        """Apply ``change`` to the view, wake whoever waits, and tell the
+        listeners and the log of a move or of a failover starting or ending."""
+        with self._changed:
+            old = self._view
+            new = self._view = change(old)
+            self._changed.notify_all()
+        if new.address != old.address and new.address is not None:
+            self._moved(old.address, new.address)
+        elif new.paused_until > old.paused_until:
+            self._emit("failover", new.address, f"a failover of master {self.master!r} "
+                       "started: connections wait for its outcome")
+        elif new.paused_until < old.paused_until and new.paused_until <= time.monotonic():
+            self._emit("failover", new.address, f"the failover of master {self.master!r} "
+                       "ended without a promotion")
+
+    def _moved(self, old: Address | None, new: Address) -> None:
+        if old is not None:
+            self._emit("failover", new, f"master {self.master!r} moved here from "
+                       f"{old[0]}:{old[1]}")
+        for listener in list(self._listeners):
+            listener.master_moved(old, new)
+
+    # Lookups ------------------------------------------------------------------
+
+    async def _look_up(self) -> None:
+        """Ask every sentinel at once; the first answer that confirms a master
+        ends it. Within the connect timeout, always."""
+        asked_at = time.monotonic()
+        asking = {asyncio.ensure_future(self._ask(sentinel)): sentinel
+                  for sentinel in self.sentinels}
+        said: dict[Address, str] = {}
+        refusals: list[AuthenticationError] = []
+        answered = 0
+        pending = set(asking)
+        try:
+            while pending:
+                left = asked_at + self.connect_timeout - time.monotonic()
+                done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    break
+                for task in done:
+                    said[asking[task]], let_in = self._take(task, asked_at, refusals)
+                    answered += let_in
+                if self._view.usable(time.monotonic()):
+                    self._lookup_ended(None)
+                    return
+            for task in pending:
+                said[asking[task]] = f"no answer within {self.connect_timeout * 1000:.0f} ms"
+            described = "; ".join(f"{host}:{port}: {what}" for (host, port), what in said.items())
+            self._lookup_ended(refusals[0] if refusals and not answered else MasterNotFoundError(
+                f"No master found for {self.master!r}: {described}"))
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _take(self, task: asyncio.Future[MasterAnswer], asked_at: float,
+              refusals: list[AuthenticationError]) -> tuple[str, bool]:
+        """What one sentinel did, in words, and whether it let us in (it
+        answered, if only with an error). An answer is applied to the view;
+        refused credentials are kept in ``refusals``."""
+        error = task.exception()
+        if error is None:
+            answer = task.result()
+            self._answered(answer, asked_at)
+            if not answer.usable:
+                return "holds the master down", True
+            return (f"names {answer.address[0]}:{answer.address[1]} from an older "
+                    f"configuration (epoch {answer.epoch})"), True
+        if isinstance(error, AuthenticationError):
+            refusals.append(error)
+        return describe_error(error), isinstance(error, ResponseError)
+
+    def _lookup_ended(self, failure: RedisError | None) -> None:
+        with self._changed:
+            self._looking = False
+            self._failure = failure
+            self._lookups_ended += 1
+            self._changed.notify_all()
+
+    async def _ask(self, sentinel: Address) -> MasterAnswer:
+        """``SENTINEL MASTER`` on a connection of its own."""
+        connection = self._connection(sentinel)
+        try:
+            await connection.connect()
+            await connection.send_command("SENTINEL", "MASTER", self.master)
+            return read_master_answer(await connection.read_response())
+        finally:
+            await _drop(connection)
+
+    def _connection(self, sentinel: Address) -> AsyncConnection:
+        host, port = sentinel
+        kind = AsyncSSLConnection if self._ssl else AsyncConnection
+        return kind(host=host, port=port, socket_connect_timeout=self.connect_timeout,
+                    socket_timeout=self.connect_timeout, decode_responses=True, protocol=2,
+                    retry=AsyncRetry(NoBackoff(), 0), **self._options)
+
+    def _emit(self, kind: Any, address: Address | None, detail: str,
+              error: BaseException | None = None) -> None:
+        where = "" if address is None else f"{address[0]}:{address[1]}"
+        self.events.emit(kind, address=f"sentinel {where}" if kind == "sentinel" else where,
+                         detail=detail, error=error)
+
+
+def _is_pong(reply: Any) -> bool:
+    return isinstance(reply, list) and reply[:1] == ["pong"]
+
+
+def _confirms_a_subscription(reply: Any) -> bool:
+    return isinstance(reply, list) and reply[:1] in (["subscribe"], ["psubscribe"])
+
+
+def _fresh(error: RedisError) -> RedisError:
+    """A new exception like ``error``: one object raised in several threads
+    would share (and tangle) its traceback."""
+    return type(error)(*error.args)
+
+
+async def _drop(connection: AsyncConnection) -> None:
+    """Close ``connection`` at once, whatever the server does: a TLS close
+    waits for the server's own by default, up to half a minute from a server
+    that hangs."""
+    writer = getattr(connection, "_writer", None)  # redis-py 6.4-8.x: its stream writer
+    if writer is not None:
+        writer.transport.abort()
+    await connection.disconnect(nowait=True)
+
+
+class _Runner:
+    """A daemon thread running an event loop that runs ``main`` until stopped."""
+
+    def __init__(self, main: Callable[[], Any], name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._main = main
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+        self.call(main)
+
+    def call(self, coroutine_function: Callable[[], Any]) -> None:
+        """Run ``coroutine_function()`` in the loop, as a task stopped with it."""
+        def start() -> None:
+            task = asyncio.ensure_future(coroutine_function())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self.loop.call_soon_threadsafe(start)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def stop(self) -> None:
+        """Cancel every task, let each close its connections, stop the loop
+        and wait (up to STOP_SECONDS) for the thread to end."""
+        async def cancel_all() -> None:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+
+        if self._thread is threading.current_thread():
+            raise RuntimeError("a sentinel watch cannot be closed from its own thread")
+        try:
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(cancel_all()))
+        except RuntimeError:  # the loop is closed already
+            return
+        self._thread.join(STOP_SECONDS)
+
+
+#: Every watch of the process, so that a forked child can start them afresh.
+_watches: weakref.WeakSet[MasterWatch] = weakref.WeakSet()
+#: What a child inherits of its parent's runners: kept, never closed (the
+#: sockets are the parent's) and never collected (that would warn).
+_left_by_fork: list[_Runner] = []
+
+
+def _forget_runners_after_fork() -> None:
+    for watch in list(_watches):
+        watch._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_runners_after_fork)
