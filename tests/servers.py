@@ -526,6 +526,25 @@ def refusing_default_port() -> Iterator[list[Any]]:
         yield attempts
 
 
+def sockets_to(ports: Iterable[int]) -> list[int]:
+    """The remote ports of this process's open TCP sockets to any of ``ports``."""
+    wanted, found = set(ports), []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=int(fd))  # borrowed: detached below, never closed
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                continue
+            finally:
+                sock.detach()
+            if isinstance(peer, tuple) and peer[1] in wanted:
+                found.append(peer[1])
+    return found
+
+
 def run_forked(check: Callable[[], bool]) -> bool:
     """Run ``check`` in a forked child, as a pre-forking server's worker would,
     and return its verdict. The child always exits, whatever happens."""

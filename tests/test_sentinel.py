@@ -1,6 +1,7 @@
 """Sentinel: one master, one replica, three sentinels, all real processes."""
 
 import logging
+import random
 import signal
 import threading
 import time
@@ -8,7 +9,14 @@ import time
 import pytest
 import redis
 
-from .servers import free_port, health_version, wait_until, write_until
+from .servers import (
+    free_port,
+    health_version,
+    run_concurrently,
+    sockets_to,
+    wait_until,
+    write_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +212,108 @@ def test_a_failed_master_lookup_is_logged_under_the_masters_name(make_app, event
               if "connection error" in record.getMessage()]
     assert errors and all("master 'nowhere' (not found yet)" in line for line in errors)
     assert "6379" not in events_log.text
+
+
+def timed(app, call):
+    """``call()`` in ``app``'s context: the seconds it took, and the error it
+    raised (None if it returned)."""
+    started = time.monotonic()
+    with app.app_context():
+        try:
+            call()
+        except redis.RedisError as error:
+            return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+def test_hung_sentinels_bound_every_call(make_app, own_sentinel, key):
+    """Every sentinel stopped by SIGSTOP, the master healthy. A connect
+    attempt, master lookup included, takes at most REDIS_CONNECT_TIMEOUT, so
+    a call takes at most (MAX_RETRIES + 1) attempts and the delays between
+    them (default retries, a 1 s attempt: 4.3 s; they took 24 s, each
+    attempt asking the sentinels one after another, twice), or the deadline
+    and one attempt under REDIS_RETRY_DEADLINE; the fail-open cache answers
+    a miss within the same bound. A pool that held a connection before the
+    hang hands it out no more once the sentinels have not confirmed the
+    master for two seconds: it fails within the bound too, and writes
+    nothing."""
+    url = own_sentinel.url
+    counted, counted_ext = make_app({"REDIS_URL": url, "REDIS_CONNECT_TIMEOUT": 1000})
+    deadline, deadline_ext = make_app({"REDIS_URL": url, "REDIS_CONNECT_TIMEOUT": 500,
+                                       "REDIS_RETRY_DEADLINE": 1000})
+    cache, cache_ext = make_app({"REDIS_URL": url, "REDIS_CONNECT_TIMEOUT": 500})
+    used, used_ext = make_app({"REDIS_URL": url, "REDIS_CONNECT_TIMEOUT": 1000})
+    with used.app_context():
+        used_ext.client.set(key, "before the hang")
+    for sentinel in own_sentinel.sentinels:
+        sentinel.signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.5)  # the last confirmation lapses (CONFIRMATION_SECONDS)
+        outcomes = run_concurrently(
+            lambda: timed(counted, lambda: counted_ext.client.set(key, "counted")),
+            lambda: timed(deadline, lambda: deadline_ext.client.set(key, "deadline")),
+            lambda: timed(cache, lambda: cache_ext.cache.get("anything")),
+            lambda: timed(used, lambda: used_ext.client.set(key, "after the hang")))
+    finally:
+        for sentinel in own_sentinel.sentinels:
+            sentinel.signal(signal.SIGCONT)
+    delays = 0.05 + 0.10 + 0.15
+    bounds = [4 * 1.0 + delays, 1.0 + 0.5 + 0.05, 4 * 0.5 + delays, 4 * 1.0 + delays]
+    for (seconds, error), bound, name in zip(outcomes, bounds,
+                                             ["counted", "deadline", "cache", "used"],
+                                             strict=True):
+        assert seconds <= bound + 0.5, f"{name}: {seconds:.1f} s, bound {bound:.1f} s"
+        if name != "cache":
+            assert isinstance(error, redis.ConnectionError), f"{name}: {error!r}"
+            assert "No master found for 'mymaster'" in str(error), f"{name}: {error}"
+    assert outcomes[2][1] is None  # the cache failed open: a miss, no error
+    with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
+        assert admin.get(key) == "before the hang"
+
+
+def test_a_pool_idle_across_a_failover_writes_to_the_new_master(make_app, own_sentinel, key):
+    """After a SENTINEL FAILOVER that no pool saw (no traffic while it ran),
+    each pool's first write goes to the new master, never to the old one,
+    which takes writes (and loses them) until the sentinels demote it: the
+    shared, bytes, fail-fast and RQ's pools alike."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url})
+    old_port = own_sentinel.master_port()
+    with app.app_context():
+        pools = {"shared": ext.client, "bytes": ext.get_client(decode_responses=False),
+                 "fail-fast": ext.plugins["presence"].context.fail_fast_client(),
+                 "rq": ext.queue("default").connection}
+        for name, client in pools.items():  # each holds a connection to the old master
+            client.set(f"{key}:{name}", "before")
+        with own_sentinel.sentinels[0].client() as sentinel_admin:
+            sentinel_admin.execute_command("SENTINEL", "FAILOVER", own_sentinel.master_name)
+        new_port = next(p.port for p in (own_sentinel.master, own_sentinel.replica)
+                        if p.port != old_port)
+        own_sentinel.wait_for_master(new_port, 30)
+        for name, client in pools.items():
+            client.set(f"{key}:{name}", "after")
+        with own_sentinel.process_on(old_port).client() as old:  # the window this is about
+            assert old.info("replication")["role"] == "master"
+    with own_sentinel.process_on(new_port).client() as admin:
+        assert admin.mget([f"{key}:{name}" for name in pools]) == ["after"] * len(pools)
+
+
+def watch_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("flask-core-redis")]
+
+
+def test_close_leaves_no_thread_and_no_sentinel_socket(make_app, own_sentinel, key):
+    """1,000 times: clients made, used once and closed, at a random moment of
+    the watch's start (subscribing, asking, pinging). Each time close()
+    returns, no thread of the watch is left, and no socket to a sentinel."""
+    ports = [sentinel.port for sentinel in own_sentinel.sentinels]
+    app, ext = make_app({"REDIS_URL": own_sentinel.url})
+    rng = random.Random(19)
+    with app.app_context():
+        for cycle in range(1000):
+            ext.client.incr(key)
+            time.sleep(rng.choice([0, 0, 0.001, 0.005, 0.02]))
+            ext.close()
+            assert not watch_threads(), f"cycle {cycle}: {watch_threads()}"
+            assert not sockets_to(ports), f"cycle {cycle}: sockets to {sockets_to(ports)}"
+    with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
+        assert admin.get(key) == "1000"

@@ -51,6 +51,8 @@ PING_SECONDS = 0.5
 RELINK_BACKOFF = LinearBackoff(step=0.1, cap=2.0)
 #: How long close() waits for the watch's thread to end.
 STOP_SECONDS = 1.0
+#: How long a task that was cancelled is given to end before it is cancelled again.
+CANCEL_ROUND_SECONDS = 0.05
 
 #: What a pool is told when the master moves: the old address and the new.
 MoveListener = Callable[[Address | None, Address], None]
@@ -164,7 +166,9 @@ class MasterWatch:
         self._looking = False
 
     async def _follow_all(self) -> None:
-        await asyncio.gather(*(self._follow(sentinel) for sentinel in self.sentinels))
+        # return_exceptions: a cancelled gather would end at its first child's end
+        await asyncio.gather(*(self._follow(sentinel) for sentinel in self.sentinels),
+                             return_exceptions=True)
 
     async def _follow(self, sentinel: Address) -> None:
         """Keep a subscription to ``sentinel`` open for ever, opening it again
@@ -376,49 +380,44 @@ async def _drop(connection: AsyncConnection) -> None:
     if writer is not None:
         writer.transport.abort()
     await connection.disconnect(nowait=True)
+    await asyncio.sleep(0)  # the aborted transport closes its socket in the next turn
 
 
 class _Runner:
-    """A daemon thread running an event loop that runs ``main`` until stopped."""
+    """A daemon thread running an event loop that runs ``main`` until stopped;
+    stopping cancels every task and lets each finish (closing what it opened)
+    before the loop closes."""
 
     def __init__(self, main: Callable[[], Any], name: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self._main = main
-        self._tasks: set[asyncio.Future[Any]] = set()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
         self.call(main)
 
     def call(self, coroutine_function: Callable[[], Any]) -> None:
-        """Run ``coroutine_function()`` in the loop, as a task stopped with it."""
-        def start() -> None:
-            task = asyncio.ensure_future(coroutine_function())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        self.loop.call_soon_threadsafe(start)
+        """Run ``coroutine_function()`` in the loop, as a task."""
+        self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(coroutine_function()))
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_forever()
+            # Cancelled again until done: before Python 3.12, wait_for() loses
+            # a cancellation that comes as what it waits for completes.
+            while tasks := asyncio.all_tasks(self.loop):
+                for task in tasks:
+                    task.cancel()
+                self.loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_ROUND_SECONDS))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()
 
     def stop(self) -> None:
-        """Cancel every task, let each close its connections, stop the loop
-        and wait (up to STOP_SECONDS) for the thread to end."""
-        async def cancel_all() -> None:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.loop.stop()
-
+        """Stop the loop and wait (up to STOP_SECONDS) for the thread to end."""
         if self._thread is threading.current_thread():
             raise RuntimeError("a sentinel watch cannot be closed from its own thread")
         try:
-            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(cancel_all()))
+            self.loop.call_soon_threadsafe(self.loop.stop)
         except RuntimeError:  # the loop is closed already
             return
         self._thread.join(STOP_SECONDS)
