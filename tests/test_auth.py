@@ -1,5 +1,8 @@
 """A wrong password is not an outage: it fails at once, on every topology."""
 
+import signal
+import time
+
 import pytest
 import redis
 
@@ -86,3 +89,24 @@ def test_no_password_shows_in_the_reprs_of_cluster_nodes(make_app, cluster):
             node.redis_connection.connection_pool.connection_kwargs["password"] = "s3cret"
         shown = [repr(nodes), repr(ext.client)]
     assert len(nodes) >= 3 and not [text for text in shown if "s3cret" in text]
+
+
+def test_refused_sentinel_credentials_are_told_within_one_connect_timeout(
+        make_app, guarded_sentinel, tmp_path):
+    """One sentinel refuses the credentials, the other hangs (SIGSTOP): the
+    sentinels are asked at once, and the refusal is raised, never retried,
+    within one connect timeout; they had been asked one after another, and
+    then each again."""
+    hung = RedisProcess(tmp_path / "hung", free_port()).start()
+    url = f"redis+sentinel://{guarded_sentinel.address},{hung.address}/guarded"
+    app, ext = make_app({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": "not-the-password",
+                         "REDIS_CONNECT_TIMEOUT": 1000, "REDIS_MAX_RETRIES": 5})
+    hung.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        refused_without_retries(app, ext)
+        took = time.monotonic() - started
+    finally:
+        hung.signal(signal.SIGCONT)
+        hung.stop()
+    assert took <= 1.0 + 0.4, f"{took:.1f} s"

@@ -13,6 +13,7 @@ from .servers import (
     free_port,
     health_version,
     run_concurrently,
+    run_forked,
     sockets_to,
     wait_until,
     write_until,
@@ -317,3 +318,35 @@ def test_close_leaves_no_thread_and_no_sentinel_socket(make_app, own_sentinel, k
             assert not sockets_to(ports), f"cycle {cycle}: sockets to {sockets_to(ports)}"
     with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
         assert admin.get(key) == "1000"
+
+
+def test_a_forked_child_follows_the_master_with_a_watch_of_its_own(make_app, own_sentinel,
+                                                                     key):
+    """A pre-forking server's worker, or RQ's work horse: the child does not
+    use the parent's watch (its thread is not there, its sockets are the
+    parent's). It goes on with what the watch knew until that lapses (two
+    seconds after the last confirmation), then starts one of its own and
+    follows a failover with it; the parent's goes on."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url})
+    old_port = own_sentinel.master_port()
+    with app.app_context():
+        ext.client.set(key, "parent")
+
+        def child() -> bool:
+            with app.app_context():
+                assert ext.client.get(key) == "parent"
+                with own_sentinel.sentinels[0].client() as sentinel_admin:
+                    sentinel_admin.execute_command("SENTINEL", "FAILOVER",
+                                                   own_sentinel.master_name)
+                wait_until(lambda: ext.client.ping() and ext.client.connection_pool.
+                           master_address[1] != old_port, 30,
+                           "the child's watch to follow the failover", interval=0.1)
+                ext.client.set(key, "child")
+                return [t.name for t in watch_threads()] == [
+                    "flask-core-redis sentinel watch 'mymaster'"]
+
+        assert run_forked(child)
+        own_sentinel.wait_for_master(ext.client.connection_pool.master_address[1], 30)
+        assert ext.client.get(key) == "child"
+    with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
+        assert admin.get(key) == "child"

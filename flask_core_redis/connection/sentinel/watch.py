@@ -16,6 +16,7 @@ sentinels do, and tells refused credentials from silence within it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -49,6 +50,9 @@ from .view import MasterView
 PING_SECONDS = 0.5
 #: Delays before a lost subscription is opened again: min(n x 0.1 s, 2 s).
 RELINK_BACKOFF = LinearBackoff(step=0.1, cap=2.0)
+#: How long past its own deadline a caller waits for the verdict of a lookup
+#: due by then.
+VERDICT_GRACE_SECONDS = 0.1
 #: How long close() waits for the watch's thread to end.
 STOP_SECONDS = 1.0
 #: How long a task that was cancelled is given to end before it is cancelled again.
@@ -75,6 +79,7 @@ class MasterWatch:
         self._changed = threading.Condition()
         self._runner: _Runner | None = None
         self._looking = False
+        self._lookup_ends = 0.0
         self._lookups_ended = 0
         self._failure: RedisError | None = None
         self._latest_epoch = -1
@@ -112,20 +117,23 @@ class MasterWatch:
                 now, view = time.monotonic(), self._view
                 if view.usable(now):
                     return view.address  # type: ignore[return-value]
-                if self._lookups_ended > lookups_before and self._failure is not None:
+                paused = view.paused_until > now
+                if not paused and self._lookups_ended > lookups_before and self._failure:
                     raise _fresh(self._failure)
-                if now >= deadline:
+                # A lookup due to end by this deadline is waited for: its verdict
+                # says more than the deadline does (it may come a little late).
+                awaited = self._looking and self._lookup_ends <= deadline
+                if now >= deadline and not (awaited and now < deadline + VERDICT_GRACE_SECONDS):
                     raise MasterNotFoundError(
                         f"No master found for {self.master!r}: not confirmed by the sentinels "
-                        f"within {timeout * 1000:.0f} ms" + (
-                            " (a failover is under way)" if view.paused_until > now else ""))
+                        f"within {timeout * 1000:.0f} ms"
+                        + (" (a failover is under way)" if paused else ""))
                 runner = self._running()
-                if view.paused_until <= now and not self._looking:
-                    self._looking = True
-                    runner.call(self._look_up)
-                wake = deadline if view.paused_until <= now else min(deadline,
-                                                                     view.paused_until)
-                self._changed.wait(wake - now)
+                if not paused and not self._looking:
+                    self._looking, self._lookup_ends = True, deadline
+                    runner.call(functools.partial(self._look_up, deadline))
+                wake = view.paused_until if paused else deadline
+                self._changed.wait(max(min(deadline, wake) - now, 0.001))
 
     def discover_master(self, service_name: str) -> Address:
         """redis-py's name for :meth:`master_address`, for its own pool code."""
@@ -277,9 +285,9 @@ class MasterWatch:
 
     # Lookups ------------------------------------------------------------------
 
-    async def _look_up(self) -> None:
+    async def _look_up(self, ends: float) -> None:
         """Ask every sentinel at once; the first answer that confirms a master
-        ends it. Within the connect timeout, always."""
+        ends it. By ``ends`` (monotonic seconds), always."""
         asked_at = time.monotonic()
         asking = {asyncio.ensure_future(self._ask(sentinel)): sentinel
                   for sentinel in self.sentinels}
@@ -289,7 +297,7 @@ class MasterWatch:
         pending = set(asking)
         try:
             while pending:
-                left = asked_at + self.connect_timeout - time.monotonic()
+                left = ends - time.monotonic()
                 done, pending = await asyncio.wait(pending, timeout=max(0.0, left),
                                                    return_when=asyncio.FIRST_COMPLETED)
                 if not done:
@@ -301,7 +309,7 @@ class MasterWatch:
                     self._lookup_ended(None)
                     return
             for task in pending:
-                said[asking[task]] = f"no answer within {self.connect_timeout * 1000:.0f} ms"
+                said[asking[task]] = f"no answer within {(ends - asked_at) * 1000:.0f} ms"
             described = "; ".join(f"{host}:{port}: {what}" for (host, port), what in said.items())
             self._lookup_ended(refusals[0] if refusals and not answered else MasterNotFoundError(
                 f"No master found for {self.master!r}: {described}"))
@@ -321,6 +329,8 @@ class MasterWatch:
             self._answered(answer, asked_at)
             if not answer.usable:
                 return "holds the master down", True
+            if answer.address == self._view.address:
+                return "names it, but a failover of it is under way", True
             return (f"names {answer.address[0]}:{answer.address[1]} from an older "
                     f"configuration (epoch {answer.epoch})"), True
         if isinstance(error, AuthenticationError):
