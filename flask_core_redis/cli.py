@@ -5,9 +5,9 @@ output ever shows a password."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import signal
 import time
 from typing import Any
 
@@ -15,12 +15,15 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from .connection import AnyClient
-from .connection.retry import LinearBackoff
 from .errors import describe_error
-from .integrations.queues import make_queue, queue_connection
+from .integrations.worker import (
+    DEFAULT_STOP_TIMEOUT,
+    MIN_STOP_TIMEOUT,
+    SIGN_OFF_SECONDS,
+    WorkerSupervisor,
+)
 from .key_text import key_to_text, text_to_key
 from .state import RedisState, registered_states
 from .values import as_text
@@ -180,85 +183,28 @@ def flush(yes: bool) -> None:
     click.echo(f"flushed db {state.settings.db} at {state.settings.address}")
 
 
-class StopAsked(BaseException):
-    """A signal to stop while RQ's own handlers are not installed (before its
-    worker starts, or between restarts). A BaseException, so that no
-    ``except Exception`` on the way swallows it."""
-
-
-def _stop_asked(signum: int, frame: Any) -> None:
-    raise StopAsked(signal.Signals(signum).name)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def _stop_on_signals() -> dict[int, Any]:
-    """SIGTERM and SIGINT raise :class:`StopAsked` (RQ's worker installs its
-    own handlers while it runs; those of a worker that quit are stale); the
-    handlers they had before."""
-    return {signum: signal.signal(signum, _stop_asked) for signum in STOP_SIGNALS}
-
-
 @redis_group.command()
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
-def worker(queues: tuple[str, ...], burst: bool) -> None:
+@click.option("--stop-timeout", type=click.IntRange(min=MIN_STOP_TIMEOUT),
+              default=DEFAULT_STOP_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Exit at most this long after the first SIGTERM or SIGINT; a job "
+                   f"still running {SIGN_OFF_SECONDS} s before gets RQ's cold shutdown.")
+def worker(queues: tuple[str, ...], burst: bool, stop_timeout: int) -> None:
     """Run an RQ worker on QUEUES (default: default); jobs see the app context.
 
     RQ's worker quits on an error it does not handle, such as Redis failing
     over while a job runs; this one then starts again, after the retry
-    policy's delays, until it is asked to stop (SIGINT, SIGTERM): the first
-    signal stops it, whether RQ's worker is running or not."""
+    policy's delays, until it is asked to stop. The first SIGTERM or SIGINT
+    lets the running job finish if it can, and stops the worker within
+    --stop-timeout seconds, whether RQ's worker is running or not, and
+    whatever Redis does."""
     state = _state()
     if state.settings.mode == "memory":
         raise click.ClickException("in memory mode jobs run when they are enqueued; "
                                    "there is nothing for a worker to do")
-    before = _stop_on_signals()
-    try:
-        _work_until_stopped(state, queues or ("default",), burst)
-    except StopAsked as signal_name:
-        click.echo(f"the worker stopped as asked ({signal_name})", err=True)
-    finally:  # a command run in-process (a test's CLI runner) leaves them as found
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-
-
-def _work_until_stopped(state: RedisState, names: tuple[str, ...], burst: bool) -> None:
-    from rq import Worker
-
-    class StoppableWorker(Worker):
-        """Remembers a signal to stop, which is not an error to start again on."""
-
-        stop_asked = False
-
-        def request_stop(self, signum: Any, frame: Any) -> None:
-            self.stop_asked = True
-            super().request_stop(signum, frame)
-
-    for failures in itertools.count(1):
-        rq_worker: StoppableWorker | None = None
-        try:
-            rq_worker = StoppableWorker([make_queue(state, name) for name in names],
-                                        connection=queue_connection(state))
-            rq_worker.work(burst=burst)
-        except RedisError as error:  # registering, say, or signing off
-            if burst:
-                raise
-            why = describe_error(error)
-            if rq_worker is not None and rq_worker.stop_asked:
-                click.echo(f"the worker stopped as asked; it could not sign off: {why}",
-                           err=True)
-                return
-        else:
-            if burst or rq_worker.stop_asked:
-                return
-            why = "an error (logged above)"
-        delay = LinearBackoff().compute(failures)
-        click.echo(f"the worker stopped on {why}; starting again in {delay * 1000:.0f} ms",
-                   err=True)
-        _stop_on_signals()
-        time.sleep(delay)
+    WorkerSupervisor(state, queues, burst=burst, stop_timeout=stop_timeout,
+                     say=functools.partial(click.echo, err=True)).run()
 
 
 @redis_group.command()

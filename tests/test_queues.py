@@ -12,28 +12,54 @@ import pytest
 from rq.job import Job
 
 from flask_core_redis import ConfigurationError
+from flask_core_redis.integrations.worker import DEFAULT_STOP_TIMEOUT, MIN_STOP_TIMEOUT
 
+from . import jobs
 from .queue_app import create_app, redis_ext
 from .servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_worker(url: str, folder: Path, *options: str) -> subprocess.Popen[str]:
+QUEUE_APP = "tests.queue_app"
+#: The same app, in a worker process whose RQ pub/sub thread is stuck.
+STUCK_PUBSUB_APP = "tests.stuck_pubsub_app"
+#: The shortest --stop-timeout, so that the tests of the bound take the least time.
+STOP_TIMEOUT = MIN_STOP_TIMEOUT
+#: What a test waits beyond the bound for the process to end and be reaped.
+EXIT_SLACK = 3
+
+
+def start_worker(url: str, folder: Path, *options: str,
+                 app: str = QUEUE_APP) -> subprocess.Popen[str]:
     """`flask redis worker math` as a process of its own, run from ``folder``
     (outside the checkout, like every test); its output and errors in one pipe."""
     environment = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "tests.queue_app:create_app", "redis",
+        [sys.executable, "-m", "flask", "--app", f"{app}:create_app", "redis",
          "worker", "math", *options], env=environment, cwd=folder, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
 
 
-def run_worker(url: str, folder: Path) -> tuple[int, str]:
+def run_worker(url: str, folder: Path, *, app: str = QUEUE_APP,
+               timeout: float = 120) -> tuple[int, str]:
     """A burst worker run to its end: its exit status and output."""
-    worker = start_worker(url, folder, "--burst")
-    output = worker.communicate(timeout=120)[0]
+    worker = start_worker(url, folder, "--burst", app=app)
+    try:
+        output = worker.communicate(timeout=timeout)[0]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            print(worker.communicate(timeout=30)[0][-4000:])
     return worker.returncode, output
+
+
+def read_output(worker: subprocess.Popen[str]) -> tuple[list[str], threading.Thread]:
+    """The lines ``worker`` writes, as it writes them (read by a thread)."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()), daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def server_url(request, mode):
@@ -64,8 +90,6 @@ def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monke
 
 
 def test_memory_mode_runs_jobs_as_they_are_enqueued(make_app, memory_url):
-    from . import jobs
-
     app, ext = make_app({"REDIS_URL": memory_url})
     with app.app_context():
         job = ext.queue().enqueue(jobs.add, 20, 22)
@@ -117,6 +141,8 @@ def test_the_worker_outlives_an_outage_that_hits_a_running_job(own_redis_server,
             raise
         print(output[-4000:])  # shown when the test fails
     assert "starting again in" in output, output[-3000:]
+    assert worker.returncode == 0
+    assert "the worker stopped as asked (SIGTERM)" in output
 
 
 @pytest.mark.integration
@@ -139,7 +165,8 @@ def test_the_worker_stops_at_the_first_sigterm_while_redis_is_down(own_redis_ser
             print(worker.communicate(timeout=30)[0][-4000:])
     assert worker.returncode == 0, output[-3000:]
     assert "starting again" not in output, output[-3000:]
-    assert "the worker stopped as asked; it could not sign off" in output, output[-3000:]
+    assert "the worker stopped as asked (SIGTERM); it could not sign off" in output, \
+        output[-3000:]
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
@@ -148,9 +175,7 @@ def test_the_first_signal_stops_a_worker_that_waits_to_start_again(signal_number
     installed: the first signal must still stop the command, and say so. The
     worker starts again after the retry policy's delays."""
     worker = start_worker(f"redis://127.0.0.1:{free_port()}", tmp_path)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()), daemon=True)
-    reader.start()
+    lines, reader = read_output(worker)
     try:
         def restarts():
             return [line.rsplit("; ", 1)[-1].strip() for line in lines
@@ -176,4 +201,141 @@ def test_a_worker_run_in_process_leaves_the_signal_handlers_as_it_found_them(
     before = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
     result = app.test_cli_runner().invoke(args=["redis", "worker", "--burst"])
     assert result.exit_code == 0, result.output
+    assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == before
+
+
+def enqueue_endless_job(app, folder: Path) -> tuple[Job, Path]:
+    """A job that never ends, and the file its work horse writes its pid to."""
+    pid_file = folder / "horse.pid"
+    with app.app_context():
+        job = redis_ext.queue("math").enqueue(jobs.wait_forever, str(pid_file))
+    return job, pid_file
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_within_the_bound(worker: subprocess.Popen[str], reader: threading.Thread,
+                          lines: list[str]) -> str:
+    """Send SIGTERM; the worker's output once it has exited, as the README
+    promises, within --stop-timeout seconds (and the time to reap it)."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=STOP_TIMEOUT + EXIT_SLACK)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=30)
+        reader.join(timeout=30)
+        pytest.fail(f"the worker was still running {STOP_TIMEOUT + EXIT_SLACK} s after "
+                    f"SIGTERM:\n{''.join(lines)[-4000:]}")
+    reader.join(timeout=30)
+    output = "".join(lines)
+    assert worker.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.mark.integration
+def test_the_first_signal_stops_a_worker_whose_pubsub_thread_is_stuck_within_the_bound(
+        own_redis_server, monkeypatch, tmp_path):
+    """RQ's pub/sub thread never ends its wait, and the running job never
+    ends: the job is stopped as by a second signal (RQ's cold shutdown), the
+    worker signs off and exits 0 within --stop-timeout; RQ's abandoned-job
+    handling then fails the job."""
+    from rq import Worker
+    from rq.registry import StartedJobRegistry
+
+    url = f"redis://{own_redis_server.address}"
+    monkeypatch.setenv("REDIS_URL", url)
+    app = create_app()
+    job, pid_file = enqueue_endless_job(app, tmp_path)
+    worker = start_worker(url, tmp_path, "--stop-timeout", str(STOP_TIMEOUT),
+                          app=STUCK_PUBSUB_APP)
+    lines, reader = read_output(worker)
+    try:
+        horse = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30,
+                               "the job to start"))
+        output = stop_within_the_bound(worker, reader, lines)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert "the worker stopped as asked (SIGTERM)" in output, output[-3000:]
+    assert "the pub/sub thread is still reading" in output, output[-3000:]
+    assert not is_running(horse)
+    with app.app_context():
+        connection = redis_ext.queue("math").connection
+        assert Worker.all(connection=connection) == []  # it signed off
+        assert job.get_status() == "started"
+        StartedJobRegistry("math", connection=connection).cleanup(time.time() + 3600)
+        assert job.get_status() == "failed"
+        redis_ext.close()
+
+
+@pytest.mark.integration
+def test_the_first_signal_stops_the_worker_within_the_bound_while_redis_hangs(
+        own_redis_server, monkeypatch, tmp_path):
+    """Redis stops answering while a job runs, and RQ's client has no read
+    timeout: nothing the worker sends gets a reply, RQ's pub/sub thread
+    waits too. The worker still exits 0 within --stop-timeout, its work
+    horse killed, without signing off."""
+    url = f"redis://{own_redis_server.address}"
+    monkeypatch.setenv("REDIS_URL", url)
+    app = create_app()
+    _, pid_file = enqueue_endless_job(app, tmp_path)
+    worker = start_worker(url, tmp_path, "--stop-timeout", str(STOP_TIMEOUT))
+    lines, reader = read_output(worker)
+    try:
+        horse = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30,
+                               "the job to start"))
+        own_redis_server.signal(signal.SIGSTOP)
+        output = stop_within_the_bound(worker, reader, lines)
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+        if worker.poll() is None:
+            worker.kill()
+    assert "the worker stopped as asked (SIGTERM)" in output, output[-3000:]
+    assert not is_running(horse)
+
+
+@pytest.mark.integration
+def test_a_burst_worker_whose_pubsub_thread_is_stuck_exits_when_the_queue_is_empty(
+        own_redis_server, monkeypatch, tmp_path):
+    """It does not wait for RQ's pub/sub thread more than a moment; the
+    test allows it the stop bound, far less than that thread's own wait."""
+    url = f"redis://{own_redis_server.address}"
+    monkeypatch.setenv("REDIS_URL", url)
+    app = create_app()
+    add_id = app.test_client().post("/jobs/add/2/3").get_json()["id"]
+    status, output = run_worker(url, tmp_path, app=STUCK_PUBSUB_APP,
+                                timeout=DEFAULT_STOP_TIMEOUT)
+    assert status == 0, output[-3000:]
+    assert "the pub/sub thread is still reading" in output, output[-3000:]
+    with app.app_context():
+        connection = redis_ext.queue("math").connection
+        assert Job.fetch(add_id, connection=connection).return_value() == 5
+        redis_ext.close()
+
+
+@pytest.mark.integration
+def test_a_stop_signal_that_comes_while_the_worker_signs_off_is_a_stop(
+        own_redis_server, make_app, monkeypatch):
+    """RQ's handler raises StopRequested when no job runs, even in the middle
+    of signing off: the worker stopped as asked, it did not fail."""
+    from flask_core_redis.integrations import worker as supervision
+
+    class SignalledWhileSigningOff(supervision.worker_class()):
+        def teardown(self):
+            self.request_stop(signal.SIGTERM, None)  # as RQ's handler would call it
+            super().teardown()
+
+    monkeypatch.setattr(supervision, "worker_class", lambda: SignalledWhileSigningOff)
+    app, _ = make_app({"REDIS_URL": f"redis://{own_redis_server.address}"})
+    before = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
+    result = app.test_cli_runner().invoke(args=["redis", "worker", "--burst"])
+    assert result.exit_code == 0, result.output
+    assert "the worker stopped as asked (SIGTERM)" in result.output
     assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == before
