@@ -2,7 +2,8 @@
 online_count, memory per user, and the spread of the load over Cluster masters.
 
 Every call goes through the public API (``ext.presence``); key names are never
-assumed: memory comes from ``INFO memory`` and load from ``INFO commandstats``."""
+assumed, but to delete the replies kept for retries (:func:`settled`): memory
+comes from ``INFO memory`` and load from ``INFO commandstats``."""
 
 from __future__ import annotations
 
@@ -213,27 +214,39 @@ def online_many(top: Topology, report: Report) -> None:
 class MemoryFill:
     users: int
     before: int
-    after: int
-    replies: int = 0  # bytes of the calls' remembered replies, dropped before `after`
+    with_replies: int  # right after the fill: the replies kept for retries included
+    after: int | None = None  # once those replies are gone (None: not measured)
 
     @property
     def per_user(self) -> float:
+        """Bytes per user, the replies each call keeps for its retries included."""
+        return (self.with_replies - self.before) / max(1, self.users)
+
+    @property
+    def per_user_settled(self) -> float:
+        """Bytes per user once the replies are gone, as they are a minute or two
+        after the fill (the replay window)."""
+        assert self.after is not None
         return (self.after - self.before) / max(1, self.users)
 
 
+#: Key patterns of the replies the presence scripts keep for retries: records
+#: in one string per shard and second, and replies of their own (rare).
+REPLY_PATTERNS = ("*:replies:*", "*:reply:*")
+
+
 def settled(top: Topology, users: int, before: int) -> MemoryFill:
-    """The memory after a fill, once the replies each open remembers for its
-    retries (``<tag>:reply:<nonce>``, kept for the replay window) are gone, as
-    they are a minute or two later; how much they held is kept aside."""
+    """The memory right after a fill, and once the replies the calls keep for
+    their retries are gone (they expire after the replay window): deleted here."""
     with_replies = top.used_memory()
     for client in top.masters or [top.raw]:
-        for keys in batched(client.scan_iter(match="*:reply:*", count=1000), 1000):
-            pipe = client.pipeline(transaction=False)
-            for key in keys:  # one by one: on a cluster node they span slots
-                pipe.unlink(key)
-            pipe.execute()
-    after = top.used_memory()
-    return MemoryFill(users, before, after, with_replies - after)
+        for pattern in REPLY_PATTERNS:
+            for keys in batched(client.scan_iter(match=pattern, count=1000), 1000):
+                pipe = client.pipeline(transaction=False)
+                for key in keys:  # one by one: on a cluster node they span slots
+                    pipe.unlink(key)
+                pipe.execute()
+    return MemoryFill(users, before, with_replies, top.used_memory())
 
 
 def batched(items: Any, size: int) -> Any:
@@ -247,9 +260,15 @@ def batched(items: Any, size: int) -> Any:
         yield batch
 
 
-def online_count(top: Topology, report: Report) -> MemoryFill | None:
+#: The connect storm whose memory, replies included, figure 4 holds to its goal.
+STORM_USERS = 10_000
+
+
+def online_count(top: Topology, report: Report) -> list[MemoryFill]:
     """Figure 3; on standalone, also the memory of the default-connection
-    users it fills (figure 4's first variant)."""
+    users it fills (figure 4's first rows): right after the first
+    ``STORM_USERS`` connect, and at the end. On a server, the server time of
+    the opens from 1,000 to ``STORM_USERS`` users."""
     report.section("3. online_count at 1,000 / 10,000 / 100,000 online users")
     presence = top.ext.presence
     measure_memory = top.name == "standalone"
@@ -260,11 +279,22 @@ def online_count(top: Topology, report: Report) -> MemoryFill | None:
     before = top.used_memory() if measure_memory else 0
     deadline = time.monotonic() + FILL_BUDGET[top.name]
     filled, spent, first_wall = 0, 0.0, 0.0
-    for target in (1_000, 10_000, 100_000):
+    fills: list[MemoryFill] = []
+    for target in (1_000, STORM_USERS, 100_000):
         offset = filled
-        done, seconds = fill(top, lambda i, offset=offset: presence.mark_online(
-            f"oc-{offset + i}", TTL), target - filled, deadline)
+        opens = top.clock.tally() if top.clock and target == STORM_USERS else None
+        with section(opens):
+            done, seconds = fill(top, lambda i, offset=offset: presence.mark_online(
+                f"oc-{offset + i}", TTL), target - filled, deadline)
         filled, spent = filled + done, spent + seconds
+        if opens is not None:
+            opens.ops = done
+            result = opens.result(SCRIPT_TOP)
+            report.row(f"mark_online server time, users {offset + 1:,}-{filled:,}",
+                       f"{fmt_us(result.per_op_us)} per open{counted(result)}", "(info)")
+            explain(report, "connect storm", result, always=False)
+        if measure_memory and target == STORM_USERS:
+            fills.append(MemoryFill(filled, before, top.used_memory()))
         if filled < target:
             report.note(f"fill budget ({FILL_BUDGET[top.name]:.0f} s) ran out at "
                         f"{filled:,} users")
@@ -291,24 +321,29 @@ def online_count(top: Topology, report: Report) -> MemoryFill | None:
         if filled < target:
             break
     fill_note(report, "users with mark_online", filled, 100_000, spent, top.threads)
-    if not measure_memory:
-        return None
-    return settled(top, filled, before)
+    if measure_memory and filled > STORM_USERS:
+        fills.append(settled(top, filled, before))
+    return fills
 
 
-def memory(top: Topology, report: Report, default: MemoryFill | None,
+def memory(top: Topology, report: Report, defaults: list[MemoryFill],
            rng: random.Random) -> None:
     """Figure 4 (standalone): used_memory growth per online user."""
     report.section("4. memory per online user (INFO used_memory delta, flushed between)")
     presence = top.ext.presence
-    if default is not None:
-        report.row(f"per user, default connection ({default.users:,} users)",
-                   f"{default.per_user:.0f} B", "<= 200 B",
-                   default.per_user <= 200 and default.users >= 100_000)
-        per_open = default.replies / max(1, default.users)
-        report.note("after the replies each open keeps for its retries are gone (they "
-                    f"expire after the replay window): {per_open:.0f} B per open while "
-                    "they last")
+    for default in defaults:
+        if default.after is None:  # the storm: replies included, as they are for a minute
+            report.row(f"per user incl. replies, right after {default.users:,} connect",
+                       f"{default.per_user:.0f} B", "<= 200 B",
+                       default.per_user <= 200 and default.users >= STORM_USERS)
+            continue
+        report.row(f"per user incl. replies, {default.users:,} users",
+                   f"{default.per_user:.0f} B ({default.per_user_settled:.0f} B without)",
+                   "<= 200 B", default.per_user <= 200 and default.users >= 100_000)
+        report.note("default connection (mark_online), users of figure 3; the replies "
+                    "each open keeps for its retries (records in one string per shard and "
+                    "second, expiring after the replay window): "
+                    f"{default.per_user - default.per_user_settled:.1f} B per open")
 
     def measured(users: int, per_user: int, label: str) -> MemoryFill:
         top.flush()
@@ -322,13 +357,15 @@ def memory(top: Topology, report: Report, default: MemoryFill | None,
 
     named = measured(100_000, 1, "users with one named connection")
     report.row(f"per user, one named 20-char connection ({named.users:,})",
-               f"{named.per_user:.0f} B", "(info)")
+               f"{named.per_user:.0f} B ({named.per_user_settled:.0f} B without replies)",
+               "(info)")
     one = measured(5_000, 1, "users with one named connection")
     ten = measured(5_000, 10, "connections (10 per user)")
+    assert one.after is not None and ten.after is not None
     extra = (ten.after - ten.before - (one.after - one.before)) / max(1, 9 * ten.users)
     report.row("per additional connection (5k users: 10 vs 1)", f"{extra:.0f} B", "(info)")
-    report.note(f"5,000 users: {one.per_user:.0f} B each with 1 connection, "
-                f"{ten.per_user:.0f} B each with 10")
+    report.note(f"5,000 users, once the replies are gone: {one.per_user_settled:.0f} B each "
+                f"with 1 connection, {ten.per_user_settled:.0f} B each with 10")
     top.flush()
 
 

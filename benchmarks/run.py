@@ -48,7 +48,7 @@ Figure = Callable[[Topology, Report, random.Random], None]
 
 def plan(name: str) -> list[tuple[str, Figure]]:
     """The figures each topology runs, in order."""
-    memory: dict[str, presence.MemoryFill | None] = {"default": None}
+    memory: dict[str, list[presence.MemoryFill]] = {"default": []}
 
     def count(top: Topology, report: Report, rng: random.Random) -> None:
         memory["default"] = presence.online_count(top, report)

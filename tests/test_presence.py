@@ -160,9 +160,9 @@ def test_keys_stay_under_the_key_prefix(mode_app):
         ext.presence.mark_offline("v")
         keys = list(ext.client.scan_iter(match="*shop-a:presence*"))
     assert keys and all(key.startswith("{shop-a:presence:") for key in keys), keys
-    names = sorted(re.sub(":reply:[0-9a-f]{16}$", ":reply:*", key.split("}", 1)[1])
+    names = sorted(re.sub(":replies:[0-9]+$", ":replies:*", key.split("}", 1)[1])
                    for key in keys)
-    assert names == [":c:u", ":present", ":reply:*", ":users"]  # reply: kept for retries
+    assert names == [":c:u", ":present", ":replies:*", ":users"]  # the open's, for retries
 
 
 def test_odd_ids_are_kept_apart(presence):
@@ -194,8 +194,25 @@ def test_a_crashed_connection_leaves_nothing_behind(mode_app, clock):
         assert presence.last_seen("ghost") is not None
         left = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}presence*ghost*"))
         assert all(ext.client.pttl(key) > 0 for key in ext.client.scan_iter(
-            match=f"*{ext.settings.key_prefix}presence*:reply:*"))
+            match=f"*{ext.settings.key_prefix}presence*:repl*"))  # replies, for retries
         assert left == []
+
+
+@pytest.mark.parametrize("shards", [16, 1])
+def test_the_replies_kept_for_retries_take_a_few_keys_not_one_per_call(mode_app, shards):
+    """Opens and closes keep their replies as records in one string per shard
+    and second: a reconnect storm adds no key per call."""
+    app, ext = mode_app({"REDIS_PRESENCE_SHARDS": shards})
+    with app.app_context():
+        started = int(time.time())
+        for n in range(100):
+            ext.presence.connect(f"user-{n}", "tab")
+        for n in range(50):
+            ext.presence.disconnect(f"user-{n}", "tab")
+        seconds = int(time.time()) - started + 1
+        kept = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}presence*:repl*"))
+    assert kept and all(":replies:" in key for key in kept), kept
+    assert len(kept) <= shards * seconds
 
 
 def test_a_user_cannot_hold_more_connections_than_the_cap(mode_app, clock):

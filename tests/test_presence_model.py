@@ -1,13 +1,15 @@
 """Presence against a model: random sequences of opens, heartbeats, closes,
 sweeps and the passing of time (a fake clock: presence times come from the
 app server's clock) must agree with a plain Python model of who is online,
-and the announcements must never contradict it."""
+and the announcements must never contradict it; also when the reply of
+every script is lost once, and the call sent again."""
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from flask_core_redis.plugin_api import LuaScript
 from flask_core_redis.plugins.presence import TooManyConnections, store
 
 USERS = st.sampled_from(["ann", "bob", "7", "ünï"])
@@ -135,3 +137,58 @@ def test_presence_agrees_with_a_model(mode, mode_app, monkeypatch, shards):
         settings=settings(max_examples=60 if mode == "memory" else 25,
                           stateful_step_count=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow]))
+
+
+def lose_every_script_reply_once(monkeypatch):
+    """Each script call runs twice with the same keys and arguments, and the
+    caller gets the second reply: what the retry policy does when the first
+    reply is lost."""
+    run_one, run_many = LuaScript.__call__, store.run_scripts
+
+    def twice(script, client, keys, args, **options):
+        run_one(script, client, keys, args, **options)
+        return run_one(script, client, keys, args, **options)
+
+    def many_twice(client, calls, **options):
+        run_many(client, calls, **options)
+        return run_many(client, calls, **options)
+
+    monkeypatch.setattr(LuaScript, "__call__", twice)
+    monkeypatch.setattr(store, "run_scripts", many_twice)
+
+
+def test_presence_agrees_with_a_model_when_every_script_reply_is_lost_once(
+        mode, mode_app, monkeypatch):
+    lose_every_script_reply_once(monkeypatch)
+
+    def new_presence(clock):
+        app, ext = mode_app({"REDIS_PRESENCE_SHARDS": 1, "REDIS_PRESENCE_MAX_CONNECTIONS": CAP})
+        monkeypatch.setattr(store, "_now_ms", clock)
+        with app.app_context():
+            return ext.presence
+
+    run_state_machine_as_test(
+        presence_machine(new_presence),
+        settings=settings(max_examples=40 if mode == "memory" else 10,
+                          stateful_step_count=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow]))
+
+
+@pytest.mark.parametrize("mode", ["memory", pytest.param("standalone",
+                                                          marks=pytest.mark.integration)])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(users=st.lists(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
+                              min_size=1, max_size=20), min_size=1, max_size=30, unique=True))
+def test_each_user_comes_online_and_goes_offline_once_whatever_the_id(mode_app, monkeypatch,
+                                                                       users):
+    """Many calls in one second share the strings of records, whatever bytes
+    the ids hold: each retry still gets its own call's reply."""
+    with monkeypatch.context() as patch:
+        lose_every_script_reply_once(patch)
+        app, ext = mode_app({"REDIS_PRESENCE_SHARDS": 2})
+        with app.app_context():
+            assert [ext.presence.connect(user, "tab") for user in users] == [True] * len(users)
+            assert [ext.presence.connect(user, "tab") for user in users] == [False] * len(users)
+            assert [ext.presence.disconnect(user, "tab") for user in users] == [True] * len(users)
+            assert ext.presence.online_count() == 0

@@ -12,13 +12,20 @@ from ..errors import OUTAGE_ERRORS, ConfigurationError, RedisUnavailable, descri
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
 from .hookspecs import hookimpl, hookspec
-from .lua import MIN_REPLAY_MS, NOW_MS, ONCE, LuaScript, replay_window_ms, run_scripts
+from .lua import (
+    MIN_REPLAY_MS,
+    NOW_MS,
+    LuaScript,
+    once_call,
+    once_prelude,
+    replay_window_ms,
+    run_scripts,
+)
 
 __all__ = [
     "MAX_TTL_SECONDS",
     "MIN_REPLAY_MS",
     "NOW_MS",
-    "ONCE",
     "OUTAGE_ERRORS",
     "RETRY_DELAY_CAP_SECONDS",
     "ConfigurationError",
@@ -31,6 +38,8 @@ __all__ = [
     "describe_error",
     "hookimpl",
     "hookspec",
+    "once_call",
+    "once_prelude",
     "parsers",
     "replay_window_ms",
     "run_scripts",

@@ -27,6 +27,7 @@ from ...plugin_api import (
     as_text,
     describe_error,
     hookimpl,
+    once_call,
     parsers,
     replay_window_ms,
     ttl_ms,
@@ -130,11 +131,9 @@ class OtpPlugin:
         sends it again after a lost reply, the script answers with the first
         run's reply instead of running twice."""
         tag = self.context.slot_tag("otp", number)
-        nonce = secrets.token_hex(8)
-        keys = [f"{tag}:reply:{nonce}", *(f"{tag}:{name}" for name in names)]
+        keys, args = once_call(tag, self._replay_ms, [f"{tag}:{name}" for name in names], args)
         try:
-            status, count = script(self.context.fail_fast_client(), keys,
-                                   [self._replay_ms, nonce, *args])
+            status, count = script(self.context.fail_fast_client(), keys, args)
         except RedisError as error:
             raise OtpUnavailable(f"the OTP store is unavailable: "
                                  f"{describe_error(error)}") from error

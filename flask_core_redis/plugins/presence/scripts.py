@@ -7,10 +7,11 @@ Cluster. A heartbeat needs no script (see
 Times are milliseconds of the caller's clock, passed in (``now``), because a
 heartbeat, plain ``ZADD``s, cannot read the server's.
 
-The changes run once per call (``ONCE``: KEYS[1] the call's reply key, ARGV[1]
-how long to remember the reply): a second run after a lost reply would answer
-"already offline" for the close that made the user offline, and no one would
-announce it.
+The changes run once per call (``once_prelude``: the first two keys and
+arguments are the ones ``once_call`` gives): a second run after a lost reply
+would answer "already offline" for the close that made the user offline, and
+no one would announce it. An open's reply without users gone offline and a
+close's reply are common replies, remembered in a few bytes each.
 
 A user with only the default connection (``DEFAULT``, the original
 one-connection API) has no ``held`` key: the user's mark in ``users`` is that
@@ -19,7 +20,7 @@ connection's expiry. Any other connection moves the default one into
 
 from __future__ import annotations
 
-from ...plugin_api import ONCE, LuaScript
+from ...plugin_api import LuaScript, once_prelude
 
 #: The connection of callers that name none; short, because it is stored.
 DEFAULT_CONNECTION = "~"
@@ -54,15 +55,18 @@ local function sweep(users, present, seen, prefix, now, limit, keep_ms)
 end
 """
 
-# KEYS reply, users, present, seen, held. ARGV remember, user, connection, now,
-# expiry, cap, held prefix, sweep limit, keep ms. Opens (or renews) one connection,
-# then sweeps a little. Returns {this connection was alive, the user was
-# online, {users gone offline}}, or {-1} if the user already holds `cap` other
-# live connections. A user whose mark had passed without a sweep is among the
-# users gone: announced offline before the caller announces them online.
-OPEN = LuaScript(ONCE + SWEEP_FUNCTION + f"""
-local users, present, seen, held = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local user, conn, now, expiry = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+# KEYS (once_call's two), users, present, seen, held. ARGV (once_call's two),
+# user, connection, now, expiry, cap, held prefix, sweep limit, keep ms. Opens
+# (or renews) one connection, then sweeps a little. Returns {this connection
+# was alive, the user was online, {users gone offline}}, or {-1} if the user
+# already holds `cap` other live connections. A user whose mark had passed
+# without a sweep is among the users gone: announced offline before the caller
+# announces them online. The common replies: the user came online, opened one
+# more connection, renewed one.
+OPEN = LuaScript(once_prelude("{0, 0, {}}", "{0, 1, {}}", "{1, 1, {}}")
+                 + SWEEP_FUNCTION + f"""
+local users, present, seen, held = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local user, conn, now, expiry = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local mark = tonumber(redis.call('ZSCORE', users, user) or '0')
 local online, alive
 if redis.call('EXISTS', held) == 0 and conn == '{DEFAULT_CONNECTION}' then
@@ -76,7 +80,7 @@ else
   redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
   online = redis.call('EXISTS', held) == 1  -- a live connection (a mark may lag a beat)
   alive = redis.call('ZSCORE', held, conn) ~= false
-  if not alive and redis.call('ZCARD', held) >= tonumber(ARGV[6]) then return {{-1}} end
+  if not alive and redis.call('ZCARD', held) >= tonumber(ARGV[7]) then return {{-1}} end
   redis.call('ZADD', held, expiry, conn)
   if not alive and redis.call('ZCARD', held) == {SKIP_LIST_FROM} then
     -- Redis keeps a small sorted set as a flat list, which a renewal scans;
@@ -87,17 +91,17 @@ else
   redis.call('ZADD', users, redis.call('ZRANGE', held, -1, -1, 'WITHSCORES')[2], user)
 end
 redis.call('SADD', present, user)
-local gone = sweep(users, present, seen, ARGV[7], now, tonumber(ARGV[8]), tonumber(ARGV[9]))
+local gone = sweep(users, present, seen, ARGV[8], now, tonumber(ARGV[9]), tonumber(ARGV[10]))
 if mark > 0 and not online then table.insert(gone, 1, user) end
 return remember({{alive and 1 or 0, online and 1 or 0, gone}})
 """)
 
-# KEYS reply, users, present, seen, held. ARGV remember, user, connection ('' = all),
-# now. Returns 1 if the user is still online, 0 if this made them offline, -1
-# if they were not online (closed or swept before).
-CLOSE = LuaScript(ONCE + f"""
-local users, present, seen, held = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local user, conn, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+# KEYS (once_call's two), users, present, seen, held. ARGV (once_call's two),
+# user, connection ('' = all), now. Returns 1 if the user is still online, 0 if
+# this made them offline, -1 if they were not online (closed or swept before).
+CLOSE = LuaScript(once_prelude("1", "0") + f"""
+local users, present, seen, held = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local user, conn, now = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local mark = redis.call('ZSCORE', users, user)
 if not mark then return -1 end
 mark = tonumber(mark)
@@ -120,11 +124,11 @@ redis.call('ZADD', seen, math.min(mark, now), user)
 return remember(0)
 """)
 
-# KEYS reply, users, present, seen. ARGV remember, now, limit, keep ms, held prefix.
-# The users gone offline.
-SWEEP = LuaScript(ONCE + SWEEP_FUNCTION + """
-local gone = sweep(KEYS[2], KEYS[3], KEYS[4], ARGV[5], tonumber(ARGV[2]),
-                   tonumber(ARGV[3]), tonumber(ARGV[4]))
+# KEYS (once_call's two), users, present, seen. ARGV (once_call's two), now, limit,
+# keep ms, held prefix. The users gone offline.
+SWEEP = LuaScript(once_prelude() + SWEEP_FUNCTION + """
+local gone = sweep(KEYS[3], KEYS[4], KEYS[5], ARGV[6], tonumber(ARGV[3]),
+                   tonumber(ARGV[4]), tonumber(ARGV[5]))
 if #gone > 0 then return remember(gone) end
 return gone
 """)

@@ -18,6 +18,8 @@ Keys of a shard, under its tag:
   ``PRESENCE_SEEN_DAYS``.
 - ``c:<user>``: a sorted set, connection -> expiry, for a user with any other
   connection than the default one (see :mod:`.scripts`).
+- ``replies:<second>``, and a few ``reply:<nonce>``: the replies of the opens
+  and closes of that second, kept for their retries (``once_prelude``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ from ...plugin_api import (
     PluginContext,
     as_text,
     hookimpl,
+    once_call,
     parsers,
     replay_window_ms,
     run_scripts,
@@ -134,13 +134,12 @@ class PresencePlugin:
         self._bindings_stop = threading.Event()  # for a later bind_socketio
 
     def _run(self, script: Any, shard: Shard, keys: list[str], args: list[Any]) -> Any:
-        """``script`` on ``shard`` as one call (see :mod:`.scripts`): its reply
-        key, then ``keys``; how long to remember the reply, then ``args``."""
+        """``script`` on ``shard`` as one call (see :mod:`.scripts`)."""
         return script(self.context.fail_fast_client(), *self._once(shard, keys, args))
 
     def _once(self, shard: Shard, keys: list[str],
               args: list[Any]) -> tuple[list[str], list[Any]]:
-        return [f"{shard.tag}:reply:{secrets.token_hex(8)}", *keys], [self._replay_ms, *args]
+        return once_call(shard.tag, self._replay_ms, keys, args)
 
     def _ttl_ms(self, ttl: float | None) -> int:
         """``ttl`` seconds (default ``PRESENCE_TTL``) as milliseconds, validated."""
