@@ -142,7 +142,8 @@ KEYS: tuple[Key, ...] = (
     Key("SSL_CERT_REQS", "required", parsers.choice("required", "optional", "none"),
         "Server certificate check: `required`, `optional` or `none`."),
     Key("CONNECT_TIMEOUT", 10000, _milliseconds, "Bound on one connect attempt, TCP "
-        "connect and handshake, in ms.", setting="connect_timeout_ms"),
+        "connect and handshake (on Sentinel, the master's lookup too), in ms.",
+        setting="connect_timeout_ms"),
     Key("SOCKET_TIMEOUT", None, _milliseconds, "Bound on waiting for a reply, in ms; "
         "unset waits as long as the command takes.", setting="socket_timeout_ms"),
     Key("MAX_RETRIES", 3, parsers.integer(0), "Retries of a failed command or connect "
