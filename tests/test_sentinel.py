@@ -350,3 +350,42 @@ def test_a_forked_child_follows_the_master_with_a_watch_of_its_own(make_app, own
         assert ext.client.get(key) == "child"
     with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
         assert admin.get(key) == "child"
+
+
+def test_a_command_stuck_on_a_hung_master_is_retried_on_its_successor(make_app, own_sentinel,
+                                                                      key):
+    """An INCR sent to a master that hangs (SIGSTOP), which the sentinels then
+    replace: when the watch hears of the promotion, the INCR's socket is shut
+    down and the INCR retried on the new master. The old master, resumed,
+    would have run it and answered, and the INCR been acknowledged, then
+    lost when the sentinels demoted it."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url})
+    old_port = own_sentinel.master_port()
+    old = own_sentinel.process_on(old_port)
+    new_port = next(p.port for p in (own_sentinel.master, own_sentinel.replica)
+                    if p.port != old_port)
+    outcome = {}
+    with app.app_context():
+        client = ext.client
+        client.ping()
+        old.signal(signal.SIGSTOP)
+        try:
+            sent = threading.Event()
+
+            def incr():
+                with app.app_context():
+                    sent.set()
+                    outcome["value"] = client.incr(key)
+
+            stuck = threading.Thread(target=incr, daemon=True)
+            stuck.start()
+            sent.wait(5)
+            own_sentinel.wait_for_master(new_port, 30)
+            wait_until(lambda: client.connection_pool.master_address == ("127.0.0.1", new_port),
+                       10, "the watch to hear of the promotion", interval=0.05)
+        finally:
+            old.signal(signal.SIGCONT)
+        stuck.join(30)
+    assert outcome == {"value": 1}
+    with own_sentinel.process_on(new_port).client() as admin:
+        assert admin.get(key) == "1"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,6 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from ..connection.cluster import as_redis_errors
-from ..connection.sentinel import FollowsTheMaster
 
 
 def publish(client: Any, channel: str, message: str | bytes) -> int:
@@ -120,48 +118,6 @@ class ShardedPubSub:
         return self.pubsub.sunsubscribe(*channels)
 
 
-class FollowingPubSub:
-    """A Sentinel master's PubSub that follows a failover: when the
-    registration's watch hears that the master moved, a subscription left on
-    the old one has its socket shut down, and redis-py connects to the new
-    master (where publishers have gone) and subscribes there again at its
-    next read. Left on the old master, it would hear nothing they send until
-    the sentinels demote it, some ten seconds later."""
-
-    def __init__(self, pubsub: Any) -> None:
-        self.pubsub = pubsub
-        pubsub.connection_pool.sentinel_manager.on_move(self)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.pubsub, name)
-
-    def master_moved(self, old: Any, new: tuple[str, int]) -> None:
-        """Called in the watch's thread: only shut the socket down (the reader
-        may be inside a read on it); the reader's own retry reconnects."""
-        connection = self.pubsub.connection
-        sock = getattr(connection, "_sock", None)
-        if sock is not None and (connection.host, connection.port) != new:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not SSLSocket's: it unwraps
-
-    def get_message(self, ignore_subscribe_messages: bool = False,
-                    timeout: float | None = 0.0) -> Any:
-        connection = self.pubsub.connection
-        master = self.pubsub.connection_pool.sentinel_manager.address
-        if connection is not None and connection._sock is not None and master is not None \
-                and (connection.host, connection.port) != master:
-            connection.disconnect()  # moved while this subscription was not reading
-        return self.pubsub.get_message(ignore_subscribe_messages=ignore_subscribe_messages,
-                                       timeout=timeout)
-
-    def listen(self) -> Iterator[Any]:
-        """Every message as it arrives, subscription confirmations included."""
-        while self.pubsub.subscribed:
-            message = self.get_message(timeout=1.0)
-            if message is not None:
-                yield message
-
-
 def _confirms_a_subscription(message: dict[str, Any]) -> bool:
     kind = message["type"]
     return (kind.decode() if isinstance(kind, bytes) else kind) in SUBSCRIPTION_KINDS
@@ -178,7 +134,5 @@ def subscribe(client: Any, *channels: str) -> Any:
     pubsub.owner = client
     if isinstance(client, RedisCluster):
         pubsub = ShardedPubSub(pubsub)
-    elif isinstance(client.connection_pool, FollowsTheMaster):
-        pubsub = FollowingPubSub(pubsub)
     pubsub.subscribe(*channels)
     return pubsub

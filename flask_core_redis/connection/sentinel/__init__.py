@@ -5,7 +5,6 @@ go only where it vouches (:mod:`.pools`, :mod:`.connections`), and the
 client built on them (:mod:`.client`)."""
 
 from .client import build_master_watch, build_sentinel_client
-from .pools import FollowsTheMaster
 from .watch import MasterWatch
 
-__all__ = ["FollowsTheMaster", "MasterWatch", "build_master_watch", "build_sentinel_client"]
+__all__ = ["MasterWatch", "build_master_watch", "build_sentinel_client"]

@@ -3,6 +3,11 @@ the registration's :class:`~.watch.MasterWatch` vouches for."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
+import weakref
 from typing import Any
 
 from redis.connection import BlockingConnectionPool, ConnectionPool
@@ -19,23 +24,60 @@ class FollowsTheMaster:
     failover of it is under way); else waits, as a connect attempt under the
     retry policy, for the watch to confirm the master, and moves the
     connection there if it is elsewhere. Busy and idle pools alike: a pool
-    idle across a failover hands out no connection to the old master. A
-    connection given back while open to another address than the master's is
-    closed."""
+    idle across a failover hands out no connection to the old master.
+
+    When the master moves, the connections out of the pool that are still on
+    the old one (a command stuck on a master that hangs, a subscription) have
+    their socket shut down: what the old master answers now is lost with it,
+    and the command is retried, or the subscription made again, on the new
+    one. A connection given back while open to another address than the
+    master's is closed."""
 
     sentinel_manager: MasterWatch  # redis-py's SentinelConnectionPool's
 
+    _out: weakref.WeakSet[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._out_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+        self.sentinel_manager.on_move(self)
+
+    def reset(self) -> None:
+        """As redis-py's (in a forked child too): the connections out are none."""
+        super().reset()  # type: ignore[misc]
+        with self._out_lock:
+            self._out = weakref.WeakSet()
+
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        with self._out_lock:
+            self._out.add(connection)
         if self.sentinel_manager.vouches_for(_address_of(connection)):
             return connection
         try:
             connection.retry.call_with_retry(lambda: self._move_to_master(connection),
                                              lambda error: connection.disconnect())
         except BaseException:
-            self.release(connection)  # type: ignore[attr-defined]
+            self.release(connection)
             raise
         return connection
+
+    def release(self, connection: Any) -> None:
+        with self._out_lock:
+            self._out.discard(connection)
+        super().release(connection)  # type: ignore[misc]
+
+    def master_moved(self, old: Address | None, new: Address) -> None:
+        """In the watch's thread: shut down (not close: the thread using it
+        may be reading) the socket of each connection out on another master."""
+        with self._out_lock:
+            out = list(self._out)
+        for connection in out:
+            sock = connection._sock
+            if sock is not None and connection.pid == os.getpid() and (
+                    connection.host, connection.port) != new:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # SSLSocket's would unwrap
 
     def _move_to_master(self, connection: Any) -> None:
         """One connect attempt: wait for the watch to confirm the master, and

@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio.connection import Connection as AsyncConnection
 from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
@@ -58,8 +58,10 @@ STOP_SECONDS = 1.0
 #: How long a task that was cancelled is given to end before it is cancelled again.
 CANCEL_ROUND_SECONDS = 0.05
 
-#: What a pool is told when the master moves: the old address and the new.
-MoveListener = Callable[[Address | None, Address], None]
+class MoveListener(Protocol):
+    """Told, in the watch's thread, when the master moves; must not block."""
+
+    def master_moved(self, old: Address | None, new: Address) -> None: ...
 
 
 class MasterWatch:
@@ -83,7 +85,7 @@ class MasterWatch:
         self._lookups_ended = 0
         self._failure: RedisError | None = None
         self._latest_epoch = -1
-        self._listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._listeners: weakref.WeakSet[MoveListener] = weakref.WeakSet()
         _watches.add(self)
 
     def __repr__(self) -> str:
@@ -139,9 +141,8 @@ class MasterWatch:
         """redis-py's name for :meth:`master_address`, for its own pool code."""
         return self.master_address()
 
-    def on_move(self, listener: Any) -> None:
-        """Call ``listener.master_moved(old, new)`` in the watch's thread when
-        the master moves; it must not block. Held weakly."""
+    def on_move(self, listener: MoveListener) -> None:
+        """Tell ``listener`` when the master moves. Held weakly."""
         self._listeners.add(listener)
 
     def close(self) -> None:
@@ -287,7 +288,21 @@ class MasterWatch:
 
     async def _look_up(self, ends: float) -> None:
         """Ask every sentinel at once; the first answer that confirms a master
-        ends it. By ``ends`` (monotonic seconds), always."""
+        ends it. By ``ends`` (monotonic seconds), always; whatever happens,
+        the callers waiting for it hear that it ended."""
+        failure: RedisError | None = MasterNotFoundError(
+            f"No master found for {self.master!r}: the lookup was cut short")
+        try:
+            failure = await self._ask_every_sentinel(ends)
+        finally:
+            with self._changed:
+                self._looking = False
+                self._failure = failure
+                self._lookups_ended += 1
+                self._changed.notify_all()
+
+    async def _ask_every_sentinel(self, ends: float) -> RedisError | None:
+        """None once an answer confirms the master; else what went wrong."""
         asked_at = time.monotonic()
         asking = {asyncio.ensure_future(self._ask(sentinel)): sentinel
                   for sentinel in self.sentinels}
@@ -306,17 +321,17 @@ class MasterWatch:
                     said[asking[task]], let_in = self._take(task, asked_at, refusals)
                     answered += let_in
                 if self._view.usable(time.monotonic()):
-                    self._lookup_ended(None)
-                    return
+                    return None
             for task in pending:
                 said[asking[task]] = f"no answer within {(ends - asked_at) * 1000:.0f} ms"
-            described = "; ".join(f"{host}:{port}: {what}" for (host, port), what in said.items())
-            self._lookup_ended(refusals[0] if refusals and not answered else MasterNotFoundError(
-                f"No master found for {self.master!r}: {described}"))
         finally:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if refusals and not answered:
+            return refusals[0]
+        described = "; ".join(f"{host}:{port}: {what}" for (host, port), what in said.items())
+        return MasterNotFoundError(f"No master found for {self.master!r}: {described}")
 
     def _take(self, task: asyncio.Future[MasterAnswer], asked_at: float,
               refusals: list[AuthenticationError]) -> tuple[str, bool]:
@@ -336,13 +351,6 @@ class MasterWatch:
         if isinstance(error, AuthenticationError):
             refusals.append(error)
         return describe_error(error), isinstance(error, ResponseError)
-
-    def _lookup_ended(self, failure: RedisError | None) -> None:
-        with self._changed:
-            self._looking = False
-            self._failure = failure
-            self._lookups_ended += 1
-            self._changed.notify_all()
 
     async def _ask(self, sentinel: Address) -> MasterAnswer:
         """``SENTINEL MASTER`` on a connection of its own."""
