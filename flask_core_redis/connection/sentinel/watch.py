@@ -183,20 +183,22 @@ class MasterWatch:
         """Keep a subscription to ``sentinel`` open for ever, opening it again
         after a failure with RELINK_BACKOFF's delays. Only changes are
         logged: a sentinel down for an hour is one line, not thousands."""
-        failures = 0
+        failures, linked = 0, [False]
         while True:
             try:
-                await self._listen(sentinel, again=failures > 0)
+                await self._listen(sentinel, linked)
             except (RedisError, OSError, asyncio.TimeoutError, ValueError) as error:
-                if failures == 0:
+                if linked[0] or failures == 0:
                     self._emit("sentinel", sentinel, "lost the subscription", error)
+                    failures = 0
                 failures += 1
+                linked[0] = False
                 await asyncio.sleep(RELINK_BACKOFF.compute(failures))
 
-    async def _listen(self, sentinel: Address, again: bool) -> None:
+    async def _listen(self, sentinel: Address, linked: list[bool]) -> None:
         """Subscribe, then ask where the master is (in that order, so that no
         announcement falls between), then hear announcements and PING until
-        the connection fails."""
+        the connection fails; ``linked[0]`` tells whether it got that far."""
         connection = self._connection(sentinel)
         try:
             await asyncio.wait_for(connection.connect(), self.connect_timeout)
@@ -210,8 +212,8 @@ class MasterWatch:
             asked_at = time.monotonic()
             self._answered(await asyncio.wait_for(self._ask(sentinel), self.connect_timeout),
                            asked_at)
-            self._emit("sentinel", sentinel,
-                       f"following master {self.master!r}{' again' if again else ''}")
+            self._emit("sentinel", sentinel, f"following master {self.master!r}")
+            linked[0] = True
             while True:
                 await self._ping(connection)
         finally:
