@@ -154,6 +154,9 @@ class RedisState:
         with self._lock:
             if settings.mode == "sentinel" and self._watch is None:
                 self._watch = build_master_watch(settings, self.events, self.options)
+                # It holds nothing of this registration: an app dropped
+                # without ext.close() does not keep its thread running.
+                weakref.finalize(self, self._watch.close, False)
             return build_client(settings, self.events, self.options, duplicate=duplicate,
                                 watch=self._watch)
 
@@ -248,7 +251,9 @@ class RedisState:
         self.plugins.closing()
         with self._lock:
             clients = [self._client, *self._own_clients.values(), *self._duplicates]
-            watch, self._watch = self._watch, None
+            # Kept: a client made before this close may start it again, and
+            # the next close stops it then.
+            watch = self._watch
             self._client = None
             self._own_clients = {}
             self._duplicates = weakref.WeakSet()

@@ -1,6 +1,8 @@
 """Sentinel: one master, one replica, three sentinels, all real processes."""
 
+import gc
 import logging
+import os
 import random
 import signal
 import threading
@@ -8,6 +10,10 @@ import time
 
 import pytest
 import redis
+from flask import Flask
+
+from flask_core_redis import CoreRedis
+from flask_core_redis.connection.sentinel.view import CONFIRMATION_SECONDS
 
 from .servers import (
     free_port,
@@ -324,32 +330,168 @@ def test_a_forked_child_follows_the_master_with_a_watch_of_its_own(make_app, own
                                                                      key):
     """A pre-forking server's worker, or RQ's work horse: the child does not
     use the parent's watch (its thread is not there, its sockets are the
-    parent's). It goes on with what the watch knew until that lapses (two
-    seconds after the last confirmation), then starts one of its own and
-    follows a failover with it; the parent's goes on."""
+    parent's) but starts one of its own, and confirms the master with it
+    before its first command. Its writes across a failover that starts at
+    once all land on the new master (with the parent's view, for the two
+    seconds it lasted, they went to the old one: acknowledged, then lost);
+    the parent's watch goes on."""
     app, ext = make_app({"REDIS_URL": own_sentinel.url})
     old_port = own_sentinel.master_port()
     with app.app_context():
-        ext.client.set(key, "parent")
+        ext.client.set(key, 0)
 
         def child() -> bool:
             with app.app_context():
-                assert ext.client.get(key) == "parent"
                 with own_sentinel.sentinels[0].client() as sentinel_admin:
                     sentinel_admin.execute_command("SENTINEL", "FAILOVER",
                                                    own_sentinel.master_name)
-                wait_until(lambda: ext.client.ping() and ext.client.connection_pool.
-                           master_address[1] != old_port, 30,
-                           "the child's watch to follow the failover", interval=0.1)
-                ext.client.set(key, "child")
-                return [t.name for t in watch_threads()] == [
-                    "flask-core-redis sentinel watch 'mymaster'"]
+                acknowledged, ends = 0, time.monotonic() + 30
+                while time.monotonic() < ends and (
+                        acknowledged < 50 or ext.client.connection_pool.master_address[1]
+                        == old_port):
+                    ext.client.incr(key)
+                    acknowledged += 1
+                with own_sentinel.process_on(
+                        ext.client.connection_pool.master_address[1]).client() as new:
+                    names = [t.name for t in watch_threads()]
+                    return (int(new.get(key)) == acknowledged and
+                            names.count("flask-core-redis sentinel watch 'mymaster'") == 1)
 
         assert run_forked(child)
         own_sentinel.wait_for_master(ext.client.connection_pool.master_address[1], 30)
-        assert ext.client.get(key) == "child"
-    with own_sentinel.process_on(own_sentinel.master_port()).client() as admin:
-        assert admin.get(key) == "child"
+        assert ext.client.incr(key) > 50
+
+
+def test_a_forked_child_lets_go_of_its_parents_sentinel_sockets(make_app, own_sentinel):
+    """The child closes its copies of the watch's sockets: once the parent
+    closes its watch, no sentinel keeps a subscription for the child's
+    lifetime (a pre-forking server's workers live for days)."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url})
+    ports = [sentinel.port for sentinel in own_sentinel.sentinels]
+    with app.app_context():
+        ext.client.ping()
+        wait_until(lambda: len(sockets_to(ports)) == 3, 10, "the three subscriptions")
+        reading, writing = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # a worker that does not use Redis, until told to end
+            os.close(writing)
+            os.read(reading, 1)
+            os._exit(0)
+        os.close(reading)
+        try:
+            ext.close()
+            wait_until(lambda: not any(subscribers(sentinel) for sentinel in
+                                       own_sentinel.sentinels), 10,
+                       "the sentinels to drop the subscriptions")
+        finally:
+            os.write(writing, b"x")
+            os.close(writing)
+            os.waitpid(pid, 0)
+
+
+def subscribers(sentinel) -> int:
+    with sentinel.client() as admin:
+        return sum(1 for client in admin.client_list()
+                   if client.get("sub") != "0" or client.get("psub") != "0")
+
+
+def test_an_app_dropped_without_close_leaves_nothing_running(own_sentinel, key):
+    """An app that is used, then dropped without ext.close() (an app factory
+    per test or per tenant): once it is collected, its watch stops, and no
+    thread or sentinel socket is left. The watch's threads hold nothing of
+    the app: not its registration, nor the context it was started in."""
+    ports = [sentinel.port for sentinel in own_sentinel.sentinels]
+
+    def use_and_drop():
+        app = Flask("dropped")
+        app.config.update(REDIS_URL=own_sentinel.url, REDIS_DISABLED_PLUGINS="otp")
+        ext = CoreRedis(app)
+        with app.app_context():
+            ext.client.incr(key)
+
+    for _ in range(5):
+        use_and_drop()
+    gc.collect()
+    wait_until(lambda: not watch_threads() and not sockets_to(ports), 10,
+               "the dropped apps' watches to stop")
+
+
+def test_a_watch_started_again_after_close_is_closed_by_the_next_close(make_app,
+                                                                       own_sentinel):
+    """A client kept from before ext.close() and used once the master's last
+    confirmation has lapsed starts the watch again; the next ext.close()
+    stops it too."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url})
+    with app.app_context():
+        kept = ext.client
+        kept.ping()
+        ext.close()
+        time.sleep(CONFIRMATION_SECONDS + 0.5)  # the view lapses
+        kept.ping()
+        assert watch_threads()
+        ext.close()
+    assert not watch_threads()
+    assert not sockets_to([sentinel.port for sentinel in own_sentinel.sentinels])
+
+
+def test_a_log_handler_that_blocks_does_not_stall_commands(make_app, own_sentinel, key):
+    """The watch's events (a sentinel lost, here) go to the logging handlers
+    and plugin hooks from a thread of their own: one that blocks for seconds
+    (a mail or webhook handler) holds no command back."""
+    blocking = BlockingHandler()
+    logging.getLogger("flask_core_redis").addHandler(blocking)
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 1000})
+    try:
+        with app.app_context():
+            ext.client.incr(key)
+            own_sentinel.sentinels[0].kill()  # "lost the subscription": a WARNING
+            slowest, ends = 0.0, time.monotonic() + 4
+            while time.monotonic() < ends:
+                started = time.monotonic()
+                ext.client.incr(key)
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.01)
+        assert blocking.blocked, "the handler was never called: the test proved nothing"
+        assert slowest < 1.0, f"a command waited {slowest:.1f} s"
+    finally:
+        blocking.release.set()
+        logging.getLogger("flask_core_redis").removeHandler(blocking)
+
+
+class BlockingHandler(logging.Handler):
+    """Blocks on WARNING and above until released (at most 6 s)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.release = threading.Event()
+        self.blocked = False
+
+    def emit(self, record):
+        self.blocked = True
+        self.release.wait(6)
+
+
+@pytest.mark.parametrize("pool", [{}, {"REDIS_POOL_TIMEOUT": 1000}],
+                         ids=["plain pool", "blocking pool"])
+def test_a_connection_given_back_after_the_master_moved_frees_its_slot(make_app,
+                                                                       own_sentinel, pool):
+    """A connection out on the old master (a pipeline under way, say) given
+    back after the move is closed and kept: with a pool of one connection,
+    the next command still gets it (redis-py before 8 dropped it without
+    freeing its slot, and every later command found the pool full)."""
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_MAX_CONNECTIONS": 1, **pool})
+    with app.app_context():
+        client = ext.client
+        client.ping()
+        pool_ = client.connection_pool
+        connection = pool_.get_connection()
+        old = pool_.master_address
+        with own_sentinel.sentinels[0].client() as sentinel_admin:
+            sentinel_admin.execute_command("SENTINEL", "FAILOVER", own_sentinel.master_name)
+        wait_until(lambda: pool_.master_address != old, 30, "the watch to hear of the move")
+        pool_.release(connection)
+        assert client.ping()
+        assert pool_.get_master_address() == pool_.master_address  # redis-py's own call
 
 
 def test_a_command_stuck_on_a_hung_master_is_retried_on_its_successor(make_app, own_sentinel,

@@ -30,9 +30,8 @@ REPLICA = "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379"
     ("+switch-master", "mymaster 127.0.0.1 6379 127.0.0.1 6380",
      Announcement(Kind.MOVED, "mymaster", NEW)),
     ("-failover-abort-no-good-slave", "master mymaster 127.0.0.1 6379",
-     Announcement(Kind.FAILOVER_ENDED, "mymaster")),
-    ("+failover-end-for-timeout", "master mymaster 127.0.0.1 6379",
-     Announcement(Kind.FAILOVER_ENDED, "mymaster")),
+     Announcement(Kind.FAILOVER_ABORTED, "mymaster")),
+    ("+failover-end-for-timeout", "master mymaster 127.0.0.1 6379", None),  # after promotion
     ("+new-epoch", "7", Announcement(Kind.NEW_EPOCH, epoch=7)),
     ("+switch-master", "mymaster 127.0.0.1", None),  # cut short
     ("+promoted-slave", "slave 127.0.0.1:6380 127.0.0.1 6380", None),  # whose?
@@ -45,7 +44,7 @@ def test_announcements_are_read_as_sentinels_write_them(channel, data, expected)
 @given(st.sampled_from(["+failover-state-send-slaveof-noone", "+promoted-slave",
                         "+switch-master", "-failover-abort-not-elected",
                         "+failover-end-for-timeout", "+new-epoch", "+sdown"]),
-       st.text())
+       st.text() | st.binary() | st.integers() | st.none())
 def test_any_message_reads_as_an_announcement_or_none_never_an_error(channel, data):
     announcement = read_announcement(channel, data)
     assert announcement is None or isinstance(announcement, Announcement)
@@ -57,8 +56,10 @@ def test_a_master_answer_says_where_from_which_epoch_and_whether_usable():
     assert read_master_answer(fields) == MasterAnswer(NEW, 3, usable=True)
     down = [*fields[:6], "flags", "master,s_down", *fields[8:]]
     assert read_master_answer(down).usable is False
-    with pytest.raises(ValueError, match="not a master's description"):
-        read_master_answer(["name", "mymaster", "flags", "master"])
+    for garbage in (["name", "mymaster", "flags", "master"], "OK", 7, None,
+                    ["ip", "127.0.0.1", "port", "sixty"]):
+        with pytest.raises(ValueError, match="not a master's description"):
+            read_master_answer(garbage)
 
 
 def confirmed(address=OLD, epoch=1, at=0.0):
@@ -80,8 +81,8 @@ def test_from_the_start_of_a_failover_nothing_is_vouched_until_its_outcome():
     assert not started.vouches_for(NEW, 10.3)
     promoted = started.announced(Announcement(Kind.MOVED, "mymaster", NEW), "mymaster", 11.0, 2)
     assert promoted.vouches_for(NEW, 11.1) and not promoted.vouches_for(OLD, 11.1)
-    ended = started.announced(Announcement(Kind.FAILOVER_ENDED, "mymaster"), "mymaster", 11.0,
-                              2)
+    ended = started.announced(Announcement(Kind.FAILOVER_ABORTED, "mymaster"), "mymaster",
+                              11.0, 2)
     assert ended.vouches_for(OLD, 11.1)  # aborted: the old master stays
     # No outcome heard: the old master again once the wait is over.
     assert not started.confirmed(14.0).vouches_for(OLD, 10.1 + FAILOVER_WAIT_SECONDS - 0.01)
@@ -97,22 +98,40 @@ def test_announcements_about_another_master_change_nothing():
 
 @given(st.integers(min_value=0, max_value=50), st.integers(min_value=0, max_value=50),
        st.booleans())
-def test_an_answer_from_an_older_configuration_never_moves_the_master_back(
-        answered_epoch, known_epoch, through_a_move):
+def test_only_a_newer_configuration_moves_the_master_back(answered_epoch, known_epoch,
+                                                          through_a_move):
     """After a move (announced: the promotion comes before every sentinel
     switches), a sentinel that still names the old master is not believed
-    unless its configuration is at least as new."""
+    unless its configuration is newer (a later failover back)."""
     view = confirmed(OLD, epoch=known_epoch, at=10.0)
     if through_a_move:
         view = view.announced(Announcement(Kind.MOVED, "mymaster", NEW), "mymaster", 10.5,
                               known_epoch)
     current = view.address
-    stale = OLD if current == NEW else NEW
-    after = view.answered(MasterAnswer(stale, answered_epoch, True), 11.0)
-    if answered_epoch < view.epoch:
+    other = OLD if current == NEW else NEW
+    after = view.answered(MasterAnswer(other, answered_epoch, True), 11.0)
+    if answered_epoch <= view.epoch:
         assert after == view
     else:
-        assert after.address == stale and after.vouches_for(stale, 11.5)
+        assert after.address == other and after.vouches_for(other, 11.5)
+
+
+def test_the_leader_mid_failover_names_the_old_master_and_moves_nothing_back():
+    """Between +promoted-slave and +switch-master the leader answers with
+    the master it is replacing, the failover's epoch and the flag
+    failover_in_progress (as Redis 7.0 does): the view stays on the new
+    master. Before the promotion, that answer holds connections back."""
+    leader = ["name", "mymaster", "ip", "127.0.0.1", "port", "6379",
+              "flags", "master,failover_in_progress,force_failover", "config-epoch", "1"]
+    answer = read_master_answer(leader)
+    assert answer == MasterAnswer(OLD, 1, usable=True, failing_over=True)
+    promoted = confirmed(OLD, epoch=0, at=10.0).announced(
+        Announcement(Kind.MOVED, "mymaster", NEW), "mymaster", 10.5, 1)
+    assert promoted.answered(answer, 10.6) == promoted
+    assert promoted.answered(answer, 10.6).vouches_for(NEW, 10.7)
+    before = confirmed(OLD, epoch=0, at=10.0).answered(answer, 10.2)
+    assert not before.vouches_for(OLD, 10.3)
+    assert before.confirmed(14.0).vouches_for(OLD, 10.2 + FAILOVER_WAIT_SECONDS)
 
 
 def test_an_answer_that_holds_the_master_down_confirms_nothing():

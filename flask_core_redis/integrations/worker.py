@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
+from redis.client import PubSubWorkerThread
 from redis.exceptions import RedisError
 
 from ..connection.retry import LinearBackoff
@@ -54,6 +56,10 @@ PUBSUB_POLL_SECONDS = 1.0
 PUBSUB_WAIT_SECONDS = 2.0
 
 Say = Callable[[str], None]
+
+#: Whether redis-py's PubSubWorkerThread.stop() waits for the thread (and
+#: takes a timeout for it): redis-py 8.x does, 6.x and 7.x do not.
+_STOP_WAITS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
 
 
 def _to_stderr(line: str) -> None:
@@ -119,8 +125,11 @@ class SupervisedWorker:
             return
         self.log.info("Worker %s: unsubscribing from channel %s", self.name,
                       self.pubsub_channel_name)
-        thread.stop()
-        thread.join(PUBSUB_WAIT_SECONDS)
+        if _STOP_WAITS:  # redis-py 8.x: stop() joins the thread, by default for ever
+            thread.stop(timeout=PUBSUB_WAIT_SECONDS)
+        else:
+            thread.stop()
+            thread.join(PUBSUB_WAIT_SECONDS)
         if thread.is_alive():
             self.log.warning("Worker %s: the pub/sub thread is still reading after %s s; "
                              "left behind", self.name, PUBSUB_WAIT_SECONDS)

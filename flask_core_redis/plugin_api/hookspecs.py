@@ -39,7 +39,10 @@ def core_redis_client_created(context: PluginContext, client: Any) -> None:
 
 @hookspec
 def core_redis_connection_event(context: PluginContext, event: ConnectionEvent) -> None:
-    """A connection connected, disconnected, failed or is being retried."""
+    """A connection connected, disconnected, failed or is being retried; on
+    Sentinel also a subscription to a sentinel opened or lost, and a failover
+    (those from a thread of the extension's, outside any app context). Must
+    not block: the next event waits for it."""
 
 
 @hookspec

@@ -31,22 +31,25 @@ class FollowsTheMaster:
     their socket shut down: what the old master answers now is lost with it,
     and the command is retried, or the subscription made again, on the new
     one. A connection given back while open to another address than the
-    master's is closed."""
+    master's is closed, and kept."""
 
     sentinel_manager: MasterWatch  # redis-py's SentinelConnectionPool's
 
+    #: The connections handed out and not given back, each pool its own way
+    #: in redis-py; kept here for every kind.
     _out: weakref.WeakSet[Any]
+    _out_lock: threading.Lock
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._out_lock = threading.Lock()
         super().__init__(*args, **kwargs)
         self.sentinel_manager.on_move(self)
 
     def reset(self) -> None:
-        """As redis-py's (in a forked child too): the connections out are none."""
+        """As redis-py's, at creation and in a forked child (where the lock
+        may have been held by a thread that is not there): none out."""
         super().reset()  # type: ignore[misc]
-        with self._out_lock:
-            self._out = weakref.WeakSet()
+        self._out_lock = threading.Lock()
+        self._out = weakref.WeakSet()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
@@ -63,9 +66,18 @@ class FollowsTheMaster:
         return connection
 
     def release(self, connection: Any) -> None:
+        """Take ``connection`` back, closed if it is open to another address
+        than the master's (it connects to the master when next used)."""
         with self._out_lock:
             self._out.discard(connection)
+        at = _address_of(connection)
+        if at is not None and at != self.sentinel_manager.address:
+            connection.disconnect()
         super().release(connection)  # type: ignore[misc]
+
+    def get_master_address(self) -> Address:
+        """redis-py's: the master's address, once confirmed."""
+        return self.sentinel_manager.master_address()
 
     def master_moved(self, old: Address | None, new: Address) -> None:
         """In the watch's thread: shut down (not close: the thread using it
@@ -94,9 +106,10 @@ class FollowsTheMaster:
         return self.sentinel_manager.address
 
     def owns_connection(self, connection: Any) -> bool:
-        at = _address_of(connection)
-        return at in (None, self.sentinel_manager.address) and bool(
-            ConnectionPool.owns_connection(self, connection))  # type: ignore[arg-type]
+        """Whether ``connection`` is this process's (redis-py's sentinel pool
+        also wants it on the master's address, and on redis-py before 8.x
+        loses a slot of the pool for each one it turns away)."""
+        return bool(ConnectionPool.owns_connection(self, connection))  # type: ignore[arg-type]
 
 
 def _address_of(connection: Any) -> Address | None:

@@ -40,22 +40,34 @@ class MasterView:
         """Whether the view names a master that may be used at ``now``."""
         return self.vouches_for(self.address, now)
 
+    def unconfirmed(self) -> MasterView:
+        """The same master, confirmed no longer (a forked child's, say)."""
+        return dataclasses.replace(self, confirmed_until=0.0)
+
     def confirmed(self, asked_at: float) -> MasterView:
         """Confirmed by a sentinel asked at ``asked_at`` that had nothing new."""
         until = max(self.confirmed_until, asked_at + CONFIRMATION_SECONDS)
         return dataclasses.replace(self, confirmed_until=until)
 
     def answered(self, answer: MasterAnswer, asked_at: float) -> MasterView:
-        """After ``answer``, asked at ``asked_at``. An answer from an older
-        configuration than the view's (a sentinel that has not heard of the
-        last failover yet) changes nothing; one that holds the master down
-        confirms nothing."""
+        """After ``answer``, asked at ``asked_at``. A sentinel failing the
+        master over names the master it is replacing: that confirms nothing,
+        and holds connections back as the failover's announcement does. An
+        answer that holds the master down confirms nothing either. One that
+        names another master moves the view only if its configuration is
+        newer than the view's (a sentinel that has not heard of the last
+        failover yet names the old master with an older epoch)."""
+        if answer.failing_over:
+            if self.address in (None, answer.address):  # it is replacing this master
+                return dataclasses.replace(self, paused_until=max(
+                    self.paused_until, asked_at + FAILOVER_WAIT_SECONDS))
+            return self
         if not answer.usable:
             return self
         if answer.address == self.address:
             return dataclasses.replace(self.confirmed(asked_at),
                                        epoch=max(self.epoch, answer.epoch))
-        if answer.epoch < self.epoch:
+        if answer.epoch <= self.epoch:
             return self
         return dataclasses.replace(self, address=answer.address, epoch=answer.epoch,
                                    confirmed_until=asked_at + CONFIRMATION_SECONDS)
@@ -68,7 +80,7 @@ class MasterView:
             return self
         if announcement.kind is Kind.FAILOVER_STARTED:
             return dataclasses.replace(self, paused_until=now + FAILOVER_WAIT_SECONDS)
-        if announcement.kind is Kind.FAILOVER_ENDED:
+        if announcement.kind is Kind.FAILOVER_ABORTED:
             return dataclasses.replace(self, paused_until=0.0)
         if announcement.kind is Kind.MOVED and announcement.address is not None:
             # A failover takes a new epoch: the new address is newer than

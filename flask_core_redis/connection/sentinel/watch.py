@@ -10,8 +10,9 @@ connection may be handed out, and wait (bounded) when it may not.
 
 When the view is not confirmed (no subscription answers, or none yet), a
 lookup asks every sentinel at once, on a connection of its own, and the first
-usable answer wins: a lookup takes at most the connect timeout whatever the
-sentinels do, and tells refused credentials from silence within it."""
+usable answer wins: a lookup ends by the deadline of the connect attempt
+that asked for it, whatever the sentinels do, and tells refused credentials
+from silence by then."""
 
 from __future__ import annotations
 
@@ -25,14 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio.connection import Connection as AsyncConnection
-from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.sentinel import MasterNotFoundError
 
 from ...errors import describe_error
-from ..events import ConnectionEvents
+from ..events import ConnectionEvents, EventKind
 from ..retry import LinearBackoff
 from .announcements import (
     ABORTED,
@@ -42,21 +40,22 @@ from .announcements import (
     Kind,
     MasterAnswer,
     read_announcement,
-    read_master_answer,
 )
+from .links import SentinelLinks
+from .threads import EventRelay, LoopThread
 from .view import MasterView
 
 #: How often each subscription is PINGed.
 PING_SECONDS = 0.5
 #: Delays before a lost subscription is opened again: min(n x 0.1 s, 2 s).
 RELINK_BACKOFF = LinearBackoff(step=0.1, cap=2.0)
-#: How long past its own deadline a caller waits for the verdict of a lookup
-#: due by then.
-VERDICT_GRACE_SECONDS = 0.1
-#: How long close() waits for the watch's thread to end.
+#: A lookup ends this much before the deadline of the attempt that asked for
+#: it (or a tenth of the attempt, if shorter), so that its verdict reaches
+#: the attempt in time.
+VERDICT_MARGIN_SECONDS = 0.05
+#: How long close() waits for the watch's threads to end.
 STOP_SECONDS = 1.0
-#: How long a task that was cancelled is given to end before it is cancelled again.
-CANCEL_ROUND_SECONDS = 0.05
+
 
 class MoveListener(Protocol):
     """Told, in the watch's thread, when the master moves; must not block."""
@@ -66,25 +65,25 @@ class MoveListener(Protocol):
 
 class MasterWatch:
     """Follows master ``master`` through ``sentinels``, reached with
-    ``options`` (credentials and TLS, as for redis-py's asyncio
-    connections); ``connect_timeout`` seconds bound every step."""
+    ``options`` (credentials, and ``ssl`` with the TLS files and options);
+    ``connect_timeout`` seconds bound every step. Its events go to
+    ``events`` (held weakly)."""
 
     def __init__(self, master: str, sentinels: Sequence[Address], options: Mapping[str, Any],
                  connect_timeout: float, events: ConnectionEvents) -> None:
         self.master = master
         self.sentinels = tuple(sentinels)
         self.connect_timeout = connect_timeout
-        self.events = events
-        self._ssl = bool(options.get("ssl"))
-        self._options = {key: value for key, value in options.items() if key != "ssl"}
+        self._links = SentinelLinks(options, connect_timeout)
+        self._relay = EventRelay(events, f"flask-core-redis sentinel events {master!r}")
         self._view = MasterView()
         self._changed = threading.Condition()
-        self._runner: _Runner | None = None
+        self._loop_thread: LoopThread | None = None
         self._looking = False
-        self._lookup_ends = 0.0
         self._lookups_ended = 0
         self._failure: RedisError | None = None
         self._latest_epoch = -1
+        self._linked: set[Address] = set()
         self._listeners: weakref.WeakSet[MoveListener] = weakref.WeakSet()
         _watches.add(self)
 
@@ -122,86 +121,92 @@ class MasterWatch:
                 paused = view.paused_until > now
                 if not paused and self._lookups_ended > lookups_before and self._failure:
                     raise _fresh(self._failure)
-                # A lookup due to end by this deadline is waited for: its verdict
-                # says more than the deadline does (it may come a little late).
-                awaited = self._looking and self._lookup_ends <= deadline
-                if now >= deadline and not (awaited and now < deadline + VERDICT_GRACE_SECONDS):
+                if now >= deadline:
                     raise MasterNotFoundError(
                         f"No master found for {self.master!r}: not confirmed by the sentinels "
                         f"within {timeout * 1000:.0f} ms"
                         + (" (a failover is under way)" if paused else ""))
-                runner = self._running()
+                loop_thread = self._running()
                 if not paused and not self._looking:
-                    self._looking, self._lookup_ends = True, deadline
-                    runner.call(functools.partial(self._look_up, deadline))
+                    self._looking = True
+                    ends = deadline - min(VERDICT_MARGIN_SECONDS, timeout / 10)
+                    loop_thread.call(functools.partial(self._look_up, ends))
                 wake = view.paused_until if paused else deadline
                 self._changed.wait(max(min(deadline, wake) - now, 0.001))
-
-    def discover_master(self, service_name: str) -> Address:
-        """redis-py's name for :meth:`master_address`, for its own pool code."""
-        return self.master_address()
 
     def on_move(self, listener: MoveListener) -> None:
         """Tell ``listener`` when the master moves. Held weakly."""
         self._listeners.add(listener)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Stop following: close every sentinel connection and end the
-        thread, waiting for it at most a second. The next use starts again."""
+        threads, waiting for them (``wait``) at most a second in all. The
+        next use starts again."""
         with self._changed:
-            runner, self._runner = self._runner, None
+            loop_thread, self._loop_thread = self._loop_thread, None
             self._looking = False
             self._changed.notify_all()
-        if runner is not None:
-            runner.stop()
+        started = time.monotonic()
+        if loop_thread is not None:
+            loop_thread.stop(STOP_SECONDS if wait else None)
+        self._relay.stop(max(0.0, started + STOP_SECONDS - time.monotonic()) if wait else 0.0)
 
     # The thread and its loop ----------------------------------------------------
 
-    def _running(self) -> _Runner:
-        """This process's runner, started if need be (call with the lock)."""
-        if self._runner is None:
-            self._runner = _Runner(self._follow_all, f"flask-core-redis sentinel watch "
-                                                     f"{self.master!r}")
-        return self._runner
+    def _running(self) -> LoopThread:
+        """This process's loop thread, started if need be (with the lock)."""
+        if self._loop_thread is None:
+            loop_thread = LoopThread(f"flask-core-redis sentinel watch {self.master!r}")
+            loop_thread.call(functools.partial(self._follow_all, loop_thread))
+            self._loop_thread = loop_thread
+        return self._loop_thread
 
     def _forget_after_fork(self) -> None:
-        """In a forked child: the parent's thread is not here, its lock may
-        be held, and its sockets are the parent's. Start afresh on next use,
-        keeping what the view knows."""
-        if self._runner is not None:
-            _left_by_fork.append(self._runner)
-        self._runner = None
+        """In a forked child: the parent's threads are not here, its lock may
+        be held, and its sockets are shared with it. Let go of them, and
+        start afresh on next use, from the master the parent knew, but not
+        confirmed: the child has heard nothing the sentinels said since."""
+        if self._loop_thread is not None:
+            _left_by_fork.append(self._loop_thread)
+        self._loop_thread = None
+        self._links.let_go_after_fork()
+        self._relay.forget()
         self._changed = threading.Condition()
         self._looking = False
+        self._linked = set()
+        self._view = self._view.unconfirmed()
 
-    async def _follow_all(self) -> None:
+    async def _follow_all(self, loop_thread: LoopThread) -> None:
         # return_exceptions: a cancelled gather would end at its first child's end
-        await asyncio.gather(*(self._follow(sentinel) for sentinel in self.sentinels),
-                             return_exceptions=True)
+        await asyncio.gather(*(self._follow(sentinel, loop_thread)
+                               for sentinel in self.sentinels), return_exceptions=True)
 
-    async def _follow(self, sentinel: Address) -> None:
-        """Keep a subscription to ``sentinel`` open for ever, opening it again
-        after a failure with RELINK_BACKOFF's delays. Only changes are
-        logged: a sentinel down for an hour is one line, not thousands."""
-        failures, linked = 0, [False]
+    async def _follow(self, sentinel: Address, loop_thread: LoopThread) -> None:
+        """Keep a subscription to ``sentinel`` open until ``loop_thread``
+        stops, opening it again after a failure with RELINK_BACKOFF's
+        delays. Only changes are logged: a sentinel down for an hour is one
+        line, not thousands."""
+        failures = 0
         while True:
             try:
-                await self._listen(sentinel, linked)
-            except (RedisError, OSError, asyncio.TimeoutError, ValueError) as error:
-                if linked[0] or failures == 0:
+                await self._listen(sentinel)
+            except Exception as error:  # a sentinel may answer anything
+                if loop_thread.stopping:  # what failed is being closed
+                    raise
+                if sentinel in self._linked or failures == 0:
                     self._emit("sentinel", sentinel, "lost the subscription", error)
                     failures = 0
+                self._linked.discard(sentinel)
                 failures += 1
-                linked[0] = False
                 await asyncio.sleep(RELINK_BACKOFF.compute(failures))
 
-    async def _listen(self, sentinel: Address, linked: list[bool]) -> None:
+    async def _listen(self, sentinel: Address) -> None:
         """Subscribe, then ask where the master is (in that order, so that no
         announcement falls between), then hear announcements and PING until
-        the connection fails; ``linked[0]`` tells whether it got that far."""
-        connection = self._connection(sentinel)
+        the connection fails."""
+        connection = self._links.open(sentinel)
         try:
-            await asyncio.wait_for(connection.connect(), self.connect_timeout)
+            await self._links.connect(connection)
             await connection.send_command("SUBSCRIBE", *CHANNELS)
             await connection.send_command("PSUBSCRIBE", ABORTED)
             confirmations = 0
@@ -210,15 +215,14 @@ class MasterWatch:
                 confirmations += _confirms_a_subscription(reply)
                 self._hear(reply)
             asked_at = time.monotonic()
-            self._answered(await asyncio.wait_for(self._ask(sentinel), self.connect_timeout),
-                           asked_at)
+            self._answered(await asyncio.wait_for(
+                self._links.ask_master(sentinel, self.master), self.connect_timeout), asked_at)
             self._emit("sentinel", sentinel, f"following master {self.master!r}")
-            linked[0] = True
+            self._linked.add(sentinel)
             while True:
                 await self._ping(connection)
         finally:
-            await _drop(connection)
-
+            await self._links.drop(connection)
     async def _ping(self, connection: AsyncConnection) -> None:
         """One PING, the announcements read until its answer (within the
         connect timeout), then the ones that come before the next is due."""
@@ -306,7 +310,7 @@ class MasterWatch:
     async def _ask_every_sentinel(self, ends: float) -> RedisError | None:
         """None once an answer confirms the master; else what went wrong."""
         asked_at = time.monotonic()
-        asking = {asyncio.ensure_future(self._ask(sentinel)): sentinel
+        asking = {asyncio.ensure_future(self._links.ask_master(sentinel, self.master)): sentinel
                   for sentinel in self.sentinels}
         said: dict[Address, str] = {}
         refusals: list[AuthenticationError] = []
@@ -344,6 +348,8 @@ class MasterWatch:
         if error is None:
             answer = task.result()
             self._answered(answer, asked_at)
+            if answer.failing_over:
+                return "is failing the master over", True
             if not answer.usable:
                 return "holds the master down", True
             if answer.address == self._view.address:
@@ -354,27 +360,10 @@ class MasterWatch:
             refusals.append(error)
         return describe_error(error), isinstance(error, ResponseError)
 
-    async def _ask(self, sentinel: Address) -> MasterAnswer:
-        """``SENTINEL MASTER`` on a connection of its own."""
-        connection = self._connection(sentinel)
-        try:
-            await connection.connect()
-            await connection.send_command("SENTINEL", "MASTER", self.master)
-            return read_master_answer(await connection.read_response())
-        finally:
-            await _drop(connection)
-
-    def _connection(self, sentinel: Address) -> AsyncConnection:
-        host, port = sentinel
-        kind = AsyncSSLConnection if self._ssl else AsyncConnection
-        return kind(host=host, port=port, socket_connect_timeout=self.connect_timeout,
-                    socket_timeout=self.connect_timeout, decode_responses=True, protocol=2,
-                    retry=AsyncRetry(NoBackoff(), 0), **self._options)
-
-    def _emit(self, kind: Any, address: Address | None, detail: str,
+    def _emit(self, kind: EventKind, address: Address | None, detail: str,
               error: BaseException | None = None) -> None:
         where = "" if address is None else f"{address[0]}:{address[1]}"
-        self.events.emit(kind, address=f"sentinel {where}" if kind == "sentinel" else where,
+        self._relay.emit(kind, address=f"sentinel {where}" if kind == "sentinel" else where,
                          detail=detail, error=error)
 
 
@@ -392,67 +381,17 @@ def _fresh(error: RedisError) -> RedisError:
     return type(error)(*error.args)
 
 
-async def _drop(connection: AsyncConnection) -> None:
-    """Close ``connection`` at once, whatever the server does: a TLS close
-    waits for the server's own by default, up to half a minute from a server
-    that hangs."""
-    writer = getattr(connection, "_writer", None)  # redis-py 6.4-8.x: its stream writer
-    if writer is not None:
-        writer.transport.abort()
-    await connection.disconnect(nowait=True)
-    await asyncio.sleep(0)  # the aborted transport closes its socket in the next turn
-
-
-class _Runner:
-    """A daemon thread running an event loop that runs ``main`` until stopped;
-    stopping cancels every task and lets each finish (closing what it opened)
-    before the loop closes."""
-
-    def __init__(self, main: Callable[[], Any], name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-        self.call(main)
-
-    def call(self, coroutine_function: Callable[[], Any]) -> None:
-        """Run ``coroutine_function()`` in the loop, as a task."""
-        self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(coroutine_function()))
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-            # Cancelled again until done: before Python 3.12, wait_for() loses
-            # a cancellation that comes as what it waits for completes.
-            while tasks := asyncio.all_tasks(self.loop):
-                for task in tasks:
-                    task.cancel()
-                self.loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_ROUND_SECONDS))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        finally:
-            self.loop.close()
-
-    def stop(self) -> None:
-        """Stop the loop and wait (up to STOP_SECONDS) for the thread to end."""
-        if self._thread is threading.current_thread():
-            raise RuntimeError("a sentinel watch cannot be closed from its own thread")
-        try:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:  # the loop is closed already
-            return
-        self._thread.join(STOP_SECONDS)
-
-
 #: Every watch of the process, so that a forked child can start them afresh.
 _watches: weakref.WeakSet[MasterWatch] = weakref.WeakSet()
-#: What a child inherits of its parent's runners: kept, never closed (the
-#: sockets are the parent's) and never collected (that would warn).
-_left_by_fork: list[_Runner] = []
+#: What a child inherits of its parent's loop threads: kept, never run, and
+#: never collected (that would warn, and close file descriptors by number
+#: that the child may have reused).
+_left_by_fork: list[LoopThread] = []
 
 
-def _forget_runners_after_fork() -> None:
+def _forget_threads_after_fork() -> None:
     for watch in list(_watches):
         watch._forget_after_fork()
 
 
-os.register_at_fork(after_in_child=_forget_runners_after_fork)
+os.register_at_fork(after_in_child=_forget_threads_after_fork)
