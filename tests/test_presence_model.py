@@ -124,6 +124,13 @@ def presence_machine(new_presence):
 @pytest.mark.parametrize("mode", ["memory", pytest.param("standalone",
                                                           marks=pytest.mark.integration)])
 def test_presence_agrees_with_a_model(mode, mode_app, monkeypatch, shards):
+    run_against_the_model(mode_app, monkeypatch, shards,
+                          examples=60 if mode == "memory" else 25)
+
+
+def run_against_the_model(mode_app, monkeypatch, shards, examples):
+    """The model's state machine, ``examples`` times, on a new app of
+    ``mode_app`` with ``shards`` shards each time, on a clock of the model's."""
 
     def new_presence(clock):
         app, ext = mode_app({"REDIS_PRESENCE_SHARDS": shards,
@@ -134,8 +141,7 @@ def test_presence_agrees_with_a_model(mode, mode_app, monkeypatch, shards):
 
     run_state_machine_as_test(
         presence_machine(new_presence),
-        settings=settings(max_examples=60 if mode == "memory" else 25,
-                          stateful_step_count=30, deadline=None,
+        settings=settings(max_examples=examples, stateful_step_count=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow]))
 
 
@@ -160,18 +166,7 @@ def lose_every_script_reply_once(monkeypatch):
 def test_presence_agrees_with_a_model_when_every_script_reply_is_lost_once(
         mode, mode_app, monkeypatch):
     lose_every_script_reply_once(monkeypatch)
-
-    def new_presence(clock):
-        app, ext = mode_app({"REDIS_PRESENCE_SHARDS": 1, "REDIS_PRESENCE_MAX_CONNECTIONS": CAP})
-        monkeypatch.setattr(store, "_now_ms", clock)
-        with app.app_context():
-            return ext.presence
-
-    run_state_machine_as_test(
-        presence_machine(new_presence),
-        settings=settings(max_examples=40 if mode == "memory" else 10,
-                          stateful_step_count=30, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow]))
+    run_against_the_model(mode_app, monkeypatch, 1, examples=40 if mode == "memory" else 10)
 
 
 @pytest.mark.parametrize("mode", ["memory", pytest.param("standalone",
