@@ -316,3 +316,14 @@ def test_tls_options_go_to_tls_sentinels_in_front_of_plain_data_nodes(make_app):
         pool = ext.client.connection_pool
         assert "ssl_password" not in pool.connection_kwargs
         pool.make_connection()  # a plain connection, built without a TypeError
+
+
+def test_a_tls_option_the_sentinels_connections_cannot_take_is_refused_by_name(make_app):
+    """OCSP options reach the data nodes' connections; the watch reaches the
+    sentinels with redis-py's asyncio connections, which have no OCSP: an
+    error that names the option, not a lookup that fails on every sentinel."""
+    app, ext = make_app({"REDIS_URL": "rediss+sentinel://127.0.0.1:1/m"},
+                        ssl_validate_ocsp=True)
+    with app.app_context(), pytest.raises(TypeError, match="ssl_validate_ocsp cannot reach "
+                                                           "the sentinels"):
+        ext.client.ping()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,14 +20,66 @@ from redis.backoff import NoBackoff
 from .announcements import Address, MasterAnswer, read_master_answer
 
 
+class _PasswordedSSLConnection(AsyncSSLConnection):
+    """redis-py 6.x's asyncio TLS connection, which takes no ``ssl_password``
+    (the passphrase of an encrypted key file) nor ``ssl_ca_path``, as its
+    own later releases and its blocking connection do. Delete with 6.x."""
+
+    def __init__(self, *, ssl_password: str | None = None, ssl_ca_path: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ssl_password, self._ssl_ca_path = ssl_password, ssl_ca_path
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        # The plain connection's: its TLS one's would build a context that
+        # cannot read the key.
+        return {**AsyncConnection._connection_arguments(self), "ssl": self._context()}
+
+    def _context(self) -> ssl.SSLContext:
+        wanted = self.ssl_context  # redis-py's RedisSSLContext: what was asked for
+        context = ssl.create_default_context()
+        context.check_hostname = wanted.check_hostname
+        context.verify_mode = wanted.cert_reqs
+        if wanted.certfile and wanted.keyfile:
+            context.load_cert_chain(wanted.certfile, wanted.keyfile, self._ssl_password)
+        if wanted.ca_certs or wanted.ca_data or self._ssl_ca_path:
+            context.load_verify_locations(cafile=wanted.ca_certs, capath=self._ssl_ca_path,
+                                          cadata=wanted.ca_data)
+        if wanted.min_version is not None:
+            context.minimum_version = wanted.min_version
+        if wanted.ciphers is not None:
+            context.set_ciphers(wanted.ciphers)
+        return context
+
+
+#: The asyncio TLS connection to use: redis-py's own where it takes every
+#: option its blocking one does.
+_SSL_CONNECTION: type[AsyncConnection] = (
+    AsyncSSLConnection if "ssl_password" in inspect.signature(AsyncSSLConnection).parameters
+    else _PasswordedSSLConnection)
+
+
+def _accepted(kind: type[Any]) -> set[str]:
+    """The keyword arguments ``kind``, or a class it passes them up to, takes."""
+    return {name for cls in kind.__mro__ if "__init__" in vars(cls)
+            for name in inspect.signature(vars(cls)["__init__"]).parameters}
+
+
 class SentinelLinks:
     """Opens connections to sentinels with ``options`` (credentials, and
     ``ssl`` with the TLS files and options), and keeps track of those open,
     so that a forked child can let go of its parent's."""
 
     def __init__(self, options: Mapping[str, Any], connect_timeout: float) -> None:
-        self._kind = AsyncSSLConnection if options.get("ssl") else AsyncConnection
+        self._kind = _SSL_CONNECTION if options.get("ssl") else AsyncConnection
         self._options = {key: value for key, value in options.items() if key != "ssl"}
+        unknown = sorted(set(self._options) - _accepted(self._kind))
+        if unknown:
+            raise TypeError(
+                f"CoreRedis() options {', '.join(unknown)} cannot reach the sentinels: "
+                "redis-py's asyncio connections, with which the extension follows them, "
+                "do not take them. Leave them out, or reach the sentinels without TLS "
+                "(REDIS_SENTINEL_SSL=false).")
         self.connect_timeout = connect_timeout
         self._open: set[AsyncConnection] = set()
 
