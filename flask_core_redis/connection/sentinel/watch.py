@@ -75,7 +75,7 @@ class MasterWatch:
         self.sentinels = tuple(sentinels)
         self.connect_timeout = connect_timeout
         self._links = SentinelLinks(options, connect_timeout)
-        self._relay = EventRelay(events, f"flask-core-redis sentinel events {master!r}")
+        self._relay = EventRelay(events, f"flask-core-redis sentinel events of {self._about}")
         self._view = MasterView()
         self._changed = threading.Condition()
         self._loop_thread: LoopThread | None = None
@@ -88,8 +88,13 @@ class MasterWatch:
         _watches.add(self)
 
     def __repr__(self) -> str:
+        return f"<MasterWatch {self._about}>"
+
+    @property
+    def _about(self) -> str:
+        """Which master, through which sentinels: in reprs and thread names."""
         where = ",".join(f"{host}:{port}" for host, port in self.sentinels)
-        return f"<MasterWatch {self.master!r} via {where}>"
+        return f"{self.master!r} via {where}"
 
     # What pools ask -----------------------------------------------------------
 
@@ -156,7 +161,7 @@ class MasterWatch:
     def _running(self) -> LoopThread:
         """This process's loop thread, started if need be (with the lock)."""
         if self._loop_thread is None:
-            loop_thread = LoopThread(f"flask-core-redis sentinel watch {self.master!r}")
+            loop_thread = LoopThread(f"flask-core-redis sentinel watch of {self._about}")
             loop_thread.call(functools.partial(self._follow_all, loop_thread))
             self._loop_thread = loop_thread
         return self._loop_thread
