@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,8 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 import redis
 import trustme
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 T = TypeVar("T")
 
@@ -285,7 +288,9 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"{self.server} on port {self.port} exited:\n"
                                  + self.log_tail())
-        with self.client() as client:
+        # No retries: redis-py's own backoff would make each refused connect
+        # of a server still starting cost up to a second.
+        with self.client(retry=Retry(NoBackoff(), 0)) as client:
             return bool(client.ping())
 
     def _check_server(self) -> None:
@@ -391,10 +396,23 @@ class SentinelDeployment(Deployment):
                    f"sentinel failover-timeout {self.master_name} 5000",
                    f"sentinel parallel-syncs {self.master_name} 1",
                    *(["tls-replication yes"] if self.tls_data else [])]
+        # A sentinel learns of replicas from the master's INFO, which it asks
+        # for on connecting and then every 10 s: started once the replica is
+        # linked, it sees the replica at once.
+        wait_until(self._replica_linked, 30, "the replica to link to its master")
         mixed = self.tls_data != self.tls_sentinels
+        ports = [(free_port(), free_port() if tls and mixed else None) for _ in range(3)]
+        # Each sentinel is told of the others, which it would otherwise learn
+        # from their hello messages, sent every 2 s.
+        ids = [secrets.token_hex(20) for _ in ports]
+        peers = [f"{LOOPBACK} {port if self.tls_data or plain is None else plain} {run_id}"
+                 for (port, plain), run_id in zip(ports, ids, strict=True)]
         self.sentinels = [self.add(RedisProcess(
-            workdir, free_port(), monitor, sentinel=True, tls=tls,
-            plain_port=free_port() if tls and mixed else None)) for _ in range(3)]
+            workdir, port, [*monitor, f"sentinel myid {ids[index]}",
+                            *(f"sentinel known-sentinel {self.master_name} {peer}"
+                              for other, peer in enumerate(peers) if other != index)],
+            sentinel=True, tls=tls, plain_port=plain))
+            for index, (port, plain) in enumerate(ports)]
         wait_until(self._settled, 30, "sentinels to see each other and the replica")
 
     def _settled(self) -> bool:
@@ -404,6 +422,16 @@ class SentinelDeployment(Deployment):
                 state = client.sentinel_masters()[self.master_name]
                 if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
                     return False
+                # Linked to its peers (a failover needs their votes) and to
+                # the replica, whose INFO it has read (no promotion without).
+                peers = [*client.sentinel_sentinels(self.master_name),
+                         *client.sentinel_slaves(self.master_name)]
+                if any(peer["is_disconnected"] or peer.get("info-refresh", 0) > 5000
+                       for peer in peers):
+                    return False
+        return self._replica_linked()
+
+    def _replica_linked(self) -> bool:
         with self.replica.client() as client:
             return bool(client.info("replication")["master_link_status"] == "up")
 
