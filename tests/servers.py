@@ -424,10 +424,13 @@ class SentinelDeployment(Deployment):
                     return False
                 # Linked to its peers (a failover needs their votes) and to
                 # the replica, whose INFO it has read (no promotion without).
-                peers = [*client.sentinel_sentinels(self.master_name),
-                         *client.sentinel_slaves(self.master_name)]
-                if any(peer["is_disconnected"] or peer.get("info-refresh", 0) > 5000
-                       for peer in peers):
+                # Raw replies: redis-py 6.4's parsers fail on their own keyword.
+                peers = [dict(zip(fields[::2], fields[1::2], strict=True))
+                         for kind in ("SENTINELS", "REPLICAS")
+                         for fields in client.execute_command(
+                             "SENTINEL", kind, self.master_name)]
+                if any("disconnected" in peer["flags"].split(",")
+                       or int(peer.get("info-refresh", 0)) > 5000 for peer in peers):
                     return False
         return self._replica_linked()
 
