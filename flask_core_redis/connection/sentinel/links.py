@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
 from .announcements import Address, MasterAnswer, read_master_answer
+from .threads import task_of
 
 
 class _PasswordedSSLConnection(AsyncSSLConnection):
@@ -96,7 +97,7 @@ class SentinelLinks:
     async def connect(self, connection: AsyncConnection) -> None:
         """Connect, within the connect timeout, whatever the server does."""
         try:
-            await asyncio.wait_for(connection.connect(), self.connect_timeout)
+            await asyncio.wait_for(task_of(connection.connect()), self.connect_timeout)
         except asyncio.TimeoutError:
             raise asyncio.TimeoutError(
                 f"no connection within {self.connect_timeout * 1000:.0f} ms") from None

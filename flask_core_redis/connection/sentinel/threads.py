@@ -10,15 +10,31 @@ import contextvars
 import queue
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from ..events import ConnectionEvents, EventKind
+
+T = TypeVar("T")
 
 #: How long a task that was cancelled is given to end before it is cancelled
 #: again: before Python 3.12, wait_for() loses a cancellation that comes as
 #: what it waits for completes.
 CANCEL_ROUND_SECONDS = 0.05
+
+
+def task_of(awaitable: Awaitable[T]) -> asyncio.Future[T]:
+    """``awaitable`` as a task whose failure is always read: one that ends
+    with an error of its own after its waiter gave up (the watch stopping)
+    would otherwise be reported as "Task exception was never retrieved"."""
+    task = asyncio.ensure_future(awaitable)
+    task.add_done_callback(_read_outcome)
+    return task
+
+
+def _read_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class LoopThread:
@@ -70,7 +86,9 @@ class LoopThread:
 class EventRelay:
     """Emits events on ``events`` (held weakly: the relay must not keep a
     registration alive) from a daemon thread of its own, started with the
-    first event, in the order they come."""
+    first event, in the order they come; between :meth:`stop` and
+    :meth:`open`, events are dropped (a watch's loop still stopping must
+    not start a thread that nobody stops)."""
 
     def __init__(self, events: ConnectionEvents, name: str) -> None:
         self._events = weakref.ref(events)
@@ -79,14 +97,22 @@ class EventRelay:
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._open = False
+
+    def open(self) -> None:
+        """Take events again."""
+        with self._lock:
+            self._open = True
 
     def emit(self, kind: EventKind, **details: Any) -> None:
         with self._lock:
+            if not self._open:
+                return
             if self._thread is None:
                 self._thread = threading.Thread(target=self._relay, args=(self._queue,),
                                                 name=self._name, daemon=True)
                 self._thread.start()
-        self._queue.put((kind, details))
+            self._queue.put((kind, details))
 
     def _relay(self, events_queue: queue.SimpleQueue[Any]) -> None:
         while (item := events_queue.get()) is not None:
@@ -101,8 +127,9 @@ class EventRelay:
 
     def stop(self, wait: float) -> None:
         """Emit what is queued, then end the thread, waiting up to ``wait``
-        seconds for it; the next event starts another."""
+        seconds for it; drop events until :meth:`open`."""
         with self._lock:
+            self._open = False
             thread, self._thread = self._thread, None
             events_queue, self._queue = self._queue, queue.SimpleQueue()
         if thread is not None:
@@ -112,5 +139,6 @@ class EventRelay:
     def forget(self) -> None:
         """In a forked child, where the thread is not: start afresh."""
         self._lock = threading.Lock()
+        self._open = False
         self._thread = None
         self._queue = queue.SimpleQueue()

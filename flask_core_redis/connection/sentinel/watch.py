@@ -42,7 +42,7 @@ from .announcements import (
     read_announcement,
 )
 from .links import SentinelLinks
-from .threads import EventRelay, LoopThread
+from .threads import EventRelay, LoopThread, task_of
 from .view import MasterView
 
 #: How often each subscription is PINGed.
@@ -161,6 +161,7 @@ class MasterWatch:
     def _running(self) -> LoopThread:
         """This process's loop thread, started if need be (with the lock)."""
         if self._loop_thread is None:
+            self._relay.open()
             loop_thread = LoopThread(f"flask-core-redis sentinel watch of {self._about}")
             loop_thread.call(functools.partial(self._follow_all, loop_thread))
             self._loop_thread = loop_thread
@@ -221,7 +222,8 @@ class MasterWatch:
                 self._hear(reply)
             asked_at = time.monotonic()
             self._answered(await asyncio.wait_for(
-                self._links.ask_master(sentinel, self.master), self.connect_timeout), asked_at)
+                task_of(self._links.ask_master(sentinel, self.master)), self.connect_timeout),
+                asked_at)
             self._emit("sentinel", sentinel, f"following master {self.master!r}")
             self._linked.add(sentinel)
             while True:
@@ -315,7 +317,7 @@ class MasterWatch:
     async def _ask_every_sentinel(self, ends: float) -> RedisError | None:
         """None once an answer confirms the master; else what went wrong."""
         asked_at = time.monotonic()
-        asking = {asyncio.ensure_future(self._links.ask_master(sentinel, self.master)): sentinel
+        asking = {task_of(self._links.ask_master(sentinel, self.master)): sentinel
                   for sentinel in self.sentinels}
         said: dict[Address, str] = {}
         refusals: list[AuthenticationError] = []
