@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -37,6 +38,7 @@ LOOPBACK = "127.0.0.1"
 _handed_out: set[int] = set()
 
 SERVER_VARIABLE = "FLASK_CORE_REDIS_TEST_SERVER"
+PORTS_VARIABLE = "FLASK_CORE_REDIS_TEST_PORTS"
 SERVERS = ("redis", "valkey")
 
 
@@ -144,13 +146,38 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+#: Where a session that shares the machine with another picks its ports:
+#: below the kernel's ephemeral range (bind(0) there hands out even ports
+#: only), with room for a cluster node's bus port 10000 above.
+SHARED_PORTS = range(10000, 22768)
+
+
+def _port_parity() -> int | None:
+    """With PORTS_VARIABLE set, this session takes only the even or only
+    the odd ports of SHARED_PORTS: two sessions side by side never pick the
+    same one in the moment between probing it and a server listening on it."""
+    chosen = os.environ.get(PORTS_VARIABLE, "")
+    if chosen not in ("", "even", "odd"):
+        raise pytest.UsageError(f"{PORTS_VARIABLE}={chosen!r}: accepted are even, odd, "
+                                "or unset (any port)")
+    return {"even": 0, "odd": 1}.get(chosen)
+
+
+def _candidate_port(parity: int | None) -> int:
+    if parity is not None:
+        port = random.randrange(SHARED_PORTS.start + parity, SHARED_PORTS.stop, 2)
+        return port if _port_is_free(port) else 0
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
 def free_port(*, cluster: bool = False) -> int:
     """A loopback port nobody listens on; for a cluster node, port + 10000 too."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            port = int(probe.getsockname()[1])
-        if port in _handed_out or port == 6379:
+    parity = _port_parity()
+    for _ in range(400):
+        port = _candidate_port(parity)
+        if port in (0, 6379) or port in _handed_out:
             continue
         if cluster and (port > 55535 or not _port_is_free(port + 10000)):
             continue

@@ -40,3 +40,19 @@ def test_a_server_that_is_not_the_chosen_one_fails_the_test(tmp_path):
     with pytest.raises(AssertionError, match=f"is {SERVER}, but this run is on {claimed}"):
         process.start()
     assert process.process is not None and process.process.poll() is not None
+
+
+@pytest.mark.parametrize("parity", ["even", "odd"])
+def test_two_sessions_side_by_side_take_ports_of_their_own_parity(monkeypatch, parity):
+    """scripts/test runs two passes at once, one on even ports, the other on
+    odd ones: neither can take a port the other probed but has not yet
+    started a server on."""
+    monkeypatch.setenv("FLASK_CORE_REDIS_TEST_PORTS", parity)
+    ports = [free_port() for _ in range(50)] + [free_port(cluster=True) for _ in range(5)]
+    assert {port % 2 for port in ports} == {0 if parity == "even" else 1}
+
+
+def test_a_port_parity_of_another_kind_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("FLASK_CORE_REDIS_TEST_PORTS", "3")
+    with pytest.raises(pytest.UsageError, match=r"FLASK_CORE_REDIS_TEST_PORTS='3'.*even, odd"):
+        free_port()
