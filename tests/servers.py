@@ -391,6 +391,13 @@ class Deployment:
             process.stop()
 
 
+def _fields(reply: Any) -> dict[str, Any]:
+    """A Sentinel reply on one instance as a dict, parsed by redis-py or not."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 class SentinelDeployment(Deployment):
     """One master, one replica and three sentinels watching them.
 
@@ -451,10 +458,11 @@ class SentinelDeployment(Deployment):
                     return False
                 # Linked to its peers (a failover needs their votes) and to
                 # the replica, whose INFO it has read (no promotion without).
-                # Raw replies: redis-py 6.4's parsers fail on their own keyword.
-                peers = [dict(zip(fields[::2], fields[1::2], strict=True))
-                         for kind in ("SENTINELS", "REPLICAS")
-                         for fields in client.execute_command(
+                # Not sentinel_sentinels() nor sentinel_slaves(): redis-py
+                # 6.4's fail as sentinel_master() does; its raw replies are
+                # flat lists, redis-py 8's are parsed.
+                peers = [_fields(reply) for kind in ("SENTINELS", "REPLICAS")
+                         for reply in client.execute_command(
                              "SENTINEL", kind, self.master_name)]
                 if any("disconnected" in peer["flags"].split(",")
                        or int(peer.get("info-refresh", 0)) > 5000 for peer in peers):
