@@ -9,10 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from rq.job import Job
 
 from flask_core_redis import ConfigurationError
-from flask_core_redis.integrations.worker import DEFAULT_STOP_TIMEOUT, MIN_STOP_TIMEOUT
+from flask_core_redis.integrations.worker import (
+    DEFAULT_STOP_TIMEOUT,
+    MIN_STOP_TIMEOUT,
+    SupervisedWorker,
+    WorkerSupervisor,
+    worker_class,
+)
 
 from . import jobs
 from .queue_app import create_app, redis_ext
@@ -201,6 +208,38 @@ def test_a_worker_run_in_process_leaves_the_signal_handlers_as_it_found_them(
     before = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
     result = app.test_cli_runner().invoke(args=["redis", "worker", "--burst"])
     assert result.exit_code == 0, result.output
+    assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == before
+
+
+def test_a_stop_signal_while_a_failed_worker_lets_go_of_its_subscription_is_a_stop(
+        own_redis_server, make_app, monkeypatch):
+    """RQ's worker quits on a RedisError (Redis went away during its
+    maintenance, say) with its own signal handlers still installed; a
+    SIGTERM that comes while it lets go of its subscription, before it is
+    started again, stops the supervisor as asked (seen under load: RQ's
+    handler raised StopRequested there, and the worker exited 1)."""
+    app, _ = make_app({"REDIS_URL": f"redis://{own_redis_server.address}"})
+
+    def work_then_fail(self, burst=False):
+        self._install_signal_handlers()  # as RQ's work() does first
+        raise redis.ConnectionError("Connection refused.")
+
+    signalled = []
+    unsubscribe = SupervisedWorker.unsubscribe
+
+    def unsubscribe_as_the_signal_comes(self):
+        if not signalled:
+            signalled.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        unsubscribe(self)
+
+    monkeypatch.setattr(worker_class(), "work", work_then_fail)
+    monkeypatch.setattr(SupervisedWorker, "unsubscribe", unsubscribe_as_the_signal_comes)
+    said: list[str] = []
+    before = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)]
+    with app.app_context():
+        WorkerSupervisor(redis_ext._state(), ["default"], say=said.append).run()
+    assert said == ["the worker stopped as asked (SIGTERM)"]
     assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)] == before
 
 

@@ -298,7 +298,10 @@ class WorkerSupervisor:
             rq_worker: Any = None
             try:
                 rq_worker = self._new_worker()
-                rq_worker.work(burst=self.burst)
+                try:
+                    rq_worker.work(burst=self.burst)
+                finally:  # RQ's handlers, left installed, would raise StopRequested anywhere
+                    self._listen_for_stop()
             except SystemExit:  # RQ's cold shutdown: a second signal, or the watchdog's
                 if rq_worker is None or not rq_worker.stop_asked:
                     raise
@@ -321,7 +324,6 @@ class WorkerSupervisor:
                     rq_worker.unsubscribe()
             delay = LinearBackoff().compute(failures)
             self._say(f"the worker stopped on {why}; starting again in {delay * 1000:.0f} ms")
-            self._listen_for_stop()
             time.sleep(delay)
 
 
