@@ -75,7 +75,11 @@ def test_retry_policy_survives_master_for(make_app):
 
 
 def test_forced_failover_moves_writes_to_the_new_master(make_app, own_sentinel, key):
-    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 500})
+    # The deadline: on a starved machine (the suite run with both cores busy)
+    # the sentinels may fail the new master over again, on their own, while
+    # the writes below run; they wait for its outcome instead of failing.
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 500,
+                         "REDIS_RETRY_DEADLINE": 30_000})
     old_port = own_sentinel.master_port()
     with app.app_context():
         client = ext.client
