@@ -309,10 +309,10 @@ def test_a_pool_idle_across_a_failover_writes_to_the_new_master(make_app, own_se
 
 
 def watch_threads(deployment):
-    """The threads of the watches that follow ``deployment``'s sentinels (and
-    of the master checks before them); other tests' are not counted."""
+    """The threads of the watches that follow ``deployment``'s sentinels;
+    other tests' are not counted."""
     return [t for t in threading.enumerate() if t.name.startswith("flask-core-redis")
-            and ("master check" in t.name or deployment.sentinels[0].address in t.name)]
+            and deployment.sentinels[0].address in t.name]
 
 
 def test_close_leaves_no_thread_and_no_sentinel_socket(make_app, own_sentinel, key):
