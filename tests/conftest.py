@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,27 @@ def server_keys(request: pytest.FixtureRequest, mode: str, mode_app: AppFactory,
         return found
 
     return find
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many Python blocks of the README and the docs ran, and how many
+    were left out by their mark, by reason (tests/test_examples.py)."""
+    from .examples import chains, every_block
+
+    blocks = every_block()
+    runnable = {block.name for chain in chains(blocks) for block in chain.blocks}
+    outcomes: Counter[str] = Counter()
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_the_example_runs_as_written" in getattr(report, "nodeid", "") and (
+                    report.when == "call" or outcome != "passed"):
+                outcomes[outcome] += 1
+    if not sum(outcomes.values()):
+        return
+    not_run = Counter(block.not_run for block in blocks if block.not_run is not None)
+    reasons = "; ".join(f"{reason}: {count}" for reason, count in sorted(not_run.items()))
+    runs = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    terminalreporter.write_line(
+        f"examples: {len(blocks)} Python blocks in README.md and docs/: {len(runnable)} run "
+        f"({runs}, one run per block chain and server), {sum(not_run.values())} not run by "
+        f"mark" + (f" ({reasons})" if reasons else ""))

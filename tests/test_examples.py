@@ -1,0 +1,99 @@
+"""Every Python block of the README and the docs runs as written, on the
+servers its mark names (see tests/examples.py); the run's count of blocks run
+and blocks not run, by reason, is printed at the end of the session."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_core_redis import CoreRedis
+
+from .conftest import is_configuration
+from .examples import Block, Chain, chains, every_block
+from .servers import refusing_default_port
+
+BLOCKS = every_block()
+CHAINS = chains(BLOCKS)
+#: The libraries of the ecosystem extra, left out of the passes without it.
+_ECOSYSTEM = re.compile(r"^\s*(from|import)\s+(flask_session|flask_caching|flask_limiter|"
+                        r"celery|kombu|rq_dashboard)\b", re.M)
+
+
+def _cases() -> Iterator[Any]:
+    for chain in CHAINS:
+        marks = [pytest.mark.ecosystem] if any(
+            _ECOSYSTEM.search(block.code) for block in chain.blocks) else []
+        for target in chain.targets:
+            extra = [] if target == "memory" else [pytest.mark.integration]
+            yield pytest.param(chain, target, marks=[*marks, *extra],
+                               id=f"{chain.name}-{target}")
+
+
+def not_run_by_reason() -> Counter[str]:
+    return Counter(block.not_run for block in BLOCKS if block.not_run is not None)
+
+
+def _environment(request: pytest.FixtureRequest, target: str) -> dict[str, str]:
+    if target == "memory":
+        return {"REDIS_URL": f"memory://example-{uuid.uuid4().hex}"}
+    if target == "redis":
+        return {"REDIS_URL": f"redis://{request.getfixturevalue('own_redis_server').address}"}
+    if target == "tls":
+        server = request.getfixturevalue("tls_server")
+        return {"REDIS_URL": f"rediss://{server.address}",
+                **request.getfixturevalue("tls_files").config()}
+    if target == "sentinel":
+        sentinel = request.getfixturevalue("sentinel")
+        return {"REDIS_SENTINELS": sentinel.sentinel_addresses,
+                "REDIS_SENTINEL_MASTER": sentinel.master_name}
+    cluster = request.getfixturevalue("cluster")
+    return {"REDIS_CLUSTER_NODES": ",".join(node.address for node in cluster.nodes[:3])}
+
+
+def _close_extensions(namespace: dict[str, Any]) -> None:
+    """Close what the example's apps opened (pools, watches)."""
+    apps = [value for value in namespace.values() if isinstance(value, Flask)]
+    for app in apps:
+        for ext in {id(e): e for e in namespace.values() if isinstance(e, CoreRedis)}.values():
+            if ext.config_prefix in app.extensions.get("core_redis", {}):
+                with app.app_context():
+                    ext.close()
+
+
+def run_block(block: Block, namespace: dict[str, Any]) -> None:
+    # Padded so a traceback names the line of the Markdown file.
+    code = "\n" * block.line + block.code
+    exec(compile(code, block.page, "exec"), namespace)
+
+
+@pytest.mark.parametrize(("chain", "target"), list(_cases()))
+def test_the_example_runs_as_written(request: pytest.FixtureRequest, chain: Chain,
+                                     target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if is_configuration(name)]:
+        monkeypatch.delenv(name)
+    for name, value in _environment(request, target).items():
+        monkeypatch.setenv(name, value)
+    namespace: dict[str, Any] = {"__name__": "__example__"}
+    with refusing_default_port() as attempts:
+        try:
+            for block in chain.blocks:
+                run_block(block, namespace)
+        finally:
+            _close_extensions(namespace)
+    assert not attempts, f"the example tried to connect to {attempts}"
+
+
+def test_every_python_block_is_run_or_marked() -> None:
+    """The marks parse (a typo would leave a block silently unrun), and the
+    docs hold examples at all."""
+    assert CHAINS, "no runnable Python block found in README.md and docs/"
+    ran = sum(len(chain.blocks) for chain in CHAINS)
+    assert ran + sum(not_run_by_reason().values()) == len(BLOCKS)
