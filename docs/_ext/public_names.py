@@ -1,0 +1,88 @@
+"""Cross-references from the package's docstrings and annotations to the
+names the API reference documents them under.
+
+Autodoc writes a type by the module that defines it
+(``flask_core_redis.plugin_api.context.PluginContext``), while the reference
+documents it where users import it (``flask_core_redis.PluginContext``); a
+docstring written inside a module names its neighbours briefly
+(``:class:`RedisUnavailable```). Under nitpicky mode both would be warnings.
+On a reference Sphinx could not resolve, this extension:
+
+- resolves a dotted name of the package to the documented name of the very
+  same object;
+- resolves a short name to the one documented object whose name ends with
+  it, when exactly one does;
+- renders a type variable (``T``) as plain text: it names no object.
+
+Anything else stays unresolved, and the build says so."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, TypeVar
+
+from docutils import nodes
+from sphinx.addnodes import pending_xref
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.util.nodes import make_refnode
+
+PACKAGE = "flask_core_redis"
+
+
+def _import(name: str) -> Any:
+    """The object a dotted name denotes, or None."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                target = getattr(target, attribute)
+        except AttributeError:
+            return None
+        return target
+    return None
+
+
+def _documented(env: BuildEnvironment) -> dict[str, Any]:
+    """The Python objects of the build, by full name."""
+    return env.get_domain("py").objects  # type: ignore[attr-defined,no-any-return]
+
+
+def _same_object(env: BuildEnvironment, target: str) -> str | None:
+    wanted = _import(target)
+    if wanted is None:
+        return None
+    found = [name for name in _documented(env)
+             if name.startswith(PACKAGE) and name.rsplit(".", 1)[-1] == target.rsplit(".", 1)[-1]
+             and _import(name) is wanted]
+    return found[0] if len(found) == 1 else None
+
+
+def _by_suffix(env: BuildEnvironment, target: str) -> str | None:
+    found = [name for name in _documented(env) if name.endswith(f".{target}")]
+    return found[0] if len(found) == 1 else None
+
+
+def resolve(app: Sphinx, env: BuildEnvironment, node: pending_xref,
+            contnode: nodes.TextElement) -> nodes.Element | None:
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"]
+    if target.startswith(PACKAGE) and isinstance(_import(target), TypeVar):
+        return contnode
+    name = (_same_object(env, target) if target.startswith(f"{PACKAGE}.")
+            else _by_suffix(env, target))
+    if name is None:
+        return None
+    entry = _documented(env)[name]
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id,
+                        contnode, name)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("missing-reference", resolve)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
