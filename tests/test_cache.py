@@ -49,7 +49,7 @@ def test_every_write_has_a_ttl(cache_app):
         ext.cache.set("default-ttl", 1)
         ext.cache.set("short", 1, ttl=30)
         keys = {key.rsplit(":", 1)[1]: key for key in ext.client.scan_iter(
-            match=f"{{{ext.settings.key_prefix}cache:default}}:*")}
+            match=f"{ext.settings.key_prefix}{{cache:default}}:*")}
         assert 3_590_000 < ext.client.pttl(keys["default-ttl"]) <= 3_600_000
         assert 0 < ext.client.pttl(keys["short"]) <= 30_000
         raw = ext.client.get(keys["short"])
@@ -259,7 +259,7 @@ def test_raw_values_are_json_with_xfetch_header(cache_app):
     app, ext = cache_app
     with app.app_context():
         ext.cache.set("doc", {"a": [1, "x"]}, ttl=60)
-        (key,) = list(ext.client.scan_iter(match=f"*{ext.settings.key_prefix}cache:default}}:*doc"))
+        (key,) = list(ext.client.scan_iter(match=f"{ext.settings.key_prefix}{{cache:default}}:*doc"))
         version, compute_ms, expires_ms, payload = ext.client.get(key).split(":", 3)
     assert json.loads(payload) == {"a": [1, "x"]}
     assert float(expires_ms) > time.time() * 1000

@@ -80,7 +80,7 @@ class BinarySerializerPlugin:
 
 
 def entry_pattern(ext, key, namespace="default"):
-    return f"{{{ext.settings.key_prefix}cache:{namespace}}}:{key}"
+    return f"{ext.settings.key_prefix}{{cache:{namespace}}}:{key}"
 
 
 @pytest.fixture

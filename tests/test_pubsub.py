@@ -20,7 +20,8 @@ def test_a_subscriber_receives_what_is_published(mode_app, mode):
         wait_until(lambda: ext.publish("alerts", "first") >= 1, 10,
                    "the subscription to be active", interval=0.05)
         message = next_message(pubsub)
-        assert (message["channel"], message["data"]) == ("alerts", "first")
+        channel = ext.settings.key_prefix + "alerts"  # KEY_PREFIX goes before every channel
+        assert (message["channel"], message["data"]) == (channel, "first")
         ext.publish("news", "second")
         assert next_message(pubsub)["data"] == "second"
         assert message["type"] == ("smessage" if mode == "cluster" else "message")

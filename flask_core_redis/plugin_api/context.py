@@ -81,6 +81,8 @@ class PluginContext:
         return ":".join([f"{self.key_prefix}{namespace}", *map(str, parts)])
 
     def slot_tag(self, namespace: str, *parts: object) -> str:
-        """Like :meth:`key`, as a Cluster hash tag: keys that start with the same
-        tag live in one slot, so one script may use them all."""
-        return "{" + self.key(namespace, *parts) + "}"
+        """``KEY_PREFIX + "{" + namespace:parts + "}"``, e.g. ``shop:{cache:profiles}``:
+        a Cluster hash tag after the prefix. Keys that start with the same tag
+        live in one slot, so one script may use them all; the prefix still
+        starts every key, so an ACL user confined to ``~shop:*`` reaches them."""
+        return self.key_prefix + "{" + ":".join([namespace, *map(str, parts)]) + "}"

@@ -6,7 +6,9 @@ Each shard's keys share a hash tag, so a change to one user is one atomic
 script or transaction. The tags are picked so that shard ``i`` falls in the
 ``i``-th equal part of the 16,384 slots: a cluster that splits its slots into
 equal ranges, as ``redis-cli --cluster create`` does, gets the same number of
-shards on every master. With one shard the tag is ``{<prefix>presence}``.
+shards on every master. The key prefix comes before the tag, so every key
+starts with it: ``shop:{presence:3.1}:users``; with one shard the tag is
+``shop:{presence}``.
 
 Keys of a shard, under its tag:
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import binascii
 import zlib
+from collections.abc import Callable
 
 #: How many hash slots a Redis Cluster has.
 CLUSTER_SLOTS = 16384
@@ -67,9 +70,11 @@ class Shard:
 class Shards:
     """Every shard of one app's presence data."""
 
-    def __init__(self, base: str, count: int) -> None:
+    def __init__(self, slot_tag: Callable[[str], str], base: str, count: int) -> None:
+        """``slot_tag`` turns a tag's content into the full tag, prefix
+        included (:meth:`PluginContext.slot_tag`)."""
         tags = [base] if count == 1 else [_spread_tag(base, i, count) for i in range(count)]
-        self.all = [Shard("{" + tag + "}") for tag in tags]
+        self.all = [Shard(slot_tag(tag)) for tag in tags]
 
     def of(self, user: str) -> Shard:
         return self.all[zlib.crc32(user.encode()) % len(self.all)]

@@ -120,9 +120,8 @@ class PresencePlugin:
         self.default_ttl, seen_days, shards, self.max_connections = (
             context.setting(key) for key in CONFIG_KEYS)
         self.seen_ms = seen_days * 86_400_000
-        self._shards = Shards(context.key("presence"), shards)
+        self._shards = Shards(context.slot_tag, "presence", shards)
         self._offline_listeners: list[Callable[[str], None]] = []
-        self._legacy_expired = threading.Event()
         self._replay_ms = replay_window_ms(context.settings)
         self._bindings_stop = threading.Event()
 
@@ -270,7 +269,6 @@ class PresencePlugin:
         """Drop the users whose every connection has expired, on every shard (up
         to ``SWEEP_PER_CALL`` each, one round trip per master), tell the
         ``on_offline`` listeners, and return them."""
-        self._expire_legacy_keys()
         now = _now_ms()
         replies = run_scripts(self.context.fail_fast_client(), [
             (SWEEP, *self._once(shard, [shard.users, shard.present, shard.seen],
@@ -289,19 +287,6 @@ class PresencePlugin:
                     listener(as_text(user))
                 except Exception:
                     logger.exception("presence: an on_offline listener failed")
-
-    def _expire_legacy_keys(self) -> None:
-        """Give the keys of the layout before shards (one hash tag, a packed
-        hash of connections) a TTL of ``PRESENCE_SEEN_DAYS``, once per process:
-        nothing reads them any more."""
-        if self._legacy_expired.is_set():
-            return
-        client = self.context.fail_fast_client()
-        tag = self.context.slot_tag("presence")
-        for name in (f"{tag}:online", f"{tag}:conns", f"{tag}:sweep"):
-            if client.ttl(name) == -1:  # exists, without a TTL
-                client.pexpire(name, self.seen_ms)
-        self._legacy_expired.set()
 
     # Questions --------------------------------------------------------------
 
