@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, abort, request
 
 from example_app import create_app as create_demo
 from example_app.extensions import redis_ext
+from flask_core_redis.integrations.queues import queue
 from flask_core_redis.plugins.cache import CachePlugin
 from flask_core_redis.plugins.otp import OtpPlugin, OtpRateLimited
 from flask_core_redis.plugins.presence import PresencePlugin
@@ -119,7 +120,7 @@ def otp_check(phone: str) -> dict[str, Any]:
 
 @endpoints.post("/jobs/<token>")
 def enqueue(token: str) -> dict[str, Any]:
-    job = redis_ext.queue(QUEUE).enqueue(record_job, token, job_id=job_id(token))
+    job = queue(redis_ext, QUEUE).enqueue(record_job, token, job_id=job_id(token))
     return {"id": job.id}
 
 
@@ -152,8 +153,8 @@ def incr_read() -> dict[str, Any]:
 def jobs_read() -> dict[str, Any]:
     """The jobs that ran, and those RQ holds as failed: they raised (their
     own write met an outage), or their worker lost Redis while they ran."""
-    queue = redis_ext.queue(QUEUE)
-    queue.started_job_registry.cleanup()  # abandoned jobs -> failed
-    failed = queue.failed_job_registry.get_job_ids()
+    job_queue = queue(redis_ext, QUEUE)
+    job_queue.started_job_registry.cleanup()  # abandoned jobs -> failed
+    failed = job_queue.failed_job_registry.get_job_ids()
     return {"done": sorted(redis_ext.client.smembers(JOBS_DONE)),
             "failed": [name.removeprefix(job_id("")) for name in failed]}

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, session
 from flask_socketio import SocketIO
 
+from flask_core_redis.integrations.socketio_manager import socketio_manager
 from flask_core_redis.plugins.presence import PresencePlugin
 
 from .extensions import redis_ext
@@ -36,7 +37,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # One SocketIO per app, not one in extensions.py: Flask-SocketIO keeps a
         # single server per object, so a shared one would serve only the last app.
         # Socket.IO servers of this app reach each other through its Redis.
-        socketio = SocketIO(app, client_manager=redis_ext.socketio_manager(),
+        socketio = SocketIO(app, client_manager=socketio_manager(redis_ext),
                             async_mode="threading")
         redis_ext.plugin(PresencePlugin).bind_socketio(
             socketio, identify=lambda auth: session.get("user"))

@@ -21,6 +21,7 @@ from flask import (
 from flask_socketio import SocketIO
 from werkzeug.wrappers import Response
 
+from flask_core_redis.integrations.queues import queue
 from flask_core_redis.plugins.cache import CachePlugin
 from flask_core_redis.plugins.otp import (
     OtpPlugin,
@@ -70,7 +71,7 @@ def register_views(app: Flask, socketio: SocketIO) -> None:
             return _back_with_error(_wait_message(limited))
         except OtpUnavailable:
             return _back_with_error(CODES_UNAVAILABLE)
-        redis_ext.queue("sms").enqueue(deliver_sms, phone, seal(f"Your login code is {code}"))
+        queue(redis_ext, "sms").enqueue(deliver_sms, phone, seal(f"Your login code is {code}"))
         session["pending_phone"] = phone
         flash("We sent you a code. It is valid for 5 minutes.", "info")
         return redirect(url_for("index"))

@@ -3,18 +3,19 @@ per-app state (:mod:`.state`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, NoReturn, TypeVar
 
 from flask import Flask, has_app_context
+from redis.client import PubSub
 
 from .cli import redis_group
 from .config import Settings, config_source, load_settings, settings_from
 from .connection import AnyClient, ConnectionEvents
 from .connection.options import accepted_options, any_mode_options, check_options
-from .errors import ConfigurationError, PluginNotAvailable
-from .integrations.pubsub import publish, subscribe
-from .integrations.queues import make_queue
+from .connection.pubsub import ShardedPubSub, publish, subscribe
+from .errors import PluginNotAvailable
 from .plugin_api.manager import Plugins, available_plugins
 from .routes import register_routes
 from .state import RedisState, current_state, register, registered_states
@@ -36,7 +37,14 @@ class CoreRedis:
     configuration (retry, connection class, addresses).
 
     Plugins are reached with :meth:`plugin` (typed), :attr:`plugins` (by
-    name), or as attributes named after them: ``ext.presence``, ``ext.cache``."""
+    name), or as attributes named after them: ``ext.presence``, ``ext.cache``
+    (inside an app context, ``dir(ext)`` lists the enabled ones).
+
+    Integrations with other libraries are functions of
+    :mod:`flask_core_redis.integrations` that take the extension first:
+    ``queue(ext, "emails")``, ``socketio_manager(ext)``,
+    ``session_interface(ext, app)``, ``limiter_storage(ext)``,
+    ``kombu_broker(ext)``, ``init_rq_dashboard(ext, app)``."""
 
     def __init__(self, app: Flask | None = None, *, config_prefix: str = "REDIS",
                  default_url: str | None = None, **client_options: Any) -> None:
@@ -113,14 +121,17 @@ class CoreRedis:
         state.close_with_unit_of_work(client)
         return client
 
-    def subscribe(self, *channels: str) -> Any:
-        """A PubSub subscribed to ``channels``, on a duplicate connection of its
-        own (no read timeout, health checks on; sharded in Cluster). Closed as
+    def subscribe(self, *channels: str) -> PubSub | ShardedPubSub:
+        """A PubSub subscribed to ``channels``, each after ``KEY_PREFIX`` (with
+        ``shop:``, ``subscribe("news")`` listens on ``shop:news``, the name its
+        messages carry), on a duplicate connection of its own (no read
+        timeout, health checks on; sharded in Cluster). Closed as
         :meth:`duplicate` says."""
         state = self._state()
         client = state.duplicate()
         try:
-            subscription = subscribe(client, *channels)
+            prefix = state.settings.key_prefix
+            subscription = subscribe(client, *(prefix + channel for channel in channels))
         except BaseException:
             client.close()
             raise
@@ -128,9 +139,10 @@ class CoreRedis:
         return subscription
 
     def publish(self, channel: str, message: str | bytes) -> int:
-        """Publish on the current app's Redis (sharded in Cluster); the number of
-        subscribers that received it."""
-        return publish(self.client, channel, message)
+        """Publish on ``channel`` after ``KEY_PREFIX`` (``shop:news`` for
+        ``"news"``) on the current app's Redis (sharded in Cluster); the number
+        of subscribers that received it."""
+        return publish(self.client, self.settings.key_prefix + channel, message)
 
     # Plugins -----------------------------------------------------------------
 
@@ -148,6 +160,15 @@ class CoreRedis:
         if stand_in is not None and not has_app_context():
             return stand_in(lambda: self._instance_of(cls))  # type: ignore[no-any-return]
         return self._instance_of(cls)
+
+    def __dir__(self) -> list[str]:
+        """The attributes, and inside an app context the names of the current
+        app's enabled plugins (``cache``, ``otp``...), for completion."""
+        names = set(super().__dir__())
+        if has_app_context():
+            with contextlib.suppress(RuntimeError):  # not registered on this app
+                names.update(self._state().plugins.records)
+        return sorted(names)
 
     def __getattr__(self, name: str) -> Any:
         """``ext.<name>``: the current app's plugin named ``name``."""
@@ -195,28 +216,6 @@ class CoreRedis:
         raise PluginNotAvailable(f"{what}; enabled: {plugins.summary()} (see "
                                  f"{self.config_prefix}_PLUGINS and "
                                  f"{self.config_prefix}_DISABLED_PLUGINS)")
-
-    # Integrations ------------------------------------------------------------
-
-    def queue(self, name: str = "default", **options: Any) -> Any:
-        """An ``rq.Queue`` on the current app's Redis, with a client of its own.
-        In memory mode jobs run as they are enqueued; Cluster is refused."""
-        return make_queue(self._state(), name, **options)
-
-    def socketio_manager(self, channel: str = "flask-socketio",
-                         write_only: bool = False) -> Any:
-        """A python-socketio client manager on the current app's Redis:
-        ``SocketIO(app, client_manager=ext.socketio_manager())``. With
-        ``write_only=True`` another process (an RQ job, say) can emit."""
-        try:
-            from .integrations.socketio_manager import CoreRedisManager
-        except ImportError:
-            raise ConfigurationError(
-                "Socket.IO needs python-socketio: pip install "
-                "'flask-core-redis[socketio]'") from None
-        state = self._state()
-        return CoreRedisManager(lambda: state.client, state.duplicate, state.events,
-                                channel=channel, write_only=write_only)
 
     # Health and lifecycle ----------------------------------------------------
 

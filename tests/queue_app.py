@@ -5,6 +5,7 @@ import os
 from flask import Flask, jsonify
 
 from flask_core_redis import CoreRedis
+from flask_core_redis.integrations.queues import queue
 
 from . import jobs
 
@@ -18,15 +19,15 @@ def create_app() -> Flask:
 
     @app.post("/jobs/add/<int:a>/<int:b>")
     def enqueue_add(a, b):
-        job = redis_ext.queue("math").enqueue(jobs.add, a, b)
+        job = queue(redis_ext, "math").enqueue(jobs.add, a, b)
         return jsonify(id=job.id)
 
     @app.post("/jobs/slow")
     def enqueue_slow():
-        return jsonify(id=redis_ext.queue("math").enqueue(jobs.slow, 1.5).id)
+        return jsonify(id=queue(redis_ext, "math").enqueue(jobs.slow, 1.5).id)
 
     @app.post("/jobs/app-name")
     def enqueue_app_name():
-        return jsonify(id=redis_ext.queue("math").enqueue(jobs.app_name).id)
+        return jsonify(id=queue(redis_ext, "math").enqueue(jobs.app_name).id)
 
     return app

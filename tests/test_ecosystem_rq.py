@@ -5,6 +5,7 @@ import pytest
 from flask import Flask
 
 from flask_core_redis import ConfigurationError
+from flask_core_redis.integrations.queues import queue
 from flask_core_redis.integrations.rq_dashboard import init_rq_dashboard
 
 from . import jobs
@@ -21,9 +22,9 @@ pytestmark = [pytest.mark.ecosystem, pytest.mark.usefixtures("refuse_default_por
 def test_the_dashboard_shows_a_job_that_a_worker_ran(request, mode, make_app, tmp_path):
     url = server_url(request, mode)
     app, ext = make_app({"REDIS_URL": url})
-    init_rq_dashboard(app, ext)
+    init_rq_dashboard(ext, app)
     with app.app_context():
-        job = ext.queue("math").enqueue(jobs.add, 2, 3)
+        job = queue(ext, "math").enqueue(jobs.add, 2, 3)
     web = app.test_client()
     queues = web.get("/rq/0/data/queues.json").get_json()["queues"]
     assert {"name": "math", "count": 1} in [
@@ -36,14 +37,14 @@ def test_the_dashboard_shows_a_job_that_a_worker_ran(request, mode, make_app, tm
     assert shown["status"] == "finished" and shown["result"] == 5
     assert web.get("/rq/1/data/queues.json").status_code == 404  # one instance: the app's
     with app.app_context():
-        assert app.redis_conn is ext.queue("math").connection  # the app's RQ connection
+        assert app.redis_conn is queue(ext, "math").connection  # the app's RQ connection
 
 
 def test_memory_mode_shows_jobs_that_ran_as_enqueued(make_app, memory_url):
     app, ext = make_app({"REDIS_URL": memory_url})
-    init_rq_dashboard(app, ext, url_prefix="/admin/rq")
+    init_rq_dashboard(ext, app, url_prefix="/admin/rq")
     with app.app_context():
-        job = ext.queue().enqueue(jobs.add, 20, 22)
+        job = queue(ext).enqueue(jobs.add, 20, 22)
     shown = app.test_client().get(f"/admin/rq/0/data/job/{job.id}.json").get_json()
     assert shown["status"] == "finished" and shown["result"] == 42
 
@@ -51,10 +52,10 @@ def test_memory_mode_shows_jobs_that_ran_as_enqueued(make_app, memory_url):
 def test_cluster_is_refused_when_registered(make_app):
     app, ext = make_app({"REDIS_URL": "redis+cluster://127.0.0.1:1"})
     with pytest.raises(ConfigurationError, match="RQ does not support Redis Cluster"):
-        init_rq_dashboard(app, ext)
+        init_rq_dashboard(ext, app)
 
 
 def test_an_app_without_the_extension_is_refused(make_app, memory_url):
     _, ext = make_app({"REDIS_URL": memory_url})
     with pytest.raises(RuntimeError, match="is not registered on app"):
-        init_rq_dashboard(Flask("other"), ext)
+        init_rq_dashboard(ext, Flask("other"))

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.ecosystem, pytest.mark.usefixtures("refuse_default_por
 
 def session_app(mode_app, config=None):
     app, ext = mode_app({"SESSION_KEY_PREFIX": "session:", **(config or {})})
-    app.session_interface = session_interface(app, ext)
+    app.session_interface = session_interface(ext, app)
 
     @app.post("/cart/<item>")
     def add(item):
@@ -64,7 +64,7 @@ def test_two_app_servers_with_one_key_prefix_share_sessions(mode_app):
 def test_the_client_follows_close(request, make_app):
     server = request.getfixturevalue("redis_server")
     app, ext = make_app({"REDIS_URL": f"redis://{server.address}"})
-    app.session_interface = session_interface(app, ext)
+    app.session_interface = session_interface(ext, app)
     with app.app_context():
         before = app.session_interface.client
         assert before is ext.get_client(decode_responses=False)
@@ -78,7 +78,7 @@ def test_an_app_without_the_extension_is_refused(make_app, memory_url):
 
     _, ext = make_app({"REDIS_URL": memory_url})
     with pytest.raises(RuntimeError, match="is not registered on app"):
-        session_interface(Flask("other"), ext)
+        session_interface(ext, Flask("other"))
 
 
 @pytest.mark.integration
@@ -100,7 +100,7 @@ def test_flask_sessions_keys_apply(make_app, memory_url):
     app, ext = make_app({"REDIS_URL": memory_url, "SESSION_KEY_PREFIX": "s:",
                          "SESSION_USE_SIGNER": True, "SESSION_ID_LENGTH": 8})
     with pytest.warns(DeprecationWarning, match="use_signer"):
-        app.session_interface = session_interface(app, ext)
+        app.session_interface = session_interface(ext, app)
 
     @app.get("/")
     def hello():

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from example_app import create_app, redis_ext
+from flask_core_redis.integrations.queues import queue
 
 from .servers import free_port
 
@@ -85,7 +86,7 @@ def test_code_is_never_stored_in_plain_text(app):
     web = app.test_client()
     code = send_code(web)
     with app.app_context():
-        client = redis_ext.queue("sms").connection
+        client = queue(redis_ext, "sms").connection
         values = []
         for key in client.scan_iter():
             kind = client.type(key)

@@ -13,6 +13,7 @@ import redis
 from rq.job import Job
 
 from flask_core_redis import ConfigurationError
+from flask_core_redis.integrations.queues import queue
 from flask_core_redis.integrations.worker import (
     DEFAULT_STOP_TIMEOUT,
     MIN_STOP_TIMEOUT,
@@ -86,7 +87,7 @@ def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monke
     add_id = web.post("/jobs/add/2/3").get_json()["id"]
     name_id = web.post("/jobs/app-name").get_json()["id"]
     with app.app_context():
-        connection = redis_ext.queue("math").connection
+        connection = queue(redis_ext, "math").connection
         assert Job.fetch(add_id, connection=connection).get_status() == "queued"
     status, output = run_worker(url, tmp_path)
     assert status == 0, output[-2000:]
@@ -99,7 +100,7 @@ def test_job_enqueued_by_a_request_runs_in_a_worker_process(request, mode, monke
 def test_memory_mode_runs_jobs_as_they_are_enqueued(make_app, memory_url):
     app, ext = make_app({"REDIS_URL": memory_url})
     with app.app_context():
-        job = ext.queue().enqueue(jobs.add, 20, 22)
+        job = queue(ext).enqueue(jobs.add, 20, 22)
         assert job.get_status() == "finished" and job.return_value() == 42
     result = app.test_cli_runner().invoke(args=["redis", "worker", "--burst"])
     assert result.exit_code == 1 and "nothing for a worker to do" in result.output
@@ -109,7 +110,7 @@ def test_cluster_is_refused_with_a_reason(make_app):
     app, ext = make_app({"REDIS_URL": "redis+cluster://127.0.0.1:1"})
     with app.app_context(), pytest.raises(ConfigurationError,
                                           match="RQ does not support Redis Cluster"):
-        ext.queue()
+        queue(ext)
 
 
 @pytest.mark.integration
@@ -125,7 +126,7 @@ def test_the_worker_outlives_an_outage_that_hits_a_running_job(own_redis_server,
     try:
         slow_id = web.post("/jobs/slow").get_json()["id"]
         with app.app_context():
-            connection = redis_ext.queue("math").connection
+            connection = queue(redis_ext, "math").connection
             wait_until(lambda: Job.fetch(slow_id, connection=connection).get_status()
                        == "started", 30, "the slow job to start")
             redis_ext.close()
@@ -247,7 +248,7 @@ def enqueue_endless_job(app, folder: Path) -> tuple[Job, Path]:
     """A job that never ends, and the file its work horse writes its pid to."""
     pid_file = folder / "horse.pid"
     with app.app_context():
-        job = redis_ext.queue("math").enqueue(jobs.wait_forever, str(pid_file))
+        job = queue(redis_ext, "math").enqueue(jobs.wait_forever, str(pid_file))
     return job, pid_file
 
 
@@ -306,7 +307,7 @@ def test_the_first_signal_stops_a_worker_whose_pubsub_thread_is_stuck_within_the
     assert "the pub/sub thread is still reading" in output, output[-3000:]
     assert not is_running(horse)
     with app.app_context():
-        connection = redis_ext.queue("math").connection
+        connection = queue(redis_ext, "math").connection
         assert Worker.all(connection=connection) == []  # it signed off
         assert job.get_status() == "started"
         StartedJobRegistry("math", connection=connection).cleanup(time.time() + 3600)
@@ -354,7 +355,7 @@ def test_a_burst_worker_whose_pubsub_thread_is_stuck_exits_when_the_queue_is_emp
     assert status == 0, output[-3000:]
     assert "the pub/sub thread is still reading" in output, output[-3000:]
     with app.app_context():
-        connection = redis_ext.queue("math").connection
+        connection = queue(redis_ext, "math").connection
         assert Job.fetch(add_id, connection=connection).return_value() == 5
         redis_ext.close()
 

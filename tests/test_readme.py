@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from flask_core_redis import ConfigurationError, RedisUnavailable
+from flask_core_redis.integrations.queues import queue
 from flask_core_redis.plugin_api import manager
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -124,12 +125,12 @@ def test_the_rq_dashboard_recipe(make_app, redis_server):
     app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
     run_recipe("### RQ and rq-dashboard", app, ext)
     with app.app_context():
-        ext.queue("readme-recipe").enqueue("tests.jobs.add", 1, 2)
+        queue(ext, "readme-recipe").enqueue("tests.jobs.add", 1, 2)
     queues = app.test_client().get("/rq/0/data/queues.json").get_json()["queues"]
     assert {"name": "readme-recipe", "count": 1} in [
         {"name": q["name"], "count": q["count"]} for q in queues]
     with app.app_context():
-        ext.queue("readme-recipe").empty()
+        queue(ext, "readme-recipe").empty()
 
 
 @pytest.mark.integration

@@ -14,6 +14,7 @@ from flask import Flask
 
 from flask_core_redis import CoreRedis
 from flask_core_redis.connection.sentinel.view import CONFIRMATION_SECONDS
+from flask_core_redis.integrations.queues import queue
 
 from .servers import (
     free_port,
@@ -292,7 +293,7 @@ def test_a_pool_idle_across_a_failover_writes_to_the_new_master(make_app, own_se
     with app.app_context():
         pools = {"shared": ext.client, "bytes": ext.get_client(decode_responses=False),
                  "fail-fast": ext.plugins["presence"].context.fail_fast_client(),
-                 "rq": ext.queue("default").connection}
+                 "rq": queue(ext, "default").connection}
         for name, client in pools.items():  # each holds a connection to the old master
             client.set(f"{key}:{name}", "before")
         with own_sentinel.sentinels[0].client() as sentinel_admin:

@@ -134,9 +134,10 @@ def test_events_flow_again_after_a_sentinel_failover(own_sentinel, servers, list
 
 EMIT_FROM_OUTSIDE = """
 from example_app import create_app, redis_ext
+from flask_core_redis.integrations.socketio_manager import socketio_manager
 app = create_app()
 with app.app_context():
-    redis_ext.socketio_manager(write_only=True).emit("broadcast", {"text": "from a job"})
+    socketio_manager(redis_ext, write_only=True).emit("broadcast", {"text": "from a job"})
 """
 
 

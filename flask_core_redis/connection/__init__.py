@@ -1,6 +1,6 @@
 """The connection core: one client builder per topology, evented connection
-classes, the retry policy, connection events, client options, the health
-check, and the watch that follows a Sentinel master."""
+classes, the retry policy, connection events, client options, pub/sub in
+every mode, the health check, and the watch that follows a Sentinel master."""
 
 from .clients import AnyClient, build_client
 from .events import ConnectionEvent, ConnectionEvents, log_event

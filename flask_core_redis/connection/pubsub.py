@@ -1,4 +1,6 @@
-"""Publish and subscribe on the app's Redis, in every mode.
+"""Publish and subscribe on a client of any mode: what
+:meth:`CoreRedis.publish <flask_core_redis.CoreRedis.publish>` and
+:meth:`CoreRedis.subscribe <flask_core_redis.CoreRedis.subscribe>` run on.
 
 In Cluster mode both sides use sharded pub/sub (SPUBLISH / SSUBSCRIBE, Redis
 7): a message goes only to the shard that owns its channel instead of being
@@ -14,14 +16,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from redis.client import PubSub
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from ..connection.cluster import as_redis_errors
+from .cluster import as_redis_errors
+
+__all__ = ["ShardedPubSub", "publish", "subscribe"]
 
 
 def publish(client: Any, channel: str, message: str | bytes) -> int:
-    """Send ``message``; the number of subscribers that got it."""
+    """Send ``message`` on ``channel`` as named (SPUBLISH on a Cluster
+    client); the number of subscribers that got it."""
     # Typed Any: redis-py 6.x annotates every reply as possibly awaitable.
     received: Any = (client.spublish(channel, message) if isinstance(client, RedisCluster)
                      else client.publish(channel, message))
@@ -112,9 +118,12 @@ class ShardedPubSub:
                 yield message
 
     def subscribe(self, *channels: str) -> Any:
+        """Subscribe to ``channels`` too (SSUBSCRIBE, on each channel's shard)."""
         return self.pubsub.ssubscribe(*channels)
 
     def unsubscribe(self, *channels: str) -> Any:
+        """Unsubscribe from ``channels`` (SUNSUBSCRIBE); from every channel
+        when none is named."""
         return self.pubsub.sunsubscribe(*channels)
 
 
@@ -123,16 +132,17 @@ def _confirms_a_subscription(message: dict[str, Any]) -> bool:
     return (kind.decode() if isinstance(kind, bytes) else kind) in SUBSCRIPTION_KINDS
 
 
-def subscribe(client: Any, *channels: str) -> Any:
+def subscribe(client: Any, *channels: str) -> PubSub | ShardedPubSub:
     """A PubSub on ``client`` (give it a client of its own, such as
-    ``ext.duplicate()``), subscribed to ``channels``."""
+    ``ext.duplicate()``), subscribed to ``channels`` as named: redis-py's
+    ``PubSub``, or on a Cluster client a :class:`ShardedPubSub`."""
     if not channels:
         raise ValueError("subscribe() needs at least one channel")
     pubsub = client.pubsub()
     # The PubSub keeps only the pool; without this the client could be
     # collected, and closing it would close the subscription's connection.
     pubsub.owner = client
-    if isinstance(client, RedisCluster):
-        pubsub = ShardedPubSub(pubsub)
-    pubsub.subscribe(*channels)
-    return pubsub
+    subscription: PubSub | ShardedPubSub = (
+        ShardedPubSub(pubsub) if isinstance(client, RedisCluster) else pubsub)
+    subscription.subscribe(*channels)
+    return subscription

@@ -5,6 +5,9 @@ kombu's ``ssl`` options wherever the data nodes are TLS. kombu cannot use Redis
 Cluster, nor the in-process ``memory://`` server that a worker process cannot
 reach: both are refused.
 
+:func:`kombu_broker` needs nothing installed; :meth:`KombuBroker.connection`
+needs kombu (``pip install 'celery[redis]'``, or ``'kombu[redis]'`` alone).
+
 kombu reads ``redis+sentinel://`` and an unknown scheme differently from this
 project; handed one, it can end up on ``localhost:6379``. The URL carries the
 password because kombu reads it from there: :class:`KombuBroker` masks it in
@@ -22,6 +25,9 @@ from ..config.settings import MASK
 from ..connection.tls import ssl_kwargs
 from ..errors import ConfigurationError
 from ..state import Registration, current_state
+from ._missing import missing_library
+
+__all__ = ["KombuBroker", "kombu_broker"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -48,15 +54,21 @@ class KombuBroker:
         return config
 
     def connection(self) -> Any:
-        """A ``kombu.Connection`` on this broker."""
-        from kombu.connection import Connection
+        """A ``kombu.Connection`` on this broker (not yet connected)."""
+        try:
+            from kombu.connection import Connection
+        except ImportError as error:
+            raise missing_library(__name__, "kombu", "'kombu[redis]'") from error
 
         return Connection(self.url, transport_options=dict(self.transport_options),
                           ssl=self.ssl if self.ssl is not None else False)
 
 
 def kombu_broker(ext: Registration) -> KombuBroker:
-    """The current app's Redis as a kombu broker."""
+    """The current app's Redis as a kombu broker, for ``ext`` (a
+    :class:`~flask_core_redis.CoreRedis`): standalone and Sentinel modes;
+    Cluster, ``memory://`` and unix sockets are refused with a
+    ConfigurationError."""
     settings = current_state(ext.config_prefix).settings
     if settings.mode in ("cluster", "memory"):
         why = ("kombu's Redis transport does not support Redis Cluster"

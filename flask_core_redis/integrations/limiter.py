@@ -1,4 +1,9 @@
-"""Flask-Limiter (limits) storage on the app's Redis.
+"""Flask-Limiter (limits) storage on the app's Redis:
+``Limiter(key_func, app=app, **limiter_storage(ext))``.
+
+Needs Flask-Limiter with limits' Redis storage: ``pip install
+'Flask-Limiter[redis]'``. This module imports neither: it only builds their
+arguments.
 
 On one server, behind Sentinel and in memory mode, limits' Redis storage runs
 on the pool of the app's bytes client: its settings, retries and connection
@@ -18,12 +23,17 @@ from redis.credentials import UsernamePasswordCredentialProvider
 from ..connection.clients import cluster_options
 from ..state import RedisState, Registration, current_state
 
+__all__ = ["limiter_storage"]
+
+#: What limits' keys start with, after the app's ``KEY_PREFIX``.
 KEY_PREFIX = "LIMITS"
 
 
 def limiter_storage(ext: Registration) -> dict[str, Any]:
     """``storage_uri`` and ``storage_options`` for ``Limiter(...)`` (or
-    limits' ``storage_from_string``) on the current app's Redis."""
+    limits' ``storage_from_string``) on the current app's Redis, for ``ext``
+    (a :class:`~flask_core_redis.CoreRedis`). Its keys start with
+    ``KEY_PREFIX`` then ``LIMITS``."""
     state = current_state(ext.config_prefix)
     settings = state.settings
     options: dict[str, Any] = {"key_prefix": settings.key_prefix + KEY_PREFIX}

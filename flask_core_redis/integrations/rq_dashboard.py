@@ -1,4 +1,10 @@
-"""rq-dashboard on the app's RQ connection.
+"""rq-dashboard on the app's RQ connection:
+``init_rq_dashboard(ext, app, url_prefix="/rq")``.
+
+Needs rq-dashboard: ``pip install rq-dashboard``. The dashboard is mounted
+without authentication, and it shows, requeues and deletes jobs: protect its
+URL prefix (in the proxy in front, or with an ``app.before_request`` that
+checks the path) before exposing it.
 
 rq-dashboard builds a client of its own from ``RQ_DASHBOARD_REDIS_URL`` on
 every request that names an instance, and reads that key only in its own
@@ -12,19 +18,22 @@ from typing import Any
 
 from flask import Flask, abort, current_app, request
 
-from ..errors import ConfigurationError
 from ..state import RedisState, Registration, app_state
+from ._missing import missing_library
 from .queues import queue_connection
 
+__all__ = ["init_rq_dashboard"]
 
-def init_rq_dashboard(app: Flask, ext: Registration, url_prefix: str = "/rq") -> None:
-    """Serve rq-dashboard at ``url_prefix`` on ``app``, on ``ext``'s queue
-    connection (Cluster is refused, as for RQ)."""
+
+def init_rq_dashboard(ext: Registration, app: Flask, url_prefix: str = "/rq") -> None:
+    """Serve rq-dashboard at ``url_prefix`` on ``app``, on the queue
+    connection of ``ext`` (a :class:`~flask_core_redis.CoreRedis` registered
+    on ``app``), without authentication. Cluster mode is refused with a
+    ConfigurationError, as for RQ."""
     try:
         import rq_dashboard
-    except ImportError:
-        raise ConfigurationError(
-            "the dashboard needs rq-dashboard: pip install rq-dashboard") from None
+    except ImportError as error:
+        raise missing_library(__name__, "rq-dashboard", "rq-dashboard") from error
     state = app_state(app, ext.config_prefix)
     queue_connection(state)  # refuses Cluster now, not on the first page
     # Shown in the dashboard's instance list; never connected to.

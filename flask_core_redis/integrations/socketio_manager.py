@@ -1,12 +1,16 @@
-"""A python-socketio client manager on this extension's Redis settings, for
-``SocketIO(app, client_manager=ext.socketio_manager())``.
+"""A python-socketio client manager on the app's Redis:
+``SocketIO(app, client_manager=socketio_manager(ext))``.
 
-It subclasses python-socketio's documented pub/sub extension points
+Needs python-socketio: ``pip install 'flask-core-redis[socketio]'``; without
+it, importing this module raises a ConfigurationError that says so.
+
+The manager subclasses python-socketio's documented pub/sub extension points
 (``_publish`` and ``_listen``) and works where a ``message_queue=`` URL does
 not: behind Sentinel (the listener follows a failover) and on Cluster (sharded
-pub/sub). Messages are JSON. The listener has a connection of its own with no
-read timeout, and after an error it resubscribes with the core's delays,
-min(n x 50 ms, 2000 ms), forever, reporting each retry as the core does."""
+pub/sub). Its channel starts with ``KEY_PREFIX``. Messages are JSON. The
+listener has a connection of its own with no read timeout, and after an error
+it resubscribes with the core's delays, min(n x 50 ms, 2000 ms), forever,
+reporting each retry as the core does."""
 
 from __future__ import annotations
 
@@ -17,24 +21,55 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
-from socketio import PubSubManager
 
 from ..connection.events import ConnectionEvents
+from ..connection.pubsub import publish, subscribe
 from ..connection.retry import LinearBackoff
-from .pubsub import publish, subscribe
+from ..state import Registration, current_state
+from ._missing import missing_library
+
+try:
+    from socketio import PubSubManager
+except ImportError as error:
+    raise missing_library(__name__, "python-socketio",
+                          "'flask-core-redis[socketio]'") from error
+
+__all__ = ["CoreRedisManager", "socketio_manager"]
 
 logger = logging.getLogger("flask_core_redis")
 
+#: How long the listener waits for a message at a time.
 POLL_SECONDS = 1.0
+#: The manager's channel, after ``KEY_PREFIX``, unless told another.
+DEFAULT_CHANNEL = "flask-socketio"
+
+
+def socketio_manager(ext: Registration, channel: str = DEFAULT_CHANNEL,
+                     write_only: bool = False) -> CoreRedisManager:
+    """A Socket.IO client manager on the current app's Redis, for ``ext`` (a
+    :class:`~flask_core_redis.CoreRedis`):
+    ``SocketIO(app, client_manager=socketio_manager(ext))``. Its channel is
+    ``channel`` after ``KEY_PREFIX`` (``shop:flask-socketio`` with ``shop:``),
+    as for :meth:`~flask_core_redis.CoreRedis.publish`. With
+    ``write_only=True`` it only emits, never listens: another process (an RQ
+    job, say) can emit to the app's clients."""
+    state = current_state(ext.config_prefix)
+    return CoreRedisManager(lambda: state.client, state.duplicate, state.events,
+                            channel=state.settings.key_prefix + channel,
+                            write_only=write_only)
 
 
 class CoreRedisManager(PubSubManager):  # type: ignore[misc]
-    """Socket.IO messages between servers, over the app's Redis."""
+    """Socket.IO messages between servers, over the app's Redis, on
+    ``channel`` (the whole name). Made by :func:`socketio_manager`:
+    ``publisher`` returns the client to publish with, ``listener`` a new
+    client for the listener's subscription, and ``events`` hears of the
+    listener's errors and retries."""
 
     name = "flask-core-redis"
 
     def __init__(self, publisher: Callable[[], Any], listener: Callable[[], Any],
-                 events: ConnectionEvents, channel: str = "flask-socketio",
+                 events: ConnectionEvents, *, channel: str,
                  write_only: bool = False) -> None:
         super().__init__(channel=channel, write_only=write_only, logger=logger)
         self._publisher = publisher
