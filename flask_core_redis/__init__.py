@@ -8,6 +8,8 @@ health check), ``plugin_api`` (hook specs, plugin context, plugin manager),
 Socket.IO), then ``routes``, ``cli`` and the ``CoreRedis`` facade. The
 built-in plugins in ``plugins`` depend on the plugin API only."""
 
+import importlib.metadata
+
 from .config import Key, Settings, parsers
 from .config.parsers import InvalidValue
 from .connection import ConnectionEvent, ConnectionEvents, LinearBackoff
@@ -22,7 +24,8 @@ from .extension import CoreRedis
 from .plugin_api import NOW_MS, LuaScript, PluginContext, hookimpl, hookspec
 from .values import MAX_TTL_SECONDS, as_text, ttl_ms
 
-__version__ = "0.1.0"
+#: The installed distribution's version: pyproject.toml is its one source.
+__version__ = importlib.metadata.version("flask-core-redis")
 
 __all__ = [
     "MAX_TTL_SECONDS",

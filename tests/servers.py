@@ -125,13 +125,17 @@ def health_version(info: dict[str, Any]) -> str:
     return str(info["redis_version"])
 
 
+#: What installs the suite's dependencies (pyproject.toml's test group).
+TEST_INSTALL = "pip install -e '.[memory,orjson,rq,socketio]' --group test"
+
+
 def require_package(name: str) -> Any:
     """Module ``name``, imported; a missing one skips locally and fails under
-    CI=true (it comes with the test extra: pip install -e '.[test]')."""
+    CI=true (it comes with the test group, see TEST_INSTALL)."""
     try:
         return importlib.import_module(name)
     except ImportError:
-        message = f"{name} is not installed (pip install -e '.[test]')"
+        message = f"{name} is not installed ({TEST_INSTALL})"
         if IN_CI:
             pytest.fail(f"CI=true but {message}", pytrace=False)
         pytest.skip(message, allow_module_level=True)
