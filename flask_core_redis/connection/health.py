@@ -1,4 +1,5 @@
-"""``ext.health()``: one PING and one INFO, reported as a dict, never raised."""
+"""``ext.health()``: one PING and INFO (on Cluster, INFO memory of every
+primary too), reported as a dict, never raised."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def failed_report(settings: Settings, error: str | None = None) -> dict[str, Any
 def check_health(get_client: Callable[[], Redis | RedisCluster],
                  settings: Settings) -> dict[str, Any]:
     """``ok``, ``mode``, ``latency_ms``, ``server_version``, ``role``, ``address``,
-    and ``error`` when not ok. Redis being down is a result, not an exception."""
+    and ``error`` when not ok. Redis being down is a result, not an exception.
+
+    Outside memory mode it also has ``used_memory`` and ``maxmemory`` (on
+    Cluster, of the primary nearest its ``maxmemory``, named by
+    ``memory_node``), and ``warnings`` when used memory reaches
+    ``MEMORY_WARNING_RATIO`` of a ``maxmemory`` that is set."""
     report = failed_report(settings)
     try:
         started = time.perf_counter()
@@ -58,17 +64,50 @@ def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str,
             "cluster_state": cluster.get("cluster_state"),
             "cluster_known_nodes": int(cluster.get("cluster_known_nodes", 0)),
             "cluster_size": int(cluster.get("cluster_size", 0)),
+            **_cluster_memory(client, settings.memory_warning_ratio),
         }
     info = client.info()  # typed Any above
-    facts: dict[str, Any] = {"server_version": _server_version(info),
-                             "role": info.get("role"),
-                             "used_memory": info.get("used_memory"),
-                             "maxmemory": info.get("maxmemory")}
-    used, limit = facts["used_memory"] or 0, facts["maxmemory"] or 0
-    if limit and used >= limit * settings.memory_warning_ratio:
-        facts["warnings"] = [f"memory: {used} of {limit} bytes used "
-                             f"({used / limit:.0%}, warning from "
-                             f"{settings.memory_warning_ratio:.0%})"]
+    return {"server_version": _server_version(info), "role": info.get("role"),
+            **_memory_facts(info.get("used_memory"), info.get("maxmemory"),
+                            settings.memory_warning_ratio)}
+
+
+def _cluster_memory(client: RedisCluster, ratio: float) -> dict[str, Any]:
+    """The memory facts of the primary nearest its ``maxmemory`` (of the one
+    using the most when none has a limit), read with one INFO per primary; a
+    primary that does not answer is a warning, not a failed check."""
+    readings: list[tuple[str, int, int]] = []
+    unread: list[str] = []
+    for node in client.get_primaries():
+        try:
+            memory: Any = client.info("memory", target_nodes=node)
+        except RedisError as error:
+            unread.append(f"memory: {node.name} did not answer INFO: "
+                          f"{describe_error(error)}")
+            continue
+        readings.append((node.name, int(memory.get("used_memory") or 0),
+                         int(memory.get("maxmemory") or 0)))
+    facts: dict[str, Any] = {}
+    if readings:
+        name, used, limit = max(readings, key=lambda reading: (
+            reading[1] / reading[2] if reading[2] else -1.0, reading[1]))
+        facts = _memory_facts(used, limit, ratio, name)
+    if unread:
+        facts["warnings"] = [*facts.get("warnings", []), *unread]
+    return facts
+
+
+def _memory_facts(used: int | None, limit: int | None, ratio: float,
+                  node: str | None = None) -> dict[str, Any]:
+    """``used_memory``, ``maxmemory`` (and ``memory_node``), with a warning when
+    ``used`` reaches ``ratio`` of a limit that is set."""
+    facts: dict[str, Any] = {"used_memory": used, "maxmemory": limit}
+    if node is not None:
+        facts["memory_node"] = node
+    if limit and (used or 0) >= limit * ratio:
+        where = f" on {node}" if node is not None else ""
+        facts["warnings"] = [f"memory: {used} of {limit} bytes used{where} "
+                             f"({(used or 0) / limit:.0%}, warning from {ratio:.0%})"]
     return facts
 
 
