@@ -9,7 +9,7 @@ from flask_core_redis import ConfigurationError
 from flask_core_redis.config import KEYS, key_table, load_settings
 from flask_core_redis.plugins import cache, otp, presence
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 #: A file that is there, for a TLS key whose file is read at start-up.
 A_FILE = __file__
 
@@ -214,13 +214,15 @@ def test_repr_and_describe_mask_secrets():
     assert "hunter2" not in str(settings.describe())
 
 
-def test_every_key_is_documented_in_the_readme_tables():
+def test_the_configuration_reference_is_generated_from_the_key_tables():
+    page = CONFIGURATION_PAGE.read_text()
+    assert "```{config-keys} core" in page and "```{config-keys} plugins" in page
     plugin_keys = presence.CONFIG_KEYS + otp.CONFIG_KEYS + cache.CONFIG_KEYS
-    readme = README.read_text()
-    for keys in (KEYS, plugin_keys):
-        assert key_table(keys) in readme, "a configuration table in the README is stale"
     suffixes = [key.suffix for key in KEYS + plugin_keys]
     assert len(set(suffixes)) == len(suffixes)
+    for key in KEYS + plugin_keys:
+        assert key.doc.endswith(".") and "\n" not in key.doc, key.suffix
+    assert "| `REDIS_URL` |" in key_table()
 
 
 @pytest.mark.parametrize("url", [

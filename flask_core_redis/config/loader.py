@@ -4,15 +4,18 @@ else Sentinel, Cluster or HOST/PORT), then the checks that span several keys."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from .keys import KEYS, KEYS_BY_SUFFIX, TOPOLOGY_SUFFIXES
+from .keys import KEYS, KEYS_BY_SUFFIX
 from .settings import Settings
 from .sources import ConfigSource, config_source, shown_value
-from .urls import UrlError, mask_url, parse_url
+from .urls import ServiceAddress, UrlError, mask_url, parse_service_address, parse_url
+
+logger = logging.getLogger("flask_core_redis")
 
 
 def load_settings(prefix: str, config: Mapping[str, Any],
@@ -25,25 +28,32 @@ def load_settings(prefix: str, config: Mapping[str, Any],
 
 def settings_from(source: ConfigSource, default_url: str | None = None) -> Settings:
     """Validated settings from ``source``. ``default_url`` is the server used when
-    no layer sets any key that names one (URL, HOST, PORT, SENTINELS, CLUSTER_NODES)."""
-    values = {key.suffix: source.get(key) for key in KEYS}
-    merged = {key.field: values[key.suffix] for key in KEYS if key.field is not None}
-    merged.update(_topology(source, values, default_url))
+    no layer sets any key that names one (URL, HOST, PORT, SENTINELS,
+    CLUSTER_NODES; a service address in PORT does not count).
+
+    The keys that the chosen address overrides are never read, so a value
+    nobody meant for this app (Kubernetes' ``REDIS_PORT=tcp://...``) cannot
+    stop it from starting when ``REDIS_URL`` is set."""
+    address = _address(source, default_url)
+    merged = {key.field: source.get(key) for key in KEYS
+              if key.field is not None and key.field not in address}
+    merged.update(address)
     merged["sentinel_ssl"] = _sentinel_tls(merged)
     settings = Settings(prefix=source.prefix, **merged)
     _check_consistency(source, settings)
     return settings
 
 
-def _topology(source: ConfigSource, values: dict[str, Any],
-              default_url: str | None) -> dict[str, Any]:
-    """Mode and addresses: the URL when set, else Sentinel, Cluster, HOST/PORT,
-    else ``default_url`` when no key names a server at all."""
-    if values["URL"] is not None:
-        url_key = KEYS_BY_SUFFIX["URL"]
-        return _from_url(values["URL"], f"{source.name(url_key)}="
-                                        f"{shown_value(url_key, values['URL'])}")
-    sentinels, cluster = values["SENTINELS"], values["CLUSTER_NODES"]
+def _address(source: ConfigSource, default_url: str | None) -> dict[str, Any]:
+    """Mode, addresses and whatever else the address carries: the URL when
+    set, else Sentinel, Cluster, HOST/PORT, else ``default_url`` when no key
+    names a server at all. Only the keys the winner leaves open are read."""
+    url_key = KEYS_BY_SUFFIX["URL"]
+    url = source.get(url_key)
+    if url is not None:
+        return _from_url(url, f"{source.name(url_key)}={shown_value(url_key, url)}")
+    sentinels = source.get(KEYS_BY_SUFFIX["SENTINELS"])
+    cluster = source.get(KEYS_BY_SUFFIX["CLUSTER_NODES"])
     if sentinels is not None and cluster is not None:
         raise ConfigurationError(
             f"{source.prefix}_SENTINELS and {source.prefix}_CLUSTER_NODES are both set; "
@@ -52,10 +62,58 @@ def _topology(source: ConfigSource, values: dict[str, Any],
         return {"mode": "sentinel", "nodes": sentinels}
     if cluster is not None:
         return {"mode": "cluster", "nodes": cluster}
-    if default_url is not None and not any(
-            source.raw(KEYS_BY_SUFFIX[suffix]) is not None for suffix in TOPOLOGY_SUFFIXES):
+    return _standalone(source, default_url)
+
+
+def _standalone(source: ConfigSource, default_url: str | None) -> dict[str, Any]:
+    """HOST and PORT, or ``default_url`` when neither is set. A PORT holding a
+    service address (``tcp://10.96.0.5:6379``, which Kubernetes sets for a
+    Service named like the prefix and Docker for a link of that alias) is
+    used as the server when nothing else names one (:func:`_service_address`)."""
+    host_key, port_key = KEYS_BY_SUFFIX["HOST"], KEYS_BY_SUFFIX["PORT"]
+    port_raw = source.raw(port_key)
+    service = None if port_raw is None else parse_service_address(str(port_raw))
+    host_set = source.raw(host_key) is not None
+    if default_url is not None and not host_set and (port_raw is None or service is not None):
+        if service is not None:
+            _ignore_service_address(source, service, "the server is CoreRedis(default_url="
+                                                     f"{mask_url(default_url)!r})")
         return _from_url(default_url, f"CoreRedis(default_url={mask_url(default_url)!r})")
-    return {"mode": "standalone", "nodes": ((values["HOST"], values["PORT"]),)}
+    if service is None:
+        return {"mode": "standalone",
+                "nodes": ((source.get(host_key), source.get(port_key)),)}
+    return {"mode": "standalone", "nodes": (_service_address(source, service, host_set),)}
+
+
+def _service_address(source: ConfigSource, service: ServiceAddress,
+                     host_set: bool) -> tuple[str, int]:
+    """The node a service address in PORT leads to. Used as the server when
+    nothing else names one: a Service (or link) named ``redis`` is the server
+    the default host ``redis`` reaches by name anyway, and the address also
+    carries its port and works where the name does not resolve (a pod on the
+    host network). Never mixed with a HOST set for another server, never a
+    non-TCP one: those are ignored with a warning. It carries no credentials."""
+    host = source.get(KEYS_BY_SUFFIX["HOST"])
+    if host_set:
+        _ignore_service_address(source, service, f"{source.prefix}_HOST names the server")
+        return host, KEYS_BY_SUFFIX["PORT"].default
+    if service.protocol != "tcp":
+        _ignore_service_address(source, service,
+                                f"Redis is reached over TCP, not {service.protocol}")
+        return host, KEYS_BY_SUFFIX["PORT"].default
+    logger.info("[%s] %s_PORT=%r is a service address, as Kubernetes and Docker links set "
+                "it: it names the server (set %s_URL to choose another)", source.prefix,
+                source.prefix, str(service), source.prefix)
+    return service.host, service.port
+
+
+def _ignore_service_address(source: ConfigSource, service: ServiceAddress,
+                            reason: str) -> None:
+    logger.warning(
+        "[%s] %s_PORT=%r is ignored: it is a service address, as Kubernetes and Docker "
+        "links set it, and %s. %s_PORT takes a port number from 1 to 65535, or a "
+        "tcp://host:port address when no other key names the server", source.prefix,
+        source.prefix, str(service), reason, source.prefix)
 
 
 def _sentinel_tls(merged: dict[str, Any]) -> bool:
@@ -68,11 +126,13 @@ def _sentinel_tls(merged: dict[str, Any]) -> bool:
 
 
 def _from_url(url: str, where: str) -> dict[str, Any]:
+    """What the URL gives: the mode and address, and the db, credentials and
+    master name when it holds them; the keys give what it leaves out (a
+    Sentinel URL always holds the master name)."""
     try:
         parsed = parse_url(url.strip())
     except UrlError as error:
         raise ConfigurationError(f"{where} is invalid: {error}") from None
-    # What the URL leaves out (db, credentials, master name) comes from the keys.
     return {name: value for name, value in vars(parsed).items() if value is not None}
 
 

@@ -15,17 +15,24 @@ class Settings:
     """Everything needed to build a client. Secrets never leave it unmasked:
     ``repr`` and :meth:`describe` show ``***`` in their place.
 
-    Built by :func:`~flask_core_redis.config.loader.load_settings`; the
-    defaults live in the key table (:data:`~flask_core_redis.config.keys.KEYS`),
-    not here."""
+    Built from the configuration keys when the extension is registered, and
+    read as ``ext.settings``; the defaults live in the key table that the
+    configuration reference shows, not here."""
 
+    #: The registration's config prefix (``REDIS``).
     prefix: str
+    #: The topology: ``standalone``, ``sentinel``, ``cluster`` or ``memory``.
     mode: Mode
-    # Where the server is: from the URL or the topology keys.
+    #: Where the server is, as ``(host, port)`` pairs: the server, the
+    #: sentinels, or a Cluster's seed nodes; empty for a unix socket and memory.
     nodes: tuple[tuple[str, int], ...] = ()
+    #: The path of a ``unix://`` URL's socket, else None.
     unix_socket: str | None = None
+    #: The embedded server's name (``memory://<name>``): the clients of one
+    #: name in one process share one server.
     memory_name: str = ""
-    # One field per configuration key, named after it.
+    # One field per configuration key, named after it and documented in the
+    # key table (Key.field names it).
     db: int
     username: str | None
     password: str | None = field(metadata={"secret": True})
@@ -73,18 +80,22 @@ class Settings:
 
     @property
     def connect_timeout(self) -> float:
+        """``CONNECT_TIMEOUT`` in seconds."""
         return self.connect_timeout_ms / 1000
 
     @property
     def socket_timeout(self) -> float | None:
+        """``SOCKET_TIMEOUT`` in seconds; None when unset (no bound)."""
         return None if self.socket_timeout_ms is None else self.socket_timeout_ms / 1000
 
     @property
     def retry_deadline(self) -> float | None:
+        """``RETRY_DEADLINE`` in seconds; None when unset (retries counted instead)."""
         return None if self.retry_deadline_ms is None else self.retry_deadline_ms / 1000
 
     @property
     def pool_timeout(self) -> float | None:
+        """``POOL_TIMEOUT`` in seconds; None when unset (a full pool fails at once)."""
         return None if self.pool_timeout_ms is None else self.pool_timeout_ms / 1000
 
     def describe(self) -> dict[str, object]:

@@ -146,6 +146,35 @@ def _node(entry: str, default_port: int) -> tuple[str, int]:
     return host, parse_port(port_text, shown) if port_text else default_port
 
 
+@dataclass(frozen=True)
+class ServiceAddress:
+    """An address as Kubernetes writes it for a Service (``<NAME>_PORT``) and
+    Docker for a legacy link: ``tcp://10.96.0.5:6379``. It holds no credentials."""
+
+    protocol: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.protocol}://{host}:{self.port}"
+
+
+_SERVICE_ADDRESS = re.compile(
+    r"(?P<protocol>tcp|udp|sctp)://(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<host>[^\s:/@\[\]?#\\]+))"
+    r":(?P<port>[0-9]{1,5})", re.IGNORECASE)
+
+
+def parse_service_address(text: str) -> ServiceAddress | None:
+    """``text`` read as a ``<protocol>://host:port`` service address (IPv6 in
+    brackets), or None when it has another form or an invalid port."""
+    found = _SERVICE_ADDRESS.fullmatch(text.strip())
+    if found is None or not 1 <= int(found["port"]) <= 65535:
+        return None
+    return ServiceAddress(found["protocol"].lower(), found["ipv6"] or found["host"],
+                          int(found["port"]))
+
+
 def check_host(host: str, where: str) -> str:
     """``host``, or UrlError if it is empty or holds what no host name holds
     (credentials, a scheme, a path, white space); ``where`` is shown masked."""
