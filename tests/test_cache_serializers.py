@@ -17,7 +17,7 @@ from flask_core_redis import hookimpl
 from flask_core_redis.plugin_api import manager
 from flask_core_redis.plugins.cache import serializers
 
-from .servers import IN_CI
+from .servers import IN_CI, TEST_INSTALL
 from .test_cache_keys import tagged
 
 
@@ -233,8 +233,8 @@ def test_the_standard_library_gives_back_what_it_accepts(value):
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_orjson_accepts_and_gives_back_what_the_standard_library_does(value):
-    if importlib.util.find_spec("orjson") is None:  # the test extras install it
-        message = "orjson is not installed (pip install -e '.[test]')"
+    if importlib.util.find_spec("orjson") is None:  # the orjson extra, installed for the tests
+        message = f"orjson is not installed ({TEST_INSTALL})"
         if IN_CI:
             pytest.fail(f"CI=true but {message}", pytrace=False)
         pytest.skip(message)
