@@ -3,10 +3,16 @@ on top of it.
 
 The package's layers, from the bottom up: ``config`` (keys, sources, URL
 grammar, settings), ``connection`` (clients per topology, retry, events,
-health check), ``plugin_api`` (hook specs, plugin context, plugin manager),
-``state`` (per-app state and lifecycle), ``integrations`` (pub/sub, RQ,
-Socket.IO), then ``routes``, ``cli`` and the ``CoreRedis`` facade. The
-built-in plugins in ``plugins`` depend on the plugin API only."""
+pub/sub, health check), ``plugin_api`` (hook specs, plugin context, plugin
+manager), ``state`` (per-app state and lifecycle), ``integrations`` (one
+module per third-party library: RQ, Socket.IO, Flask-Session,
+Flask-Limiter, kombu, rq-dashboard), then ``routes``, ``cli`` and the
+``CoreRedis`` facade. The built-in plugins in ``plugins`` depend on the
+plugin API only.
+
+The public API is what ``__all__`` lists here, in ``plugin_api`` (what
+plugins import), in the built-in plugins' packages and in each integration
+module."""
 
 import importlib.metadata
 

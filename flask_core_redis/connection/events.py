@@ -23,12 +23,26 @@ logger = logging.getLogger("flask_core_redis")
 class ConnectionEvent:
     """Something happened to a connection of one registration (``prefix``)."""
 
+    #: What happened: ``connect``, ``disconnect``, ``error``, ``retry``,
+    #: ``sentinel`` (a Sentinel subscription opened or lost) or ``failover``
+    #: (the master moved, or a failover of it started or ended).
     kind: EventKind
+    #: The config prefix of the registration whose connection it was (``REDIS``).
     prefix: str
+    #: Where, without credentials: a connection's ``host:port``
+    #: (``unix://<path>`` for a unix socket); for a command's ``retry``, the
+    #: registration's address (:attr:`Settings.address`); ``sentinel
+    #: host:port`` for a sentinel; ``socketio:<channel>`` for the Socket.IO
+    #: manager's listener; empty when no one address applies.
     address: str = ""
+    #: The error, for ``error``, for a ``disconnect`` that a failure caused,
+    #: and for a ``sentinel`` subscription lost; None otherwise.
     error: BaseException | None = None
+    #: For ``retry``: which retry this is, from 1.
     attempt: int | None = None
+    #: For ``retry``: the delay before it, in milliseconds.
     delay_ms: float | None = None
+    #: For ``sentinel`` and ``failover``: what happened, in words.
     detail: str | None = None
 
 
@@ -40,6 +54,7 @@ class ConnectionEvents:
     its retry objects, and every copy must still report here."""
 
     def __init__(self, prefix: str) -> None:
+        #: The config prefix of the registration these events are about.
         self.prefix = prefix
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
@@ -51,10 +66,16 @@ class ConnectionEvents:
         return self
 
     def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber`` with every event from now on, in the thread
+        that raised it (a Redis command's, often: keep it quick). An
+        exception it raises is logged, never passed to the command."""
         with self._lock:
             self._subscribers.append(subscriber)
 
     def emit(self, kind: EventKind, **details: Any) -> None:
+        """Tell every subscriber, in the order they subscribed, of an event
+        of ``kind`` with ``details`` (the other fields of
+        :class:`ConnectionEvent`)."""
         event = ConnectionEvent(kind=kind, prefix=self.prefix, **details)
         for subscriber in tuple(self._subscribers):
             try:

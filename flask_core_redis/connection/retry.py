@@ -22,9 +22,12 @@ from redis.retry import Retry
 from ..config import Settings
 from .events import ConnectionEvents
 
+#: How much longer each retry waits than the one before, in seconds.
 STEP_SECONDS = 0.05
+#: The longest delay between two tries, in seconds.
 CAP_SECONDS = 2.0
 
+#: The errors a command is retried on.
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, OSError)
 #: Connection errors to their type, but the credentials will not change
 #: between tries: raised at once, never a backoff loop that looks like an outage.
@@ -37,10 +40,14 @@ T = TypeVar("T")
 
 
 class LinearBackoff(AbstractBackoff):
-    """``min(failures x step, cap)`` seconds."""
+    """The retry policy's delays: ``min(failures x step, cap)`` seconds,
+    50 ms more for each failure up to 2 s by default. A redis-py backoff
+    (``redis.backoff.AbstractBackoff``)."""
 
     def __init__(self, step: float = STEP_SECONDS, cap: float = CAP_SECONDS) -> None:
+        #: Seconds added for each failure.
         self.step = step
+        #: The longest delay, in seconds.
         self.cap = cap
 
     def __eq__(self, other: object) -> bool:
@@ -51,6 +58,8 @@ class LinearBackoff(AbstractBackoff):
         return hash((LinearBackoff, self.step, self.cap))
 
     def compute(self, failures: int) -> float:
+        """The delay in seconds before the next try, after ``failures``
+        failures in a row (1 for the first retry)."""
         return min(failures * self.step, self.cap)
 
 

@@ -1,5 +1,7 @@
-"""Integrations on the app's Redis: pub/sub, RQ job queues and the Socket.IO
-client manager, and the Flask ecosystem's extensions: ``sessions``
-(Flask-Session), ``limiter`` (Flask-Limiter), ``rq_dashboard`` and
-``kombu_broker`` (Celery). Each imports its third-party library lazily or only
-when its module is imported; the package itself imports none of them."""
+"""Integrations with third-party libraries, one module each, each a function
+that takes the extension first: ``queues`` (RQ), ``socketio_manager``
+(python-socketio), ``sessions`` (Flask-Session), ``limiter``
+(Flask-Limiter), ``kombu_broker`` (Celery's kombu) and ``rq_dashboard``;
+``worker`` is what ``flask redis worker`` runs. Each module says which
+library it needs and imports it lazily or only when the module itself is
+imported; the package imports none of them."""

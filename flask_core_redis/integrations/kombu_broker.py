@@ -34,8 +34,12 @@ __all__ = ["KombuBroker", "kombu_broker"]
 class KombuBroker:
     """A kombu connection's URL, transport options and TLS options."""
 
+    #: kombu's broker URL, credentials included (masked in the ``repr``).
     url: str
+    #: kombu's transport options: behind Sentinel, ``master_name`` and the
+    #: sentinels' own ``sentinel_kwargs``.
     transport_options: dict[str, Any] = field(default_factory=dict)
+    #: kombu's ``ssl`` options when the data nodes are TLS, else None.
     ssl: dict[str, Any] | None = None
 
     def __repr__(self) -> str:

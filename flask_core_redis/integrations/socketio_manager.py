@@ -66,6 +66,7 @@ class CoreRedisManager(PubSubManager):  # type: ignore[misc]
     client for the listener's subscription, and ``events`` hears of the
     listener's errors and retries."""
 
+    #: The manager's name in python-socketio's logs.
     name = "flask-core-redis"
 
     def __init__(self, publisher: Callable[[], Any], listener: Callable[[], Any],

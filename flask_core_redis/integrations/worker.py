@@ -40,6 +40,9 @@ from ..errors import describe_error
 from ..state import RedisState
 from .queues import make_queue, queue_connection
 
+#: Nothing here is public API: ``flask redis worker`` is.
+__all__: list[str] = []
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: Seconds from the first stop signal to the end of the process, by default:
 #: under the 30 s Kubernetes gives a pod between SIGTERM and SIGKILL.

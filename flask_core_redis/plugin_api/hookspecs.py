@@ -21,9 +21,14 @@ if TYPE_CHECKING:
     from ..connection.events import ConnectionEvent
     from .context import PluginContext
 
+#: The pluggy project name of the hooks, and of the plugins' entry point group.
 PROJECT = "flask_core_redis"
 
+#: Marks a hook specification (the functions of this module).
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a plugin's method (or a plugin module's function) as its
+#: implementation of the hook of the same name: ``@hookimpl``. Hook wrappers
+#: (``wrapper=True``, ``hookwrapper=True``) are refused.
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 

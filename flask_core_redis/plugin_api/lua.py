@@ -20,7 +20,9 @@ class LuaScript:
     In Cluster every key of one call must be in one slot (use a hash tag)."""
 
     def __init__(self, source: str) -> None:
+        #: The script's Lua source.
         self.source = source
+        #: Its SHA1, as EVALSHA and SCRIPT LOAD name it.
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __call__(self, client: Any, keys: list[str], args: list[Any],

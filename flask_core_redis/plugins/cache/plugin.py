@@ -33,6 +33,7 @@ T = TypeVar("T")
 #: What a read Redis did not answer (failed open) gives: no version, no entry.
 NOTHING_READ: Sequence[bytes | None] = (None, None)
 
+#: The plugin's configuration keys (``REDIS_CACHE_DEFAULT_TTL``...).
 CONFIG_KEYS = (
     Key("CACHE_DEFAULT_TTL", 3600, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
         "an entry lives unless `ttl=` says otherwise."),
@@ -52,10 +53,12 @@ CONFIG_KEYS = (
 class CachePlugin:
     """``ext.cache``: get, set, get_or_set and ``@cached``, in namespaces."""
 
+    #: This app's plugin context, set by :meth:`core_redis_setup`.
     context: PluginContext
 
     @hookimpl
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
+        """Read the ``CACHE_*`` keys."""
         self.context = context
         self.default_ttl, self.fail_open, self.breaker_seconds, self.lock_timeout = (
             context.setting(key) for key in CONFIG_KEYS)
@@ -175,6 +178,8 @@ class CachePlugin:
 
     @hookimpl
     def core_redis_commands(self, context: PluginContext, group: click.Group) -> None:
+        """``flask redis cache clear NAMESPACE``."""
+
         @group.group("cache")
         def cache() -> None:
             """The cache plugin."""

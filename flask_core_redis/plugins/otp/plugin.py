@@ -43,6 +43,7 @@ CODE_DIGITS = 6
 #: How long an expired code is remembered, so that it reads "expired".
 EXPIRED_GRACE_MS = 600_000
 
+#: The plugin's configuration keys (``REDIS_OTP_TTL``...).
 CONFIG_KEYS = (
     Key("OTP_TTL", 300, parsers.integer(1, MAX_TTL_SECONDS), "OTP: seconds a code stays "
         "valid."),
@@ -71,7 +72,10 @@ class OtpRateLimited(RuntimeError):
     """Too soon, or too many codes, for this phone; ``retry_after`` in seconds."""
 
     def __init__(self, reason: Literal["cooldown", "too_many"], retry_after: float) -> None:
+        #: ``cooldown`` (a code was sent moments ago) or ``too_many`` (the
+        #: send limit of the window is reached).
         self.reason = reason
+        #: Seconds until a new code can be sent.
         self.retry_after = retry_after
         what = ("a code was sent moments ago" if reason == "cooldown"
                 else "too many codes were sent to this phone")
@@ -82,21 +86,29 @@ class OtpRateLimited(RuntimeError):
 class OtpCheck:
     """The outcome of :meth:`OtpPlugin.check`."""
 
+    #: ``ok`` (the code was right, and is now used up), ``invalid`` (a wrong
+    #: code, or a phone with no code), ``expired`` or ``locked`` (too many
+    #: wrong attempts).
     status: Status
+    #: Wrong attempts still allowed on this code; 0 when expired or locked.
     attempts_left: int
 
     @property
     def ok(self) -> bool:
+        """Whether the code was right (``status == "ok"``)."""
         return self.status == "ok"
 
 
 class OtpPlugin:
     """``ext.otp``: issue codes, verify them once, with attempt and send limits."""
 
+    #: This app's plugin context, set by :meth:`core_redis_setup`.
     context: PluginContext
 
     @hookimpl
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
+        """Read the ``OTP_*`` keys; warn, without failing, when the app has no
+        ``SECRET_KEY`` (the plugin then refuses to issue or check codes)."""
         self.context = context
         self.ttl, self.max_attempts, self.cooldown, self.max_sends, self.window = (
             context.setting(key) for key in CONFIG_KEYS)

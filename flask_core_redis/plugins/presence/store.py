@@ -72,6 +72,7 @@ SHARDS = Key("PRESENCE_SHARDS", 16, parsers.integer(1, 256), "Presence: hash slo
 MAX_CONNECTIONS = Key("PRESENCE_MAX_CONNECTIONS", 100, parsers.integer(1, 100_000),
                       "Presence: live connections one user may hold; opening one more "
                       "raises `TooManyConnections`.")
+#: The plugin's configuration keys (``REDIS_PRESENCE_TTL``...).
 CONFIG_KEYS = (TTL, SEEN_DAYS, SHARDS, MAX_CONNECTIONS)
 
 
@@ -112,10 +113,12 @@ def _now_ms() -> int:
 class PresencePlugin:
     """``ext.presence``: mark users online and offline, ask who is online."""
 
+    #: This app's plugin context, set by :meth:`core_redis_setup`.
     context: PluginContext
 
     @hookimpl
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
+        """Read the ``PRESENCE_*`` keys."""
         self.context = context
         self.default_ttl, seen_days, shards, self.max_connections = (
             context.setting(key) for key in CONFIG_KEYS)
@@ -291,6 +294,7 @@ class PresencePlugin:
     # Questions --------------------------------------------------------------
 
     def is_online(self, user_id: object) -> bool:
+        """Whether the user holds a connection that has not timed out."""
         return self.online_many([user_id])[_user(user_id)]
 
     def online_many(self, user_ids: list[Any]) -> dict[str, bool]:
@@ -381,10 +385,13 @@ class PresencePlugin:
 
     @hookimpl
     def core_redis_health(self, context: PluginContext) -> dict[str, Any]:
+        """``{"online": n}``: how many users are online."""
         return {"online": self.online_count()}
 
     @hookimpl
     def core_redis_commands(self, context: PluginContext, group: click.Group) -> None:
+        """``flask redis presence count``, ``list`` and ``sweep``."""
+
         @group.group("presence")
         def presence() -> None:
             """Who is online."""
