@@ -51,6 +51,7 @@ html_sidebars = {
 }
 html_title = f"flask-core-redis {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_show_sourcelink = False
 version_banner = False
 
@@ -60,6 +61,9 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autoclass_content = "both"
+# ``Registration`` is the protocol the extension object satisfies: what a
+# user passes is the extension.
+autodoc_type_aliases = {"Registration": "flask_core_redis.CoreRedis"}
 
 # -- Cross-references -------------------------------------------------------
 # Nitpicky mode (-n) makes every reference that resolves to nothing a
@@ -85,4 +89,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(flask|werkzeug|click)\..*"),
     # redis-py: its inventory (intersphinx).
     (r"py:.*", r"redis\..*"),
+    # The libraries the integrations wrap; RQ, python-socketio,
+    # Flask-Session and kombu publish inventories too.
+    (r"py:.*", r"(rq|socketio|flask_session|kombu)\..*"),
 ]

@@ -14,11 +14,22 @@ On a reference Sphinx could not resolve, this extension:
   it, when exactly one does;
 - renders a type variable (``T``) as plain text: it names no object.
 
-Anything else stays unresolved, and the build says so."""
+Anything else stays unresolved, and the build says so.
+
+Before autodoc reads the package, the imports each module makes for type
+checkers only (``if TYPE_CHECKING:``) are run into the module, so that the
+annotations naming them (``app: Flask``) can be evaluated and linked. A
+dataclass field whose default comes from a factory shows ``...`` as its
+default: ``<factory>``, as Python writes it, breaks the signature's parsing."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
+import pkgutil
+import re
+from types import ModuleType
 from typing import Any, TypeVar
 
 from docutils import nodes
@@ -48,8 +59,10 @@ def _import(name: str) -> Any:
 
 
 def _documented(env: BuildEnvironment) -> dict[str, Any]:
-    """The Python objects of the build, by full name."""
-    return env.get_domain("py").objects  # type: ignore[attr-defined,no-any-return]
+    """The Python objects of the build, by full name (not the aliases that
+    autodoc adds under the defining module's name)."""
+    objects = env.get_domain("py").objects  # type: ignore[attr-defined]
+    return {name: entry for name, entry in objects.items() if not entry.aliased}
 
 
 def _same_object(env: BuildEnvironment, target: str) -> str | None:
@@ -83,6 +96,40 @@ def resolve(app: Sphinx, env: BuildEnvironment, node: pending_xref,
                         contnode, name)
 
 
+def _run_type_checking_imports(module: ModuleType) -> None:
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError):
+        return
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) in (
+                "TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            body = ast.Module(body=node.body, type_ignores=[])
+            exec(compile(body, module.__file__ or module.__name__, "exec"), vars(module))
+
+
+def import_for_type_checkers(app: Sphinx) -> None:
+    package = importlib.import_module(PACKAGE)
+    modules = [package.__name__] + [info.name for info in pkgutil.walk_packages(
+        package.__path__, prefix=f"{PACKAGE}.")]
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an integration whose library is not installed
+            continue
+        _run_type_checking_imports(module)
+
+
+def factory_defaults(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                     signature: str | None, return_annotation: str | None
+                     ) -> tuple[str | None, str | None] | None:
+    if signature is None or "<factory>" not in signature:
+        return None
+    return re.sub(r"\s*=\s*<factory>", " = ...", signature), return_annotation
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("autodoc-process-signature", factory_defaults)
+    app.connect("builder-inited", import_for_type_checkers)
     app.connect("missing-reference", resolve)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
