@@ -8,9 +8,9 @@ checks the path) before exposing it.
 
 rq-dashboard builds a client of its own from ``RQ_DASHBOARD_REDIS_URL`` on
 every request that names an instance, and reads that key only in its own
-grammar. Registered here, its blueprint reads the app's queue connection
-(:func:`~.queues.queue_connection`) instead: one instance, the app's server,
-no client per request."""
+grammar. Registered here, its blueprint reads the connection the app's
+queues use (those of :func:`~.queues.queue`) instead: one instance, the app's
+server, no client per request."""
 
 from __future__ import annotations
 

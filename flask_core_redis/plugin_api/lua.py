@@ -106,8 +106,8 @@ def once_prelude(*common_replies: str) -> str:
 
     ``common_replies`` are Lua expressions of the replies most runs remember
     (``"{0, 1, {}}"``, ``"1"``). One of them is remembered as a record of
-    :data:`NONCE_BYTES` + 1 bytes appended to the records of the calls of its
-    second (KEYS[2]), while they take less than :data:`MAX_RECORDS_BYTES`; any
+    ``NONCE_BYTES`` + 1 bytes appended to the records of the calls of its
+    second (KEYS[2]), while they take less than ``MAX_RECORDS_BYTES``; any
     other reply as JSON under the call's own key (KEYS[1]), about 100 bytes
     more. A reply counts as common when it equals one as a Lua value (tables
     compared field by field), so a replay returns exactly the first reply.

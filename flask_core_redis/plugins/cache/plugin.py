@@ -166,8 +166,10 @@ class CachePlugin:
 
     def cached(self, ttl: float | None = None, key: KeySpec = None, *,
                namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:
-        """Decorate a function or view to cache its (JSON-serializable) result;
-        see :func:`~.decorator.cached_through` for ``key``."""
+        """Decorate a function or view to cache its (JSON-serializable) result.
+        ``key`` is a format string over the arguments (``"user:{user_id}"``), a
+        callable taking the same arguments, or None for the function's name and
+        a hash of its arguments."""
         return cached_through(lambda: self, ttl, key, namespace)
 
     @classmethod
