@@ -53,6 +53,7 @@ class ShardedPubSub:
     dead node, so a failover silenced them for good)."""
 
     def __init__(self, pubsub: Any) -> None:
+        #: redis-py's ``ClusterPubSub`` underneath.
         self.pubsub = pubsub
         #: Channels of a node that failed, to subscribe again.
         self.lost: set[Any] = set()
@@ -61,9 +62,10 @@ class ShardedPubSub:
         return getattr(self.pubsub, name)
 
     def get_message(self, ignore_subscribe_messages: bool = False,
-                    timeout: float | None = 0.0) -> Any:
-        """The next message from any node, waiting up to ``timeout`` seconds
-        (None: until one comes).
+                    timeout: float | None = 0.0) -> dict[str, Any] | None:
+        """The next message from any node (a dict: ``type``, ``channel``,
+        ``data``...), waiting up to ``timeout`` seconds (None: until one
+        comes); None if none came.
 
         Each node is read by name, in turn, and subscription confirmations are
         left out here: redis-py 6.x's own round robin ignores the timeout, and
@@ -87,12 +89,14 @@ class ShardedPubSub:
             if not names:  # nothing subscribed (yet): nothing to wait on
                 time.sleep(min(wait, NODE_TURN_SECONDS))
 
-    def _read(self, name: str, timeout: float | None) -> Any:
+    def _read(self, name: str, timeout: float | None) -> dict[str, Any] | None:
         node = self.pubsub.cluster.get_node(node_name=name)
         try:
             if node is None:  # gone from the slot map
                 raise ConnectionError(f"{name} is no longer in the cluster")
-            return self.pubsub.get_sharded_message(timeout=timeout, target_node=node)
+            message: dict[str, Any] | None = self.pubsub.get_sharded_message(
+                timeout=timeout, target_node=node)
+            return message
         except (ConnectionError, TimeoutError):
             self._drop_node(name)
             raise
@@ -110,7 +114,7 @@ class ShardedPubSub:
             self.pubsub.ssubscribe(*self.lost)
             self.lost.clear()
 
-    def listen(self) -> Iterator[Any]:
+    def listen(self) -> Iterator[dict[str, Any]]:
         """Every message as it arrives, subscription confirmations included."""
         while True:
             message = self.get_message(timeout=1.0)

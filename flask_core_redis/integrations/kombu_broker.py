@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..config import Settings
@@ -26,6 +26,9 @@ from ..connection.tls import ssl_kwargs
 from ..errors import ConfigurationError
 from ..state import Registration, current_state
 from ._missing import missing_library
+
+if TYPE_CHECKING:
+    from kombu.connection import Connection
 
 __all__ = ["KombuBroker", "kombu_broker"]
 
@@ -57,13 +60,12 @@ class KombuBroker:
             config["broker_use_ssl"] = dict(self.ssl)
         return config
 
-    def connection(self) -> Any:
+    def connection(self) -> Connection:
         """A ``kombu.Connection`` on this broker (not yet connected)."""
         try:
             from kombu.connection import Connection
         except ImportError as error:
             raise missing_library(__name__, "kombu", "'kombu[redis]'") from error
-
         return Connection(self.url, transport_options=dict(self.transport_options),
                           ssl=self.ssl if self.ssl is not None else False)
 

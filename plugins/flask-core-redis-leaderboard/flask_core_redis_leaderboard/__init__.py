@@ -7,7 +7,7 @@ from typing import Any
 import click
 from flask import Flask
 
-from flask_core_redis import PluginContext, hookimpl
+from flask_core_redis.plugin_api import PluginContext, hookimpl
 
 
 class LeaderboardPlugin:
