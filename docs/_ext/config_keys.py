@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -55,7 +55,8 @@ def keys_of(selection: str) -> tuple[Key, ...]:
 
 class ConfigKeys(SphinxDirective):
     required_arguments = 1
-    option_spec = {"no-index": directives.flag, "prefix": directives.unchanged_required}
+    option_spec: ClassVar[dict[str, Any]] = {"no-index": directives.flag,
+                                             "prefix": directives.unchanged_required}
 
     def run(self) -> list[nodes.Node]:
         try:
