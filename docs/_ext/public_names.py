@@ -20,12 +20,16 @@ Before autodoc reads the package, the imports each module makes for type
 checkers only (``if TYPE_CHECKING:``) are run into the module, so that the
 annotations naming them (``app: Flask``) can be evaluated and linked. A
 dataclass field whose default comes from a factory shows ``...`` as its
-default: ``<factory>``, as Python writes it, breaks the signature's parsing."""
+default: ``<factory>``, as Python writes it, breaks the signature's parsing.
+A constant documented where it is re-exported (``flask_core_redis.NOW_MS``)
+gets the ``#:`` comment of its definition, found by following the imports,
+rather than the docstring of its type."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -36,6 +40,7 @@ from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.nodes import make_refnode
 
 PACKAGE = "flask_core_redis"
@@ -128,7 +133,45 @@ def factory_defaults(app: Sphinx, what: str, name: str, obj: Any, options: Any,
     return re.sub(r"\s*=\s*<factory>", " = ...", signature), return_annotation
 
 
+def _doc_comment(modname: str, attribute: str, hops: int = 5) -> list[str] | None:
+    """The ``#:`` comment of ``attribute`` in ``modname``, or in the module it
+    is imported from (under another name, too), following up to ``hops``
+    imports."""
+    try:
+        analyzer = ModuleAnalyzer.for_module(modname)
+        analyzer.analyze()
+    except Exception:  # no source: nothing to read
+        return None
+    comment = analyzer.attr_docs.get(("", attribute))
+    if comment:
+        return list(comment)
+    if hops == 0:
+        return None
+    module = importlib.import_module(modname)
+    package = modname if hasattr(module, "__path__") else modname.rpartition(".")[0]
+    for node in ast.parse(analyzer.code).body:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        for alias in node.names:
+            if (alias.asname or alias.name) == attribute:
+                source = importlib.util.resolve_name(
+                    "." * node.level + (node.module or ""), package)
+                return _doc_comment(source, alias.name, hops - 1)
+    return None
+
+
+def reexported_constants(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                         lines: list[str]) -> None:
+    if what != "data" or not name.startswith(PACKAGE):
+        return
+    modname, _, attribute = name.rpartition(".")
+    comment = _doc_comment(modname, attribute)
+    if comment is not None:
+        lines[:] = comment
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("autodoc-process-docstring", reexported_constants)
     app.connect("autodoc-process-signature", factory_defaults)
     app.connect("builder-inited", import_for_type_checkers)
     app.connect("missing-reference", resolve)
