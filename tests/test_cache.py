@@ -259,7 +259,8 @@ def test_raw_values_are_json_with_xfetch_header(cache_app):
     app, ext = cache_app
     with app.app_context():
         ext.cache.set("doc", {"a": [1, "x"]}, ttl=60)
-        (key,) = list(ext.client.scan_iter(match=f"{ext.settings.key_prefix}{{cache:default}}:*doc"))
+        pattern = f"{ext.settings.key_prefix}{{cache:default}}:*doc"
+        (key,) = list(ext.client.scan_iter(match=pattern))
         version, compute_ms, expires_ms, payload = ext.client.get(key).split(":", 3)
     assert json.loads(payload) == {"a": [1, "x"]}
     assert float(expires_ms) > time.time() * 1000
