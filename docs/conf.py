@@ -53,6 +53,8 @@ html_title = f"flask-core-redis {release}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_show_sourcelink = False
+# The page contents list an object by its own name (close()), not its path.
+toc_object_entries_show_parents = "hide"
 version_banner = False
 
 # -- Autodoc ----------------------------------------------------------------
