@@ -278,6 +278,19 @@ def test_hasattr_answers_for_plugins_that_are_not_there(make_app, memory_url):
             _ = ext.otp
 
 
+def test_dir_lists_the_enabled_plugins_inside_an_app_context(make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_PLUGINS": "cache, presence"})
+    outside = dir(ext)  # no app: the class's own names only, and no error
+    assert {"get_client", "health", "publish"} <= set(outside)
+    assert not {"cache", "presence", "otp"} & set(outside)
+    with app.app_context():
+        inside = dir(ext)
+        assert {"cache", "presence", "get_client"} <= set(inside) and "otp" not in inside
+        assert all(hasattr(ext, name) for name in ("cache", "presence"))
+    with Flask("unregistered").app_context():
+        assert "cache" not in dir(ext)
+
+
 def test_the_caches_import_time_stand_in_says_what_to_do_outside_an_app(make_app,
                                                                         memory_url):
     from flask_core_redis.plugins.cache import CachePlugin

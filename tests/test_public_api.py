@@ -20,7 +20,6 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from flask import Flask
 
 import flask_core_redis
 import flask_core_redis.integrations
@@ -241,15 +240,3 @@ def test_the_dashboard_without_rq_dashboard_says_what_to_install(monkeypatch, ma
     with pytest.raises(ConfigurationError, match="pip install rq-dashboard"):
         init_rq_dashboard(ext, app)
 
-
-def test_dir_lists_the_enabled_plugins_inside_an_app_context(make_app, memory_url):
-    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_PLUGINS": "cache, presence"})
-    outside = dir(ext)  # no app: the class's own names only, and no error
-    assert {"get_client", "health", "publish"} <= set(outside)
-    assert not {"cache", "presence", "otp"} & set(outside)
-    with app.app_context():
-        inside = dir(ext)
-        assert {"cache", "presence", "get_client"} <= set(inside) and "otp" not in inside
-        assert all(hasattr(ext, name) for name in ("cache", "presence"))
-    with Flask("unregistered").app_context():
-        assert "cache" not in dir(ext)
