@@ -17,19 +17,20 @@ from .servers import wait_until
 
 pytestmark = pytest.mark.integration
 
-PREFIX = "shop:"
 PASSWORD = "confined-s3cret"
 
 
-def confine(client: redis.Redis, user: str) -> None:
+def confine(client: redis.Redis, user: str, prefix: str) -> None:
     client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{PASSWORD}",
-                           f"~{PREFIX}*", f"&{PREFIX}*", "+@all")
+                           f"~{prefix}*", f"&{prefix}*", "+@all")
 
 
 @pytest.fixture(params=["standalone", "cluster"])
 def confined_app(request, make_app, tmp_path):
-    """An app whose ACL user may touch only keys and channels under ``shop:``."""
+    """An app whose ACL user may touch only keys and channels under its
+    prefix, ``shop-<unique>:`` (a prefix of its own on the shared Cluster)."""
     user = f"confined-{uuid.uuid4().hex[:8]}"
+    prefix = f"shop-{user}:"
     if request.param == "standalone":
         server = request.getfixturevalue("own_redis_server")
         nodes, url = [server], f"redis://{server.address}"
@@ -38,9 +39,9 @@ def confined_app(request, make_app, tmp_path):
         nodes, url = cluster.nodes, cluster.url
     for node in nodes:  # ACL users are per node, even in a Cluster
         with node.client() as admin:
-            confine(admin, user)
+            confine(admin, user, prefix)
     app, ext = make_app({"REDIS_URL": url, "REDIS_USERNAME": user, "REDIS_PASSWORD": PASSWORD,
-                         "REDIS_KEY_PREFIX": PREFIX,
+                         "REDIS_KEY_PREFIX": prefix,
                          "REDIS_OTP_RESEND_COOLDOWN": 0, "REDIS_PRESENCE_SHARDS": 4})
     yield app, ext, nodes
     for node in nodes:
@@ -48,11 +49,12 @@ def confined_app(request, make_app, tmp_path):
             admin.execute_command("ACL", "DELUSER", user)
 
 
-def written_keys(nodes, marker: str) -> list[str]:
+def keys_naming(nodes, text: str) -> list[str]:
+    """Every key, on every node, with ``text`` anywhere in its name."""
     keys: list[str] = []
     for node in nodes:
         with node.client() as admin:
-            keys += admin.scan_iter(match=f"*{marker}*")
+            keys += admin.scan_iter(match=f"*{text}*")
     return keys
 
 
@@ -60,6 +62,7 @@ def test_every_plugin_runs_as_a_user_confined_to_the_prefix(confined_app):
     app, ext, nodes = confined_app
     marker = uuid.uuid4().hex[:8]
     with app.app_context():
+        prefix = ext.settings.key_prefix
         assert ext.cache.get_or_set(f"user:{marker}", lambda: {"name": "Ann"},
                                     namespace=f"profiles-{marker}") == {"name": "Ann"}
         assert ext.cache.get(f"user:{marker}", namespace=f"profiles-{marker}") == {
@@ -77,9 +80,11 @@ def test_every_plugin_runs_as_a_user_confined_to_the_prefix(confined_app):
         ext.presence.mark_offline(f"ann-{marker}", connection_id="tab")
         assert not ext.presence.is_online(f"ann-{marker}")
 
-    keys = written_keys(nodes, marker) + written_keys(nodes, "presence")
-    assert keys, "the plugins wrote nothing"
-    assert all(key.startswith(f"{PREFIX}{{") for key in keys), keys
+    keys = keys_naming(nodes, marker) + keys_naming(nodes, prefix)
+    assert {key.split("}")[0] for key in keys} >= {f"{prefix}{{cache:profiles-{marker}",
+                                                   f"{prefix}{{otp:{phone}"}, keys
+    assert any(key.startswith(f"{prefix}{{presence:") for key in keys), keys
+    assert all(key.startswith(f"{prefix}{{") for key in keys), keys
 
 
 def test_pub_sub_runs_as_a_user_confined_to_the_prefix(confined_app):
@@ -89,7 +94,8 @@ def test_pub_sub_runs_as_a_user_confined_to_the_prefix(confined_app):
         wait_until(lambda: ext.publish("news", "hello") >= 1, 10, "the subscription")
         message = wait_until(lambda: subscription.get_message(ignore_subscribe_messages=True,
                                                               timeout=0.1), 10, "the message")
-        assert (message["channel"], message["data"]) == (f"{PREFIX}news", "hello")
+        assert (message["channel"], message["data"]) == (
+            f"{ext.settings.key_prefix}news", "hello")
         subscription.close()
 
 
@@ -101,7 +107,7 @@ def test_the_socketio_manager_runs_as_a_user_confined_to_the_prefix(confined_app
                              else None)
         listener = socketio_manager(ext)
         writer = socketio_manager(ext, write_only=True)
-        assert listener.channel == f"{PREFIX}flask-socketio"
+        assert listener.channel == f"{ext.settings.key_prefix}flask-socketio"
         received = []
         messages = listener._listen()  # python-socketio's extension point for managers
         reader = threading.Thread(target=lambda: received.append(next(messages)), daemon=True)
