@@ -2,7 +2,7 @@
 runs in a real worker process, and the dashboard shows it."""
 
 import pytest
-from flask import Flask
+from flask import Flask, Response, request
 
 from flask_core_redis import ConfigurationError
 from flask_core_redis.integrations.queues import queue
@@ -59,3 +59,19 @@ def test_an_app_without_the_extension_is_refused(make_app, memory_url):
     _, ext = make_app({"REDIS_URL": memory_url})
     with pytest.raises(RuntimeError, match="is not registered on app"):
         init_rq_dashboard(ext, Flask("other"))
+
+
+def test_a_check_on_the_dashboard_blueprint_still_runs(make_app, memory_url):
+    """A user's authentication hook on the dashboard's blueprint, registered
+    before the dashboard (as rq-dashboard's own add_basic_auth does), is kept."""
+    app, ext = make_app({"REDIS_URL": memory_url})
+    refused = []
+
+    def staff_only():
+        refused.append(request.path)
+        return Response("Staff only", 401)
+
+    app.before_request_funcs.setdefault("rq_dashboard", []).append(staff_only)
+    init_rq_dashboard(ext, app)
+    assert app.test_client().get("/rq/0/data/queues.json").status_code == 401
+    assert refused == ["/rq/0/data/queues.json"]

@@ -14,6 +14,7 @@ server, no client per request."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from flask import Flask, abort, current_app, request
@@ -28,8 +29,9 @@ __all__ = ["init_rq_dashboard"]
 def init_rq_dashboard(ext: Registration, app: Flask, url_prefix: str = "/rq") -> None:
     """Serve rq-dashboard at ``url_prefix`` on ``app``, on the queue
     connection of ``ext`` (a :class:`~flask_core_redis.CoreRedis` registered
-    on ``app``), without authentication. Cluster mode is refused with a
-    ConfigurationError, as for RQ."""
+    on ``app``), without authentication of its own: hooks that check requests
+    to the ``rq_dashboard`` blueprint, registered before or after, still run.
+    Cluster mode is refused with a ConfigurationError, as for RQ."""
     try:
         import rq_dashboard
     except ImportError as error:
@@ -39,8 +41,12 @@ def init_rq_dashboard(ext: Registration, app: Flask, url_prefix: str = "/rq") ->
     # Shown in the dashboard's instance list; never connected to.
     app.config["RQ_DASHBOARD_REDIS_URL"] = (state.settings.address,)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=url_prefix)
-    # Instead of rq-dashboard's own hook, which connects from the URL above.
-    app.before_request_funcs[rq_dashboard.blueprint.name] = [_use_the_app_connection(state)]
+    # In place of rq-dashboard's own hook, which connects from the URL above;
+    # every other hook of the blueprint (an authentication check) stays.
+    name = rq_dashboard.blueprint.name
+    own_hook = getattr(import_module("rq_dashboard.web"), "push_rq_connection", None)
+    kept = [hook for hook in app.before_request_funcs.get(name, []) if hook is not own_hook]
+    app.before_request_funcs[name] = [_use_the_app_connection(state), *kept]
 
 
 def _use_the_app_connection(state: RedisState) -> Any:
