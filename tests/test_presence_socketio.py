@@ -168,3 +168,24 @@ def test_a_round_of_heartbeats_during_a_connect_handler_leaves_the_connection_op
     assert [event for event in events(watcher) if event[0] == "ann"] == [("ann", True)]
     ann.disconnect()
     watcher.disconnect()
+
+
+def heartbeat_threads():
+    return [thread for thread in threading.enumerate()
+            if getattr(getattr(thread, "_target", None), "__name__", "") == "heartbeat_forever"]
+
+
+def test_closing_the_extension_stops_a_slow_heartbeat_within_a_second_or_so(mode_app):
+    """A heartbeat every 30 s does not keep its thread asleep for 30 s after
+    ext.close()."""
+    app, ext = mode_app()
+    before = heartbeat_threads()
+    socketio = SocketIO(app, async_mode="threading")
+    with app.app_context():
+        ext.presence.bind_socketio(socketio, identify=lambda auth: "ann", heartbeat_every=30)
+    started = wait_until(lambda: set(heartbeat_threads()) - set(before), 5,
+                         "the heartbeat thread")
+    with app.app_context():
+        ext.close()
+    wait_until(lambda: not any(thread.is_alive() for thread in started), 5,
+               "the heartbeat thread to end")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -169,9 +170,17 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
 
     stopped = stop or threading.Event()
 
+    def pause() -> None:
+        """``every`` seconds, in steps of at most one, so a stop ends the loop
+        within a second (``socketio.sleep`` suits every async mode, where an
+        Event's wait would block eventlet's hub)."""
+        deadline = time.monotonic() + every
+        while not stopped.is_set() and (left := deadline - time.monotonic()) > 0:
+            socketio.sleep(min(left, 1.0))
+
     def heartbeat_forever() -> None:
         while not stopped.is_set():
-            socketio.sleep(every)
+            pause()
             if stopped.is_set():
                 break
             try:
