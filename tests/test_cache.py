@@ -2,6 +2,7 @@
 
 import json
 import logging
+import threading
 import time
 import uuid
 
@@ -11,8 +12,10 @@ from flask import Flask
 
 from flask_core_redis.plugin_api import MAX_TTL_SECONDS
 from flask_core_redis.plugins.cache.entries import Entry, encode
+from flask_core_redis.plugins.cache.scripts import CLAIM
 
-from .servers import run_concurrently
+from .servers import run_concurrently, wait_until
+from .tcp_proxy import FaultProxy
 
 
 @pytest.fixture
@@ -266,3 +269,30 @@ def test_raw_values_are_json_with_xfetch_header(cache_app):
     assert float(expires_ms) > time.time() * 1000
     assert compute_ms == "0"  # set() computed nothing
     assert version == "0"  # the namespace was never invalidated
+
+
+@pytest.mark.integration
+def test_a_claim_whose_reply_is_lost_does_not_wait_on_its_own_lock(make_app, own_redis_server):
+    """The reply to the lock claim is lost after the script took the lock, and
+    the retry policy sends it again: the caller computes at once instead of
+    waiting out its own lock (an hour here)."""
+    with FaultProxy(own_redis_server.port) as proxy:
+        app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}",
+                             "REDIS_SOCKET_TIMEOUT": 200, "REDIS_MAX_RETRIES": 1,
+                             "REDIS_CACHE_LOCK_TIMEOUT": 3600})
+        with app.app_context():
+            assert ext.cache.get_or_set("warm-up", lambda: 0) == 0  # the script is loaded
+            proxy.lose_reply_to(CLAIM.sha)
+            computed, outcome = [], []
+
+            def call():
+                with app.app_context():
+                    outcome.append(ext.cache.get_or_set(
+                        "report", lambda: computed.append(1) or {"rows": 3}))
+
+            caller = threading.Thread(target=call, daemon=True)
+            caller.start()
+            wait_until(lambda: not caller.is_alive(), 10, "get_or_set to return")
+            assert proxy.replies_lost == 1
+            assert outcome == [{"rows": 3}] and computed == [1]
+            assert ext.cache.get("report") == {"rows": 3}
