@@ -114,7 +114,10 @@ def test_a_misspelt_option_fails_at_construction_naming_the_closest(typo, meant)
     ("db", "REDIS_DB"), ("password", "REDIS_PASSWORD"), ("ssl_ca_certs", "REDIS_SSL_CA_CERTS"),
     ("socket_timeout", "REDIS_SOCKET_TIMEOUT"), ("decode_responses", "REDIS_DECODE_RESPONSES"),
     ("ssl_check_hostname", "REDIS_SSL_CERT_REQS"), ("host", "REDIS_URL"),
-    ("max_connections", "REDIS_MAX_CONNECTIONS")])
+    ("max_connections", "REDIS_MAX_CONNECTIONS"),
+    # Each would change which errors the retry policy retries, or how often.
+    ("retry_on_error", "REDIS_MAX_RETRIES"), ("retry_on_timeout", "REDIS_MAX_RETRIES"),
+    ("cluster_error_retry_attempts", "REDIS_MAX_RETRIES")])
 def test_an_option_that_configuration_sets_names_its_key(option, key):
     with pytest.raises(TypeError, match=rf"does not take '{option}': set {key} instead"):
         CoreRedis(**{option: 1})
@@ -139,7 +142,7 @@ def test_an_option_the_modes_client_does_not_take_fails_at_init_app(make_app, ur
 
 @pytest.mark.parametrize(("url", "options"), [
     ("memory://", {"socket_keepalive": True}),
-    ("redis://127.0.0.1:1", {"socket_keepalive": True, "retry_on_timeout": False}),
+    ("redis://127.0.0.1:1", {"socket_keepalive": True, "socket_keepalive_options": {}}),
     ("rediss://127.0.0.1:1", {"ssl_ciphers": "HIGH"}),
     ("unix:///tmp/nowhere.sock", {"socket_read_size": 65536}),
     ("redis+sentinel://127.0.0.1:1/m", {"socket_keepalive": True, "check_connection": True}),
