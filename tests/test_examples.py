@@ -22,9 +22,11 @@ from .servers import refusing_default_port
 
 BLOCKS = every_block()
 CHAINS = chains(BLOCKS)
-#: The libraries of the ecosystem extra, left out of the passes without it.
+#: The libraries of the ecosystem extra, and the integrations that need them,
+#: left out of the passes without it.
 _ECOSYSTEM = re.compile(r"^\s*(from|import)\s+(flask_session|flask_caching|flask_limiter|"
-                        r"celery|kombu|rq_dashboard)\b", re.M)
+                        r"celery|kombu|rq_dashboard|flask_core_redis\.integrations\."
+                        r"(sessions|limiter|kombu_broker|rq_dashboard))\b", re.M)
 
 
 def _cases() -> Iterator[Any]:
