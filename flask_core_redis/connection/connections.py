@@ -2,13 +2,14 @@
 
 redis-py builds connections from a class and keyword arguments, and Cluster
 drops keyword arguments it does not know; so the events object is bound into a
-subclass made for each registration rather than passed as an argument."""
+subclass made for each registration rather than passed as an argument.
+The overrides of redis-py's methods here are workarounds, listed in
+:mod:`.redis_py`."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from redis.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from .events import ConnectionEvents
+from .redis_py import disconnect_cause
 
 
 class EventedConnection(AbstractConnection):
@@ -58,9 +60,10 @@ class EventedConnection(AbstractConnection):
         return f"{getattr(self, 'host', '?')}:{getattr(self, 'port', '?')}"
 
     def connect(self) -> None:
-        """Connect and shake hands under the retry policy, each try one attempt:
-        redis-py 6.x connects once here and leaves a failure to the command's
-        own retry, which a pool's first connect never reaches."""
+        """Connect and shake hands under the retry policy, each try one attempt,
+        as redis-py does from 7.2: redis-py 6.4-7.1 connects once here and
+        leaves a failure to the command's own retry, which a pool's first
+        connect never reaches."""
         self.retry.call_with_retry(self._connect_once, self.disconnect)
 
     def _connect_once(self) -> None:
@@ -110,31 +113,7 @@ class EventedConnection(AbstractConnection):
         super().disconnect(*args, **kwargs)
         if was_connected:
             self.events.emit("disconnect", address=self._address(),
-                             error=self._disconnect_cause(args, kwargs))
-
-    def _disconnect_cause(self, args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> BaseException | None:
-        """Why this connection is being dropped: the error redis-py passes along
-        or, since it often calls ``disconnect()`` bare from an ``except`` block,
-        the error being handled if it came out of this very connection (a
-        topology refresh closes healthy connections while handling another
-        node's error). None for a deliberate close."""
-        passed = kwargs.get("error") or next(
-            (arg for arg in args if isinstance(arg, BaseException)), None)
-        if passed is not None:
-            return passed
-        handled = sys.exc_info()[1]
-        if isinstance(handled, RedisError | OSError) and self._raised_here(handled):
-            return handled
-        return None
-
-    def _raised_here(self, error: BaseException) -> bool:
-        trace = error.__traceback__
-        while trace is not None:
-            if trace.tb_frame.f_locals.get("self") is self:
-                return True
-            trace = trace.tb_next
-        return False
+                             error=disconnect_cause(self, args, kwargs))
 
 
 def evented_class(base: type[AbstractConnection], events: ConnectionEvents,

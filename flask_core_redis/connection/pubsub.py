@@ -20,7 +20,7 @@ from redis.client import PubSub
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from .cluster import as_redis_errors
+from .redis_py import as_redis_errors
 
 __all__ = ["ShardedPubSub", "publish", "subscribe"]
 
@@ -49,8 +49,8 @@ class ShardedPubSub:
 
     A node that fails while it is read raises the error, as redis-py does, but
     its channels are not lost with it: the next read refreshes the slot map and
-    subscribes them again on their current masters (redis-py kept reading the
-    dead node, so a failover silenced them for good)."""
+    subscribes them again on their current masters (redis-py 6.4-7.4 keeps
+    reading the dead node, so a failover silences them for good)."""
 
     def __init__(self, pubsub: Any) -> None:
         #: redis-py's ``ClusterPubSub`` underneath.
@@ -68,8 +68,8 @@ class ShardedPubSub:
         comes); None if none came.
 
         Each node is read by name, in turn, and subscription confirmations are
-        left out here: redis-py 6.x's own round robin ignores the timeout, and
-        asked to leave them out it returned None for every message."""
+        left out here: redis-py 6.4-7.4's own round robin ignores the timeout,
+        and asked to leave them out returns None for every message."""
         deadline = time.monotonic() + (math.inf if timeout is None else timeout)
         while True:
             self._subscribe_lost_channels()

@@ -91,10 +91,10 @@ class PolicyRetry(Retry):
     with a ``deadline`` (seconds) the retries stop when the next one would
     start after it, however many were made, instead of after ``retries``.
 
-    The loop is written out here rather than inherited: redis-py 6.x's
-    ``call_with_retry`` takes neither ``is_retryable`` nor
-    ``with_failure_count``, which 7.x and later pass, and both lines are
-    supported."""
+    The loop is written out here rather than inherited, and takes every
+    shape of call redis-py makes: ``call_with_retry`` takes ``is_retryable``
+    from redis-py 7.0 and ``with_failure_count`` from 7.2, which redis-py
+    passes from those releases on."""
 
     #: Seconds after the first try past which no retry starts; None: count.
     deadline: float | None = None

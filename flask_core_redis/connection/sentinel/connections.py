@@ -1,6 +1,7 @@
 """The connection to a Sentinel master: it opens its socket where the
 registration's :class:`~.watch.MasterWatch` says the master is, within the
-same connect attempt's bound as the socket itself."""
+same connect attempt's bound as the socket itself. Its overrides are
+redis-py workarounds, listed in :mod:`flask_core_redis.connection.redis_py`."""
 
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ class EventedSentinelConnection(EventedConnection):
     def read_response(self, *args: Any, disconnect_on_error: bool = True,
                       **kwargs: Any) -> Any:
         """As a plain connection does, an error while reading a reply (one that
-        fails to decode, say) closes the connection: redis-py's sentinel
-        connection keeps it by default, and the next command on it then read
-        the rest of the failed reply."""
+        fails to decode, say) closes the connection: redis-py 6.4-8.1's
+        sentinel connection keeps it by default (8.2 closes it), and the next
+        command on it then reads the rest of the failed reply."""
         return super().read_response(  # redis-py's, by the MRO
             *args, disconnect_on_error=disconnect_on_error, **kwargs)

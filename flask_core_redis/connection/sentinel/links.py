@@ -8,56 +8,16 @@ import asyncio
 import contextlib
 import inspect
 import os
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio.connection import Connection as AsyncConnection
-from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
+from ..redis_py import ASYNC_SSL_CONNECTION, abort_stream, socket_of
 from .announcements import Address, MasterAnswer, read_master_answer
 from .threads import task_of
-
-
-class _PasswordedSSLConnection(AsyncSSLConnection):
-    """redis-py 6.x's asyncio TLS connection, which takes no ``ssl_password``
-    (the passphrase of an encrypted key file) nor ``ssl_ca_path``, as its
-    own later releases and its blocking connection do. Delete with 6.x."""
-
-    def __init__(self, *, ssl_password: str | None = None, ssl_ca_path: str | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._ssl_password, self._ssl_ca_path = ssl_password, ssl_ca_path
-
-    def _connection_arguments(self) -> Mapping[str, Any]:
-        # The plain connection's: its TLS one's would build a context that
-        # cannot read the key.
-        return {**AsyncConnection._connection_arguments(self), "ssl": self._context()}
-
-    def _context(self) -> ssl.SSLContext:
-        wanted = self.ssl_context  # redis-py's RedisSSLContext: what was asked for
-        context = ssl.create_default_context()
-        context.check_hostname = wanted.check_hostname
-        context.verify_mode = wanted.cert_reqs
-        if wanted.certfile and wanted.keyfile:
-            context.load_cert_chain(wanted.certfile, wanted.keyfile, self._ssl_password)
-        if wanted.ca_certs or wanted.ca_data or self._ssl_ca_path:
-            context.load_verify_locations(cafile=wanted.ca_certs, capath=self._ssl_ca_path,
-                                          cadata=wanted.ca_data)
-        if wanted.min_version is not None:
-            context.minimum_version = wanted.min_version
-        if wanted.ciphers is not None:
-            context.set_ciphers(wanted.ciphers)
-        return context
-
-
-#: The asyncio TLS connection to use: redis-py's own where it takes every
-#: option its blocking one does.
-_SSL_CONNECTION: type[AsyncConnection] = (
-    AsyncSSLConnection if "ssl_password" in inspect.signature(AsyncSSLConnection).parameters
-    else _PasswordedSSLConnection)
 
 
 def _accepted(kind: type[Any]) -> set[str]:
@@ -72,7 +32,7 @@ class SentinelLinks:
     so that a forked child can let go of its parent's."""
 
     def __init__(self, options: Mapping[str, Any], connect_timeout: float) -> None:
-        self._kind = _SSL_CONNECTION if options.get("ssl") else AsyncConnection
+        self._kind = ASYNC_SSL_CONNECTION if options.get("ssl") else AsyncConnection
         self._options = {key: value for key, value in options.items() if key != "ssl"}
         unknown = sorted(set(self._options) - _accepted(self._kind))
         if unknown:
@@ -106,9 +66,7 @@ class SentinelLinks:
         """Close ``connection`` at once: a TLS close waits for the server's
         own by default, up to half a minute from a server that hangs."""
         self._open.discard(connection)
-        writer = getattr(connection, "_writer", None)  # redis-py 6.4-8.x: its stream writer
-        if writer is not None:
-            writer.transport.abort()
+        abort_stream(connection)
         await connection.disconnect(nowait=True)
         await asyncio.sleep(0)  # the aborted transport closes its socket in the next turn
 
@@ -128,8 +86,7 @@ class SentinelLinks:
         subscription that nobody reads for as long as the child lives. The
         objects around them are never used again, nor collected."""
         for connection in self._open:
-            writer = getattr(connection, "_writer", None)
-            sock = writer.transport.get_extra_info("socket") if writer is not None else None
+            sock = socket_of(connection)
             if sock is not None:
                 with contextlib.suppress(OSError):
                     os.close(sock.fileno())

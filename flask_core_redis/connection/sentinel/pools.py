@@ -13,7 +13,7 @@ from typing import Any
 from redis.connection import BlockingConnectionPool, ConnectionPool
 from redis.sentinel import SentinelConnectionPool
 
-from ..pools import WaitsThenRaisesMaxConnections
+from ..redis_py import WaitsThenRaisesMaxConnections
 from .announcements import Address
 from .watch import MasterWatch
 
@@ -107,7 +107,7 @@ class FollowsTheMaster:
 
     def owns_connection(self, connection: Any) -> bool:
         """Whether ``connection`` is this process's (redis-py's sentinel pool
-        also wants it on the master's address, and on redis-py before 8.x
+        also wants it on the master's address, and on redis-py 6.4-8.0
         loses a slot of the pool for each one it turns away)."""
         return bool(ConnectionPool.owns_connection(self, connection))  # type: ignore[arg-type]
 
