@@ -30,6 +30,21 @@ from .values import as_text
 
 PREFIX_KEY = "flask_core_redis.prefix"
 
+PLUGIN_GROUPS_KEY = "flask_core_redis.plugin_groups"
+
+
+def _plugin_commands(ctx: click.Context, state: RedisState) -> click.Group:
+    """The subcommands ``state``'s plugins add under ``flask redis``, built once
+    per command line (kept in its context's meta, which dies with it: a group
+    holds the plugins, which hold the registration)."""
+    groups: dict[str, click.Group] = ctx.meta.setdefault(PLUGIN_GROUPS_KEY, {})
+    group = groups.get(state.settings.prefix)
+    if group is None:
+        group = AppGroup("plugins")
+        state.plugins.add_commands(group)
+        groups[state.settings.prefix] = group
+    return group
+
 
 class RedisCommandGroup(AppGroup):
     """``flask redis``: built-in commands plus the ones the app's plugins add.
@@ -52,7 +67,7 @@ class RedisCommandGroup(AppGroup):
         except Exception:  # no app found: only the built-in commands exist
             return None
         state = registered_states(app).get(ctx.params.get("prefix") or "REDIS")
-        return state.plugin_commands() if state else None
+        return _plugin_commands(ctx, state) if state else None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         plugin_group = self._plugin_group(ctx)

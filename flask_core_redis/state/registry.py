@@ -1,40 +1,19 @@
-"""Per-app state: what one ``CoreRedis`` registration keeps for one app, kept
-in ``app.extensions["core_redis"][config_prefix]``, and the lifecycle of
-every client it opens.
-
-Lifecycle, in one place:
-
-- The shared client is built on first use (``init_app`` does no network I/O)
-  and lives until :meth:`RedisState.close` (``ext.close()``) or process exit.
-  Requests never open or close it.
-- ``duplicate()`` and ``subscribe()`` made by the app inside a request are
-  closed when the response has been sent (so a streamed response can read a
-  subscription its view made), or at the request's teardown if it ended
-  without a response; inside a CLI command, when the command ends. Made
-  anywhere else (at start-up, in a background thread), they live until
-  ``ext.close()`` or process exit. Only weak references are kept: one the app
-  drops is closed by garbage collection, as before.
-- Clients an integration builds for itself (RQ's) live like the shared one.
-- At process exit every registration still open is closed."""
+"""The client registry: what one ``CoreRedis`` registration keeps for one
+app (:class:`RedisState`: its settings, connection events, plugins, and its
+clients, built on first use, one per kind), and the registrations of each app
+by config prefix, in ``app.extensions["core_redis"]``."""
 
 from __future__ import annotations
 
-import atexit
-import contextvars
 import dataclasses
-import functools
-import logging
 import threading
 import weakref
-from collections.abc import Iterable
 from typing import Any, Protocol
 
-import click
-from flask import Flask, Response, current_app, has_request_context, request
-from flask.cli import AppGroup
+from flask import Flask, current_app
 
-from .config import ConfigSource, Settings
-from .connection import (
+from ..config import ConfigSource, Settings
+from ..connection import (
     AnyClient,
     ConnectionEvents,
     MasterWatch,
@@ -42,19 +21,12 @@ from .connection import (
     build_master_watch,
     log_event,
 )
-from .connection.health import check_health, failed_report
-from .errors import describe_error
-from .plugin_api.manager import Plugins
+from ..plugin_api.manager import Plugins
+from .health import HealthCheck
+from .lifecycle import close_at_exit
+from .unit_of_work import Closeable, UnitOfWork
 
 EXTENSION_KEY = "core_redis"
-#: What health() may take beyond CONNECT_TIMEOUT.
-HEALTH_MARGIN_SECONDS = 0.5
-
-logger = logging.getLogger("flask_core_redis")
-
-
-class Closeable(Protocol):
-    def close(self) -> Any: ...
 
 
 class RedisState:
@@ -71,13 +43,12 @@ class RedisState:
         self._own_clients: dict[str, AnyClient] = {}
         self._watch: MasterWatch | None = None
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._plugin_commands: click.Group | None = None
-        self._health_running = threading.Lock()
-        self._scoped_key = f"flask_core_redis.close_after.{settings.prefix}"
         # Reentrant: a plugin's client_created hook may itself ask for a client.
         self._lock = threading.RLock()
         self.plugins = Plugins(self, source, app_name)
-        _open_states.add(self)
+        self._unit_of_work = UnitOfWork(settings.prefix)
+        self._health = HealthCheck(settings, self.plugins, self.own_client)
+        close_at_exit(self)
 
     def __repr__(self) -> str:
         return f"<RedisState {self.settings.prefix} {self.settings.mode} {self.settings.address}>"
@@ -87,8 +58,7 @@ class RedisState:
         what requests leave open."""
         self.plugins.setup(app)
         self.events.subscribe(self.plugins.connection_event)
-        app.after_request(self._close_after_response)
-        app.teardown_request(self._close_left_over)
+        self._unit_of_work.install(app)
 
     # Clients -------------------------------------------------------------
 
@@ -169,82 +139,18 @@ class RedisState:
             raise
         return client
 
-    # What requests and CLI commands leave open -----------------------------
+    # What requests and CLI commands leave open, and the health check --------
 
     def close_with_unit_of_work(self, *resources: Closeable) -> None:
         """Close ``resources`` when the current request's response has been
-        sent, or when the current CLI command ends; never, anywhere else."""
-        held = [weakref.ref(resource) for resource in resources]
-        if has_request_context():
-            request.environ.setdefault(self._scoped_key, []).extend(held)
-            return
-        command = click.get_current_context(silent=True)
-        if command is not None:
-            command.call_on_close(functools.partial(_close_alive, held))
-
-    def _close_after_response(self, response: Response) -> Response:
-        held = request.environ.pop(self._scoped_key, None)
-        if held:
-            response.call_on_close(functools.partial(_close_alive, held))
-        return response
-
-    def _close_left_over(self, error: BaseException | None = None) -> None:
-        """A request that ended without a response, or a stream's request
-        context that made them while streaming."""
-        _close_alive(request.environ.pop(self._scoped_key, ()))
-
-    # Plugins' parts ----------------------------------------------------------
-
-    def plugin_commands(self) -> click.Group:
-        """The subcommands plugins add under ``flask redis``, built once."""
-        if self._plugin_commands is None:
-            group = AppGroup("plugins")
-            self.plugins.add_commands(group)
-            self._plugin_commands = group
-        return self._plugin_commands
+        sent, or when the current CLI command ends; never, anywhere else
+        (:class:`~.unit_of_work.UnitOfWork`)."""
+        self._unit_of_work.close_with(*resources)
 
     def health(self) -> dict[str, Any]:
-        """The core report plus each plugin's part; ok only if all parts are.
-
-        Bounded: it answers within ``CONNECT_TIMEOUT`` plus half a second,
-        whatever the servers do. The check runs in a thread of its own (with
-        the caller's app context); when it has not answered by then, the report
-        says so with ``ok`` false, and until that check ends the next ones say
-        it is still waiting, rather than piling up threads on a hung server."""
-        limit = self.settings.connect_timeout + HEALTH_MARGIN_SECONDS
-        if not self._health_running.acquire(blocking=False):
-            return failed_report(self.settings, "the previous health check is still "
-                                                "waiting for Redis")
-        answers: list[dict[str, Any]] = []
-
-        def check() -> None:
-            try:
-                answers.append(self._health_report())
-            finally:
-                self._health_running.release()
-
-        worker = threading.Thread(target=contextvars.copy_context().run, args=(check,),
-                                  name="flask-core-redis health", daemon=True)
-        worker.start()
-        worker.join(limit)
-        if answers:
-            return answers[0]
-        return failed_report(self.settings, f"no answer within {limit * 1000:.0f} ms")
-
-    def _health_report(self) -> dict[str, Any]:
-        """The check itself, on a client of its own whose every read waits at
-        most CONNECT_TIMEOUT, with no retries; the plugins are asked only when
-        the server answered (their parts use the shared client)."""
-        report = check_health(self._health_client, self.settings)
-        parts = self.plugins.health() if report["ok"] else {}
-        report["plugins"] = parts
-        report["ok"] = report["ok"] and all(
-            part.get("ok", True) for part in parts.values() if isinstance(part, dict))
-        return report
-
-    def _health_client(self) -> AnyClient:
-        return self.own_client("health", max_retries=0, retry_deadline_ms=None,
-                               socket_timeout_ms=self.settings.connect_timeout_ms)
+        """The core report plus each plugin's part, bounded in time
+        (:meth:`~.health.HealthCheck.run`)."""
+        return self._health.run()
 
     def close(self) -> None:
         """Close every client of this registration; the next use opens anew."""
@@ -262,28 +168,6 @@ class RedisState:
                 client.close()
         if watch is not None:
             watch.close()
-
-
-def _close_alive(held: Iterable[weakref.ref[Closeable]]) -> None:
-    """Close what is still alive; a failure is logged, never raised, since it
-    happens after the response or command is over."""
-    for reference in held:
-        resource = reference()
-        try:
-            if resource is not None:
-                resource.close()
-        except Exception as error:
-            logger.warning("closing a %s failed: %s", type(resource).__name__,
-                           describe_error(error))
-
-
-_open_states: weakref.WeakSet[RedisState] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    for state in list(_open_states):
-        state.close()
 
 
 def registered_states(app: Flask) -> dict[str, RedisState]:
