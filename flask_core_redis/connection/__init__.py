@@ -1,6 +1,7 @@
 """The connection core: one client builder per topology, evented connection
 classes, the retry policy, connection events, client options, pub/sub in
-every mode, the health check, and the watch that follows a Sentinel master."""
+every mode, the health check, and the watch that follows a Sentinel master;
+:mod:`.redis_py` holds the redis-py workarounds and the index of every one."""
 
 from .clients import AnyClient, build_client
 from .events import ConnectionEvent, ConnectionEvents, log_event

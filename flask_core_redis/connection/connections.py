@@ -87,8 +87,9 @@ class EventedConnection(AbstractConnection):
 
     def _connect(self) -> Any:
         """The socket, TLS handshake included, within what is left of the
-        attempt: redis-py sets the read timeout (unset by default) before the
-        TLS handshake, which then waits for ever on a server that hangs."""
+        attempt: redis-py 6.4-8.1 sets the read timeout (unset by default)
+        before the TLS handshake, which then waits for ever on a server that
+        hangs (8.2 shakes hands under the connect timeout)."""
         read_timeout, connect_timeout = self.socket_timeout, self.socket_connect_timeout
         self.socket_timeout = self.socket_connect_timeout = self.attempt_left()
         try:
