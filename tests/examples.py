@@ -68,7 +68,7 @@ def pages() -> list[Path]:
 
 def blocks_of(path: Path) -> list[Block]:
     lines = path.read_text(encoding="utf-8").splitlines()
-    page = str(path.relative_to(ROOT))
+    page = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     found: list[Block] = []
     index = 0
     while index < len(lines):

@@ -57,6 +57,16 @@ def port_lines(caplog: pytest.LogCaptureFixture, prefix: str) -> list[logging.Lo
     return [record for record in caplog.records if f"{prefix}_PORT" in record.getMessage()]
 
 
+def assert_writes_reach(server, prefix: str, key: str, make_app) -> None:
+    """An app made now writes through ``ext.client`` to ``server``."""
+    app, ext = make_app(prefix=prefix)
+    with app.app_context():
+        ext.client.set(key, prefix)
+    with server.client() as admin:
+        assert admin.get(key) == prefix
+        admin.delete(key)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("prefix", ["REDIS", "CACHE"])
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -66,12 +76,7 @@ def test_with_a_url_the_injected_environment_is_not_read(platform, prefix, make_
     caplog.set_level(logging.DEBUG, "flask_core_redis")
     inject(monkeypatch, PLATFORMS[platform](prefix.lower(), *ELSEWHERE))
     monkeypatch.setenv(f"{prefix}_URL", f"redis://{redis_server.address}/0")
-    app, ext = make_app(prefix=prefix)
-    with app.app_context():
-        ext.client.set(key, "through the URL")
-    with redis_server.client() as server:
-        assert server.get(key) == "through the URL"
-        server.delete(key)
+    assert_writes_reach(redis_server, prefix, key, make_app)
     assert port_lines(caplog, prefix) == []
 
 
@@ -84,12 +89,7 @@ def test_without_a_url_the_injected_address_names_the_server(platform, prefix, m
     caplog.set_level(logging.DEBUG, "flask_core_redis")
     host, port = redis_server.address.rsplit(":", 1)
     inject(monkeypatch, PLATFORMS[platform](prefix.lower(), host, int(port)))
-    app, ext = make_app(prefix=prefix)
-    with app.app_context():
-        ext.client.set(key, "through the service address")
-    with redis_server.client() as server:
-        assert server.get(key) == "through the service address"
-        server.delete(key)
+    assert_writes_reach(redis_server, prefix, key, make_app)
     [line] = port_lines(caplog, prefix)
     assert line.levelno == logging.INFO
     assert f"{prefix}_PORT='tcp://{redis_server.address}'" in line.getMessage()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from flask import Flask
 from flask_core_redis import CoreRedis
 
 from .conftest import is_configuration
-from .examples import Block, Chain, chains, every_block
+from .examples import BadMark, Block, Chain, blocks_of, chains, every_block
 from .servers import refusing_default_port
 
 BLOCKS = every_block()
@@ -37,10 +37,6 @@ def _cases() -> Iterator[Any]:
             extra = [] if target == "memory" else [pytest.mark.integration]
             yield pytest.param(chain, target, marks=[*marks, *extra],
                                id=f"{chain.name}-{target}")
-
-
-def not_run_by_reason() -> Counter[str]:
-    return Counter(block.not_run for block in BLOCKS if block.not_run is not None)
 
 
 def _environment(request: pytest.FixtureRequest, target: str) -> dict[str, str]:
@@ -63,8 +59,9 @@ def _environment(request: pytest.FixtureRequest, target: str) -> dict[str, str]:
 def _close_extensions(namespace: dict[str, Any]) -> None:
     """Close what the example's apps opened (pools, watches)."""
     apps = [value for value in namespace.values() if isinstance(value, Flask)]
+    extensions = [value for value in namespace.values() if isinstance(value, CoreRedis)]
     for app in apps:
-        for ext in {id(e): e for e in namespace.values() if isinstance(e, CoreRedis)}.values():
+        for ext in extensions:
             if ext.config_prefix in app.extensions.get("core_redis", {}):
                 with app.app_context():
                     ext.close()
@@ -93,9 +90,28 @@ def test_the_example_runs_as_written(request: pytest.FixtureRequest, chain: Chai
     assert not attempts, f"the example tried to connect to {attempts}"
 
 
-def test_every_python_block_is_run_or_marked() -> None:
-    """The marks parse (a typo would leave a block silently unrun), and the
-    docs hold examples at all."""
+def test_the_docs_hold_examples_that_run() -> None:
     assert CHAINS, "no runnable Python block found in README.md and docs/"
-    ran = sum(len(chain.blocks) for chain in CHAINS)
-    assert ran + sum(not_run_by_reason().values()) == len(BLOCKS)
+
+
+def page(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "page.md"
+    path.write_text(text)
+    return path
+
+
+def test_marks_choose_servers_and_a_mark_nobody_knows_is_an_error(tmp_path: Path) -> None:
+    """A typo in a mark would leave a block silently unrun: it is refused."""
+    fence = "```python\nx = 1\n```\n"
+    blocks = blocks_of(page(tmp_path, f"{fence}\n<!-- example: redis cluster -->\n{fence}"
+                                      f"<!-- example: continues -->\n{fence}"
+                                      f"<!-- example: not run (a fragment) -->\n{fence}"))
+    assert [(b.targets, b.continues, b.not_run) for b in blocks] == [
+        (("memory",), False, None), (("redis", "cluster"), False, None),
+        ((), True, None), ((), False, "a fragment")]
+    assert [len(chain.blocks) for chain in chains(blocks)] == [1, 2]
+    with pytest.raises(BadMark, match="unknown example mark 'rediss'"):
+        blocks_of(page(tmp_path, f"<!-- example: rediss -->\n{fence}"))
+    with pytest.raises(BadMark, match="'continues' follows no block that runs"):
+        chains(blocks_of(page(tmp_path, f"<!-- example: not run (x) -->\n{fence}"
+                                        f"<!-- example: continues -->\n{fence}")))
