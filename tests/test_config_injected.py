@@ -201,3 +201,15 @@ def test_no_port_value_stops_an_app_whose_url_names_the_server(value):
     with app.app_context():
         assert ext.settings.address == "memory://injected"
         ext.close()
+
+
+@pytest.mark.parametrize(("dotenv", "node"), [
+    ({"REDIS_HOST": "cache.internal", "REDIS_PORT": "6380"}, ("cache.internal", 6380)),
+    ({"REDIS_PORT": "6380"}, ("redis", 6380)),
+])
+def test_a_port_the_app_sets_in_env_wins_over_an_injected_address(dotenv, node, caplog):
+    """The environment ranks above ``.env``, but an injected address is no
+    choice of the app's: the port number its ``.env`` sets is the one used."""
+    settings = load_settings("REDIS", {}, kubernetes_service("redis", *ELSEWHERE), dotenv)
+    assert settings.nodes == (node,)
+    ignored(caplog, "tcp://10.96.0.5:6380", "REDIS_PORT is also set to a port number")

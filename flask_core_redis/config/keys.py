@@ -129,7 +129,8 @@ KEYS: tuple[Key, ...] = (
     Key("PORT", DEFAULT_PORTS["standalone"], _port, "Port of the standalone server, read "
         "as HOST is. A `tcp://host:port` value (Kubernetes sets one for a Service named "
         "`redis`, Docker for a link) names the server when nothing else does (no HOST, no "
-        "`default_url`), and is ignored with a warning otherwise.", setting=None),
+        "port number in another layer, no `default_url`), and is ignored with a warning "
+        "otherwise.", setting=None),
     Key("DB", 0, parsers.integer(0), "Database number; Redis Cluster has only database 0."),
     Key("USERNAME", None, parsers.text, "ACL user name for the data nodes; unset: the "
         "`default` user."),

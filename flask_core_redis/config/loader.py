@@ -69,42 +69,45 @@ def _standalone(source: ConfigSource, default_url: str | None) -> dict[str, Any]
     """HOST and PORT, or ``default_url`` when neither is set. A PORT holding a
     service address (``tcp://10.96.0.5:6379``, which Kubernetes sets for a
     Service named like the prefix and Docker for a link of that alias) is
-    used as the server when nothing else names one (:func:`_service_address`)."""
+    injected, not chosen: a port number set in any layer (``.env`` under an
+    injected environment, say) wins over it, and it names the server only
+    when nothing else does."""
     host_key, port_key = KEYS_BY_SUFFIX["HOST"], KEYS_BY_SUFFIX["PORT"]
-    port_raw = source.raw(port_key)
-    service = None if port_raw is None else parse_service_address(str(port_raw))
+    top = source.raw(port_key)
+    service = None if top is None else parse_service_address(str(top))
+    port_set = source.raw(port_key, skip=_is_service_address) is not None
     host_set = source.raw(host_key) is not None
-    if default_url is not None and not host_set and (port_raw is None or service is not None):
-        if service is not None:
-            _ignore_service_address(source, service, "the server is CoreRedis(default_url="
-                                                     f"{mask_url(default_url)!r})")
+    if service is not None and (port_set or host_set or default_url is not None):
+        _ignore_service_address(source, service, _why_ignored(source, port_set, host_set,
+                                                              default_url))
+        service = None
+    if default_url is not None and not host_set and not port_set:
         return _from_url(default_url, f"CoreRedis(default_url={mask_url(default_url)!r})")
-    if service is None:
-        return {"mode": "standalone",
-                "nodes": ((source.get(host_key), source.get(port_key)),)}
-    return {"mode": "standalone", "nodes": (_service_address(source, service, host_set),)}
-
-
-def _service_address(source: ConfigSource, service: ServiceAddress,
-                     host_set: bool) -> tuple[str, int]:
-    """The node a service address in PORT leads to. Used as the server when
-    nothing else names one: a Service (or link) named ``redis`` is the server
-    the default host ``redis`` reaches by name anyway, and the address also
-    carries its port and works where the name does not resolve (a pod on the
-    host network). Never mixed with a HOST set for another server, never a
-    non-TCP one: those are ignored with a warning. It carries no credentials."""
-    host = source.get(KEYS_BY_SUFFIX["HOST"])
-    if host_set:
-        _ignore_service_address(source, service, f"{source.prefix}_HOST names the server")
-        return host, KEYS_BY_SUFFIX["PORT"].default
-    if service.protocol != "tcp":
-        _ignore_service_address(source, service,
-                                f"Redis is reached over TCP, not {service.protocol}")
-        return host, KEYS_BY_SUFFIX["PORT"].default
+    if service is None or service.protocol != "tcp":
+        if service is not None:
+            _ignore_service_address(source, service,
+                                    f"Redis is reached over TCP, not {service.protocol}")
+        return {"mode": "standalone", "nodes": (
+            (source.get(host_key), source.get(port_key, skip=_is_service_address)),)}
     logger.info("[%s] %s_PORT=%r is a service address, as Kubernetes and Docker links set "
                 "it: it names the server (set %s_URL to choose another)", source.prefix,
                 source.prefix, str(service), source.prefix)
-    return service.host, service.port
+    return {"mode": "standalone", "nodes": ((service.host, service.port),)}
+
+
+def _is_service_address(value: Any) -> bool:
+    return parse_service_address(str(value)) is not None
+
+
+def _why_ignored(source: ConfigSource, port_set: bool, host_set: bool,
+                 default_url: str | None) -> str:
+    """Why a service address in PORT does not name the server: something the
+    app chose does. Never mixed with a HOST set for another server."""
+    if port_set:
+        return f"{source.prefix}_PORT is also set to a port number, which wins"
+    if host_set:
+        return f"{source.prefix}_HOST names the server"
+    return f"the server is CoreRedis(default_url={mask_url(default_url or '')!r})"
 
 
 def _ignore_service_address(source: ConfigSource, service: ServiceAddress,

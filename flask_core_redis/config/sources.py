@@ -7,7 +7,7 @@ the app (or an RQ worker) at another Redis."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dotenv import dotenv_values
@@ -31,18 +31,19 @@ class ConfigSource:
     def name(self, key: Key) -> str:
         return f"{self.prefix}_{key.suffix}"
 
-    def raw(self, key: Key) -> Any:
-        """The value as found, or None when no layer sets it (empty is unset)."""
+    def raw(self, key: Key, skip: Callable[[Any], bool] | None = None) -> Any:
+        """The value as found, or None when no layer sets it (empty is unset);
+        a value ``skip`` accepts is passed over for the next layer's."""
         for layer in self.layers:
             value = layer.get(self.name(key))
-            if value is not None and value != "":
+            if value is not None and value != "" and not (skip and skip(value)):
                 return value
         return None
 
-    def get(self, key: Key) -> Any:
-        """The parsed value, or the key's default; ConfigurationError naming the
-        key, the value (masked when secret) and what is accepted."""
-        value = self.raw(key)
+    def get(self, key: Key, skip: Callable[[Any], bool] | None = None) -> Any:
+        """The parsed value (:meth:`raw`), or the key's default; ConfigurationError
+        naming the key, the value (masked when secret) and what is accepted."""
+        value = self.raw(key, skip)
         if value is None:
             return key.default
         try:
