@@ -20,9 +20,15 @@ pytestmark = pytest.mark.integration
 PASSWORD = "confined-s3cret"
 
 
+#: The rule docs/production.md gives for an app that shares a server: every
+#: command on its own keys and channels, none of the dangerous ones (FLUSHDB,
+#: ACL, CONFIG...) except INFO, which health() reads.
+RULES = ("+@all", "-@dangerous", "+info")
+
+
 def confine(client: redis.Redis, user: str, prefix: str) -> None:
     client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{PASSWORD}",
-                           f"~{prefix}*", f"&{prefix}*", "+@all")
+                           f"~{prefix}*", f"&{prefix}*", *RULES)
 
 
 @pytest.fixture(params=["standalone", "cluster"])
@@ -79,6 +85,9 @@ def test_every_plugin_runs_as_a_user_confined_to_the_prefix(confined_app):
         ext.presence.sweep()
         ext.presence.mark_offline(f"ann-{marker}", connection_id="tab")
         assert not ext.presence.is_online(f"ann-{marker}")
+        assert ext.health()["ok"], ext.health()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            ext.client.execute_command("FLUSHDB")  # no app wipes the others' keys
 
     keys = keys_naming(nodes, marker) + keys_naming(nodes, prefix)
     assert {key.split("}")[0] for key in keys} >= {f"{prefix}{{cache:profiles-{marker}",
