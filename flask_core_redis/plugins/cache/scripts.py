@@ -79,11 +79,15 @@ return version
 
 # KEYS version, entry, lock. ARGV token, lock ms. Takes the lock if it is free,
 # and says what is there: {taken (1 or 0), version, entry or ''}. A lock that
-# already holds the token is taken: the call ran before and its reply was lost,
-# and the retry must not leave the caller waiting on its own lock.
+# already holds the token is taken, for the full lock time again: the call ran
+# before and its reply was lost, and the retry must not leave the caller
+# waiting on its own lock.
 CLAIM = LuaScript("""
 local taken = redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-if taken == 0 and redis.call('GET', KEYS[3]) == ARGV[1] then taken = 1 end
+if taken == 0 and redis.call('GET', KEYS[3]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  taken = 1
+end
 return {taken, redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2]) or ''}
 """)
 
