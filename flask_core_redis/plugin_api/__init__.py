@@ -20,7 +20,9 @@ from .lua import (
     once_prelude,
     replay_window_ms,
     run_scripts,
+    scripts_operation,
 )
+from .operations import Call, Command, Operation, Pause, Pipeline, Step, arun, run
 
 __all__ = [
     "MAX_TTL_SECONDS",
@@ -28,12 +30,19 @@ __all__ = [
     "NOW_MS",
     "OUTAGE_ERRORS",
     "RETRY_DELAY_CAP_SECONDS",
+    "Call",
+    "Command",
     "ConfigurationError",
     "InvalidValue",
     "Key",
     "LuaScript",
+    "Operation",
+    "Pause",
+    "Pipeline",
     "PluginContext",
     "RedisUnavailable",
+    "Step",
+    "arun",
     "as_text",
     "describe_error",
     "hookimpl",
@@ -42,6 +51,8 @@ __all__ = [
     "once_prelude",
     "parsers",
     "replay_window_ms",
+    "run",
     "run_scripts",
+    "scripts_operation",
     "ttl_ms",
 ]

@@ -13,6 +13,7 @@ from typing import Any, cast
 from redis.exceptions import NoScriptError
 
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
+from .operations import Command, Operation, Pipeline, run
 
 
 class LuaScript:
@@ -27,14 +28,21 @@ class LuaScript:
 
     def __call__(self, client: Any, keys: list[str], args: list[Any],
                  **options: Any) -> Any:
-        """Run it on ``client``; ``options`` go to redis-py's ``execute_command``
-        (``NEVER_DECODE=True`` for a reply in bytes, say)."""
+        """Run it on the blocking ``client``; ``options`` go to redis-py's
+        ``execute_command`` (``NEVER_DECODE=True`` for a reply in bytes, say).
+        From async code: ``await arun(script.operation(keys, args), aclient)``."""
+        return run(self.operation(keys, args, **options), client)
+
+    def operation(self, keys: list[str], args: list[Any], **options: Any) -> Operation[Any]:
+        """Running it, as an operation (:mod:`.operations`) for either client."""
         try:
-            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args,
-                                          **options)
+            return (yield self.command(keys, args, **options))
         except NoScriptError:
-            return client.execute_command("EVAL", self.source, len(keys), *keys, *args,
-                                          **options)
+            return (yield Command("EVAL", self.source, len(keys), *keys, *args, **options))
+
+    def command(self, keys: list[str], args: list[Any], **options: Any) -> Command:
+        """Its EVALSHA, to send in a pipeline."""
+        return Command("EVALSHA", self.sha, len(keys), *keys, *args, **options)
 
 
 #: The shortest time a call's reply is remembered (see :func:`once_prelude`).
@@ -164,16 +172,22 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 def run_scripts(client: Any, calls: list[tuple[LuaScript, list[str], list[Any]]],
                 **options: Any) -> list[Any]:
-    """Run several scripts in one pipeline: one round trip, or on a Cluster one
-    per master. A script a server lacks is sent again, alone, by EVAL."""
-    pipe = client.pipeline(transaction=False)
-    for script, keys, args in calls:
-        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **options)
-    replies = pipe.execute(raise_on_error=False)
+    """Run several scripts in one pipeline on the blocking ``client``: one
+    round trip, or on a Cluster one per master. A script a server lacks is
+    sent again, alone, by EVAL. From async code:
+    ``await arun(scripts_operation(calls), aclient)``."""
+    return run(scripts_operation(calls, **options), client)
+
+
+def scripts_operation(calls: list[tuple[LuaScript, list[str], list[Any]]],
+                      **options: Any) -> Operation[list[Any]]:
+    """:func:`run_scripts` as an operation (:mod:`.operations`)."""
+    replies = yield Pipeline([script.command(keys, args, **options)
+                              for script, keys, args in calls])
     results = []
     for (script, keys, args), reply in zip(calls, replies, strict=True):
         if isinstance(reply, NoScriptError):
-            reply = script(client, keys, args, **options)
+            reply = yield from script.operation(keys, args, **options)
         elif isinstance(reply, Exception):
             raise reply
         results.append(reply)

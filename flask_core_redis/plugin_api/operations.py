@@ -1,0 +1,162 @@
+"""Plugin operations written once, run by sync and async callers alike.
+
+An operation is a generator: it yields the I/O it needs as :class:`Step`
+objects (a command, a pipeline, a pause, a call of the user's function) and
+receives each step's result, or has the step's exception raised at the
+``yield``. Everything else, key names, argument checks, scripts, reply
+parsing, retries of its own, lives in the generator, once. :func:`run` drives
+it with a blocking client, :func:`arun` with a ``redis.asyncio`` one:
+
+    def incr_op(key: str) -> Operation[int]:
+        reply = yield Command("INCR", key)
+        return int(reply)
+
+    count = run(incr_op("hits"), client)           # sync
+    count = await arun(incr_op("hits"), aclient)   # async
+
+An exception a step raises, cancellation included, is thrown into the
+generator, so its ``try``/``finally`` blocks run their own steps (releasing
+a lock, say) before the exception leaves; a step that runs once a task is
+cancelled still runs, once, and the cancellation is raised after it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: An operation that ends with a ``T``.
+Operation = Generator["Step", Any, T]
+
+
+class Step:
+    """One piece of I/O an operation asks for, with both ways of doing it."""
+
+    __slots__ = ()
+
+    def run(self, client: Any) -> Any:
+        """Do it with a blocking client."""
+        raise NotImplementedError
+
+    async def arun(self, client: Any) -> Any:
+        """Do it with an asyncio client."""
+        raise NotImplementedError
+
+
+class Command(Step):
+    """One command: ``Command("MGET", a, b, NEVER_DECODE=True)``; the keyword
+    options go to redis-py's ``execute_command``."""
+
+    __slots__ = ("args", "options")
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        self.args, self.options = args, options
+
+    def __repr__(self) -> str:
+        return f"<Command {self.args[0]!r}>"
+
+    def run(self, client: Any) -> Any:
+        return client.execute_command(*self.args, **self.options)
+
+    async def arun(self, client: Any) -> Any:
+        return await client.execute_command(*self.args, **self.options)
+
+
+class Pipeline(Step):
+    """Several commands in one round trip (without MULTI; on a Cluster one
+    per master); their replies in order, an error reply as the exception."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self, commands: Sequence[Command]) -> None:
+        self.commands = commands
+
+    def _stacked(self, client: Any) -> Any:
+        pipe = client.pipeline(transaction=False)
+        for command in self.commands:
+            pipe.execute_command(*command.args, **command.options)
+        return pipe
+
+    def run(self, client: Any) -> Any:
+        return self._stacked(client).execute(raise_on_error=False)
+
+    async def arun(self, client: Any) -> Any:
+        return await self._stacked(client).execute(raise_on_error=False)
+
+
+class Pause(Step):
+    """Wait ``seconds`` (``time.sleep``, or ``asyncio.sleep`` in a coroutine)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, client: Any) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self, client: Any) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+class Call(Step):
+    """Call ``function(*args)``, the user's computation say; an async caller
+    awaits what it returns if that is awaitable, so a coroutine function
+    serves async callers and a plain one both."""
+
+    __slots__ = ("args", "function")
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        self.function, self.args = function, args
+
+    def run(self, client: Any) -> Any:
+        result = self.function(*self.args)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning on top of the error
+            raise TypeError(
+                f"{getattr(self.function, '__qualname__', self.function)!r} returned an "
+                "awaitable to a synchronous caller: use the method's async form "
+                "(its name with an 'a' in front: aget_or_set ...) from async code")
+        return result
+
+    async def arun(self, client: Any) -> Any:
+        result = self.function(*self.args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def run(operation: Operation[T], client: Any) -> T:
+    """Drive ``operation`` to its end with the blocking ``client``."""
+    send: Callable[[Any], Step] = operation.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value, send = step.run(client), operation.send
+        except BaseException as error:  # the operation decides, in its own try blocks
+            value, send = error, operation.throw
+
+
+async def arun(operation: Operation[T], client: Any) -> T:
+    """Drive ``operation`` to its end with the asyncio ``client``."""
+    send: Callable[[Any], Step] = operation.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value, send = await step.arun(client), operation.send
+        except BaseException as error:  # the operation decides, in its own try blocks
+            value, send = error, operation.throw
