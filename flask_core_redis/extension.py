@@ -3,7 +3,9 @@ per-app state (:mod:`.state`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Any, NoReturn, TypeVar
 
@@ -109,6 +111,28 @@ class CoreRedis:
         return self._state().client
 
     client = property(_shared_client, doc="The shared, pooled client of the current app.")
+
+    # asyncio ------------------------------------------------------------------
+
+    def get_async_client(self, decode_responses: bool | None = None) -> Any:
+        """The shared asyncio client of the current app (``redis.asyncio.Redis``,
+        or ``RedisCluster`` on Cluster; fakeredis's on ``memory://``): the
+        same settings, retries, events and pool limits as :meth:`get_client`,
+        ``decode_responses`` likewise. Its connections are pooled across
+        requests whatever event loop each runs in: on Quart, on the serving
+        loop; elsewhere (Flask's ``async def`` views), on the extension's own
+        loop thread, to which each call is handed. Closed by :meth:`aclose`,
+        :meth:`close`, or when a Quart app stops serving."""
+        if decode_responses is None:
+            return self._state().async_client()
+        return self._state().async_decoding_client(decode_responses)
+
+    def _shared_async_client(self) -> Any:
+        return self._state().async_client()
+
+    async_client = property(_shared_async_client,
+                            doc="The shared asyncio client of the current app "
+                                "(:meth:`get_async_client`).")
 
     def duplicate(self) -> AnyClient:
         """A new client with its own pool and the same settings, for pub/sub and
@@ -224,7 +248,17 @@ class CoreRedis:
         Redis is down."""
         return self._state().health()
 
+    async def ahealth(self) -> dict[str, Any]:
+        """:meth:`health` from async code, without blocking the event loop:
+        the same report, bounded in time as it is."""
+        return await asyncio.to_thread(contextvars.copy_context().run, self._state().health)
+
     def close(self) -> None:
-        """Close every pool this extension opened for the current app. Idempotent;
-        the next use opens a new pool."""
+        """Close every pool this extension opened for the current app, asyncio
+        clients included. Idempotent; the next use opens a new pool."""
         self._state().close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code: the asyncio clients are closed on
+        their event loops without blocking the running one."""
+        await self._state().aclose()

@@ -3,10 +3,11 @@ classes, the retry policy, connection events, client options, pub/sub in
 every mode, the health check, and the watch that follows a Sentinel master;
 :mod:`.redis_py` holds the redis-py workarounds and the index of every one."""
 
+from .async_clients import build_async_client
 from .clients import AnyClient, build_client
 from .events import ConnectionEvent, ConnectionEvents, log_event
 from .retry import LinearBackoff
 from .sentinel import MasterWatch, build_master_watch
 
 __all__ = ["AnyClient", "ConnectionEvent", "ConnectionEvents", "LinearBackoff", "MasterWatch",
-           "build_client", "build_master_watch", "log_event"]
+           "build_async_client", "build_client", "build_master_watch", "log_event"]

@@ -36,7 +36,7 @@ def build_client(settings: Settings, events: ConnectionEvents,
     """A new client for ``settings``; ``duplicate`` makes one for subscribers and
     blocking commands: no read timeout, health checks on. In Sentinel mode
     ``watch`` is the registration's, which every one of its clients follows."""
-    kwargs = {**_common_kwargs(settings, duplicate), **options}
+    kwargs = {**client_kwargs(settings, duplicate), **options}
     if settings.mode == "sentinel":
         if watch is None:
             raise ValueError("a Sentinel client needs its registration's MasterWatch")
@@ -49,10 +49,12 @@ def cluster_options(settings: Settings, events: ConnectionEvents,
     """What the shared client's ``RedisCluster`` is built with, for a library
     that builds its own (limits): nodes, credentials, timeouts, client name,
     connection events; not the retry policy, which is a subclass's."""
-    return cluster_kwargs(settings, events, {**_common_kwargs(settings, False), **options})
+    return cluster_kwargs(settings, events, {**client_kwargs(settings, False), **options})
 
 
-def _common_kwargs(settings: Settings, duplicate: bool) -> dict[str, Any]:
+def client_kwargs(settings: Settings, duplicate: bool) -> dict[str, Any]:
+    """The keywords every client of ``settings`` is built with, blocking or
+    asyncio: credentials, timeouts, decoding, name, health checks, pool size."""
     interval = settings.health_check_interval
     return {
         "username": settings.username,

@@ -21,6 +21,15 @@ from .events import ConnectionEvents
 from .redis_py import disconnect_cause
 
 
+def address_of(connection: object) -> str:
+    """Where a connection, blocking or asyncio, connects: ``host:port`` or
+    ``unix://path``, for its events."""
+    path = getattr(connection, "path", "")
+    if path:
+        return f"unix://{path}"
+    return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
+
+
 class EventedConnection(AbstractConnection):
     """Reports connect, disconnect and connection errors; bounds one connect
     attempt, TCP connect and handshake (AUTH, HELLO, SELECT, CLIENT SETNAME)
@@ -54,10 +63,7 @@ class EventedConnection(AbstractConnection):
         return max(0.001, self._attempt_ends - time.monotonic())
 
     def _address(self) -> str:
-        path = getattr(self, "path", "")
-        if path:
-            return f"unix://{path}"
-        return f"{getattr(self, 'host', '?')}:{getattr(self, 'port', '?')}"
+        return address_of(self)
 
     def connect(self) -> None:
         """Connect and shake hands under the retry policy, each try one attempt,

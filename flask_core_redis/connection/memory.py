@@ -17,9 +17,25 @@ _memory_lock = threading.Lock()
 
 
 def build_memory_client(settings: Settings, events: ConnectionEvents,
-                        kwargs: dict[str, Any]) -> Redis:
-    """An in-process server (fakeredis, with Lua) shared by every client
-    built from the same ``memory://name`` in this process."""
+                        kwargs: dict[str, Any], client_class: Any = None) -> Redis:
+    """A client of the in-process server (fakeredis, with Lua) shared by every
+    client built from the same ``memory://name`` in this process: a
+    ``fakeredis.FakeRedis``, or a ``client_class`` of fakeredis's."""
+    server = memory_server(settings)
+    if client_class is None:
+        import fakeredis
+
+        client_class = fakeredis.FakeRedis
+    # Credentials are left out: the embedded server has no users to check.
+    wanted = ("decode_responses", "client_name")
+    client: Redis = client_class(server=server, db=settings.db,
+                                 **{k: kwargs[k] for k in wanted if k in kwargs})
+    return client
+
+
+def memory_server(settings: Settings) -> Any:
+    """The in-process server ``memory://name`` names, made on first use,
+    for blocking and asyncio clients alike."""
     try:
         import fakeredis
     except ImportError:
@@ -30,8 +46,4 @@ def build_memory_client(settings: Settings, events: ConnectionEvents,
         server = _memory_servers.get(settings.memory_name)
         if server is None:
             server = _memory_servers[settings.memory_name] = fakeredis.FakeServer()
-    # Credentials are left out: the embedded server has no users to check.
-    wanted = ("decode_responses", "client_name")
-    client: Redis = fakeredis.FakeRedis(
-        server=server, db=settings.db, **{k: kwargs[k] for k in wanted if k in kwargs})
-    return client
+    return server

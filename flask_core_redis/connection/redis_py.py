@@ -16,7 +16,7 @@ import functools
 import inspect
 import ssl
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -182,6 +182,36 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "to half a minute from a server that hangs; it reads the private _writer",
         "disconnect() aborts the transport, or the stream writer is renamed "
         "(then this stops aborting: tests/test_sentinel_stopping.py fails)"),
+    # asyncio clients -----------------------------------------------------------
+    Workaround(
+        ".async_connections:EventedAsyncConnection.connect", "all",
+        "the asyncio connect() (6.4-7.1: once; 7.2+: under the retry, each attempt "
+        "unbounded as a whole) leaves connect and handshake without one bound",
+        "redis-py bounds connect and handshake by one connect timeout"),
+    Workaround(
+        ".async_connections:EventedAsyncConnection.connect_check_health", "7.0-8.2",
+        "sending on a closed asyncio connection reconnects through "
+        "connect_check_health, not connect(), past any override of connect()",
+        "redis-py reconnects through connect()"),
+    Workaround(
+        ".async_connections:FollowingAsyncConnection._open", "all",
+        "redis.asyncio's Sentinel pool asks the sentinels on each connect, one after "
+        "the other, and hears no announcement (as the blocking one)",
+        "redis-py's Sentinel follows announcements and bounds a lookup"),
+    Workaround(
+        ".redis_py:AsyncWaitsThenRaisesMaxConnections", "all",
+        "the asyncio blocking pool's ended wait is a bare ConnectionError too",
+        "redis-py raises MaxConnectionsError (or another subclass) there"),
+    Workaround(
+        ".async_clients:HomedRedisCluster", "all",
+        "the asyncio cluster's command loop retries without any delay, and 'cannot "
+        "reach the cluster' is a RedisClusterException (as_redis_errors_async)",
+        "RedisCluster's loop waits by its Retry's backoff between tries"),
+    Workaround(
+        ".async_clients:RetriedClusterPipeline", "all",
+        "the asyncio cluster pipeline reads its retry count from the client (zero "
+        "here) and, retrying, closes the whole client and waits a fixed 0.25 s",
+        "the pipeline retries under the client's Retry"),
     # Integrations (outside the connection core) --------------------------------
     Workaround(
         "flask_core_redis.integrations.worker:_STOP_WAITS", "6.4-8.1",
@@ -262,11 +292,29 @@ class WaitsThenRaisesMaxConnections:
         try:
             return super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except ConnectionError as error:
-            if not is_pool_wait_ended(error):
-                raise
-            raise MaxConnectionsError(
-                f"all {self.max_connections} connections of the pool stayed in use "
-                f"for {self.timeout} s") from None
+            _raise_if_wait_ended(self, error)
+            raise
+
+
+class AsyncWaitsThenRaisesMaxConnections:
+    """:class:`WaitsThenRaisesMaxConnections` for an asyncio blocking pool."""
+
+    max_connections: int
+    timeout: float | None
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[misc]
+        except ConnectionError as error:
+            _raise_if_wait_ended(self, error)
+            raise
+
+
+def _raise_if_wait_ended(pool: Any, error: ConnectionError) -> None:
+    if is_pool_wait_ended(error):
+        raise MaxConnectionsError(
+            f"all {pool.max_connections} connections of the pool stayed in use "
+            f"for {pool.timeout} s") from None
 
 
 # Cluster -----------------------------------------------------------------------
@@ -309,12 +357,29 @@ def as_redis_errors(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return call(*args, **kwargs)
     except RedisClusterException as error:
-        translated = redis_error_of(error, handled_by_the_caller)
-        if translated is None:
-            raise
-        if isinstance(translated, NEVER_RETRIED):  # no node let us in
-            raise translated from None
-        raise translated from error
+        _raise_translation(error, handled_by_the_caller)
+        raise
+
+
+async def as_redis_errors_async(call: Callable[..., Awaitable[T]], *args: Any,
+                                **kwargs: Any) -> T:
+    """:func:`as_redis_errors` for a coroutine function."""
+    handled_by_the_caller = sys.exc_info()[1]
+    try:
+        return await call(*args, **kwargs)
+    except RedisClusterException as error:
+        _raise_translation(error, handled_by_the_caller)
+        raise
+
+
+def _raise_translation(error: RedisClusterException,
+                       handled_by_the_caller: BaseException | None) -> None:
+    translated = redis_error_of(error, handled_by_the_caller)
+    if translated is None:
+        return
+    if isinstance(translated, NEVER_RETRIED):  # no node let us in
+        raise translated from None
+    raise translated from error
 
 
 def pipeline_under_policy(pipe: Any, retry: Retry) -> Any:

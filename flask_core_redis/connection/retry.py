@@ -5,10 +5,13 @@ redis-py's defaults."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import AbstractBackoff
 from redis.exceptions import (
     AuthenticationError,
@@ -85,19 +88,39 @@ class ReportingBackoff(AbstractBackoff):
         return delay
 
 
-class PolicyRetry(Retry):
-    """redis-py's ``Retry``, except that a failure to authenticate and a full
-    pool are raised at once, whatever else says they may be retried, and that
-    with a ``deadline`` (seconds) the retries stop when the next one would
-    start after it, however many were made, instead of after ``retries``.
+class RetryPolicy:
+    """The decisions of the project's retry loops, sync and asyncio alike: a
+    failure to authenticate and a full pool are raised at once, whatever else
+    says they may be retried; with a ``deadline`` (seconds) the retries stop
+    when the next one would start after it, however many were made, instead
+    of after ``retries``. (It reads redis-py ``Retry``'s private
+    ``_backoff``, ``_retries`` and ``_supported_errors``.)"""
+
+    _backoff: AbstractBackoff
+    _retries: int
+    #: Seconds after the first try past which no retry starts; None: count.
+    deadline: float | None = None
+
+    def _raised_at_once(self, error: Exception,
+                        is_retryable: Callable[[Exception], bool] | None) -> bool:
+        return isinstance(error, NOT_AN_OUTAGE) or (
+            is_retryable is not None and not is_retryable(error))
+
+    def _gives_up(self, failures: int, started: float) -> bool:
+        if self.deadline is None:
+            return 0 <= self._retries < failures
+        # The next delay, without reporting it: the retry may not happen.
+        upcoming = getattr(self._backoff, "inner", self._backoff).compute(failures)
+        return time.monotonic() + upcoming - started > self.deadline
+
+
+class PolicyRetry(RetryPolicy, Retry):
+    """redis-py's ``Retry`` under the project's :class:`RetryPolicy`.
 
     The loop is written out here rather than inherited, and takes every
     shape of call redis-py makes: ``call_with_retry`` takes ``is_retryable``
     from redis-py 7.0 and ``with_failure_count`` from 7.2, which redis-py
     passes from those releases on."""
-
-    #: Seconds after the first try past which no retry starts; None: count.
-    deadline: float | None = None
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
@@ -109,8 +132,7 @@ class PolicyRetry(Retry):
             try:
                 return do()
             except self._supported_errors as error:
-                if isinstance(error, NOT_AN_OUTAGE) or (
-                        is_retryable is not None and not is_retryable(error)):
+                if self._raised_at_once(error, is_retryable):
                     raise
                 failures += 1
                 if with_failure_count:
@@ -124,19 +146,57 @@ class PolicyRetry(Retry):
                     time.sleep(delay)
 
 
-    def _gives_up(self, failures: int, started: float) -> bool:
-        if self.deadline is None:
-            return 0 <= self._retries < failures
-        # The next delay, without reporting it: the retry may not happen.
-        upcoming = getattr(self._backoff, "inner", self._backoff).compute(failures)
-        return time.monotonic() + upcoming - started > self.deadline
+class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
+    """redis-py's asyncio ``Retry`` under the project's :class:`RetryPolicy`,
+    its loop written out for the same reasons as :class:`PolicyRetry`'s."""
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[T]],
+                              fail: Callable[..., Any],
+                              is_retryable: Callable[[Exception], bool] | None = None,
+                              with_failure_count: bool = False) -> T:
+        self._backoff.reset()
+        failures = 0
+        started = time.monotonic()
+        while True:
+            try:
+                return await do()
+            except self._supported_errors as error:
+                if self._raised_at_once(error, is_retryable):
+                    raise
+                failures += 1
+                failed = fail(error, failures) if with_failure_count else fail(error)
+                if inspect.isawaitable(failed):
+                    await failed
+                if self._gives_up(failures, started):
+                    raise
+                delay = self._backoff.compute(failures)
+                if delay > 0:
+                    await asyncio.sleep(delay)
 
 
 def build_retry(settings: Settings, events: ConnectionEvents,
-                errors: tuple[type[Exception], ...] = RETRYABLE_ERRORS) -> Retry:
+                errors: tuple[type[Exception], ...] = RETRYABLE_ERRORS) -> PolicyRetry:
     """The project's policy for ``settings`` as a redis-py ``Retry`` that
     reports its retries."""
-    retry = PolicyRetry(ReportingBackoff(LinearBackoff(), events, settings.address),
-                        settings.max_retries, errors)
+    return _with_deadline(PolicyRetry(_reporting(settings, events), settings.max_retries,
+                                      errors), settings)
+
+
+def build_async_retry(settings: Settings, events: ConnectionEvents,
+                      errors: tuple[type[Exception], ...] = RETRYABLE_ERRORS,
+                      ) -> AsyncPolicyRetry:
+    """:func:`build_retry`'s asyncio ``Retry``."""
+    return _with_deadline(AsyncPolicyRetry(_reporting(settings, events), settings.max_retries,
+                                           errors), settings)  # type: ignore[arg-type]
+
+
+def _reporting(settings: Settings, events: ConnectionEvents) -> ReportingBackoff:
+    return ReportingBackoff(LinearBackoff(), events, settings.address)
+
+
+R = TypeVar("R", bound=RetryPolicy)
+
+
+def _with_deadline(retry: R, settings: Settings) -> R:
     retry.deadline = settings.retry_deadline
     return retry

@@ -25,6 +25,10 @@ class Registration(Protocol):
 
     def fail_fast_client(self) -> AnyClient: ...
 
+    def async_client(self) -> Any: ...
+
+    def fail_fast_async_client(self) -> Any: ...
+
 
 class PluginContext:
     """A plugin's handle on one app's Redis: the shared client, key names under
@@ -65,6 +69,19 @@ class PluginContext:
         ``CONNECT_TIMEOUT`` when that is unset (then it is a pool of its own;
         else the shared client)."""
         return self._registration.fail_fast_client()
+
+    @property
+    def async_client(self) -> Any:
+        """The app's shared asyncio client (``redis.asyncio.Redis``, or
+        ``RedisCluster`` on Cluster) for the running event loop: pooled,
+        with the same settings, retries and events as :attr:`client`.
+        Drive an operation with it: ``await arun(op, context.async_client)``."""
+        return self._registration.async_client()
+
+    def fail_fast_async_client(self) -> Any:
+        """:meth:`fail_fast_client`'s asyncio counterpart, for the running
+        event loop."""
+        return self._registration.fail_fast_async_client()
 
     def serializer(self) -> Any:
         """The serializer the first plugin in hook order supplies through

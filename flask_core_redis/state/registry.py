@@ -5,6 +5,7 @@ by config prefix, in ``app.extensions["core_redis"]``."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import weakref
@@ -17,11 +18,13 @@ from ..connection import (
     AnyClient,
     ConnectionEvents,
     MasterWatch,
+    build_async_client,
     build_client,
     build_master_watch,
     log_event,
 )
 from ..plugin_api.manager import Plugins
+from .async_clients import AsyncClients
 from .health import HealthCheck
 from .lifecycle import close_at_exit
 from .unit_of_work import Closeable, UnitOfWork
@@ -46,6 +49,7 @@ class RedisState:
         # Reentrant: a plugin's client_created hook may itself ask for a client.
         self._lock = threading.RLock()
         self.plugins = Plugins(self, source, app_name)
+        self._async_clients = AsyncClients(self._build_async)
         self._unit_of_work = UnitOfWork(settings.prefix)
         self._health = HealthCheck(settings, self.plugins, self.own_client)
         close_at_exit(self)
@@ -120,15 +124,60 @@ class RedisState:
 
     def _build(self, settings: Settings, duplicate: bool = False) -> AnyClient:
         """A new client; in Sentinel mode, following the registration's one
-        watch on the master (made with the first client)."""
+        watch on the master."""
+        return build_client(settings, self.events, self.options, duplicate=duplicate,
+                            watch=self._master_watch())
+
+    def _master_watch(self) -> MasterWatch | None:
+        """In Sentinel mode, the registration's one watch on the master, made
+        with the first client, blocking or asyncio."""
         with self._lock:
-            if settings.mode == "sentinel" and self._watch is None:
-                self._watch = build_master_watch(settings, self.events, self.options)
+            if self.settings.mode == "sentinel" and self._watch is None:
+                self._watch = build_master_watch(self.settings, self.events, self.options)
                 # It holds nothing of this registration: an app dropped
                 # without ext.close() does not keep its thread running.
                 weakref.finalize(self, self._watch.close, False)
-            return build_client(settings, self.events, self.options, duplicate=duplicate,
-                                watch=self._watch)
+            return self._watch
+
+    # asyncio clients -------------------------------------------------------
+
+    def async_client(self) -> Any:
+        """The shared asyncio client for the running loop (see
+        :mod:`.async_clients`)."""
+        return self._async_clients.get("shared")
+
+    def async_decoding_client(self, decode_responses: bool) -> Any:
+        """:meth:`decoding_client`'s asyncio counterpart."""
+        if decode_responses == self.settings.decode_responses:
+            return self.async_client()
+        return self._async_clients.get("text" if decode_responses else "bytes",
+                                       decode_responses=decode_responses)
+
+    def fail_fast_async_client(self) -> Any:
+        """:meth:`fail_fast_client`'s asyncio counterpart."""
+        if self.settings.socket_timeout_ms is not None:
+            return self.async_client()
+        return self._async_clients.get(
+            "fail-fast", socket_timeout_ms=self.settings.connect_timeout_ms)
+
+    def _build_async(self, changes: dict[str, Any], home: asyncio.AbstractEventLoop) -> Any:
+        settings = dataclasses.replace(self.settings, **changes)
+        return build_async_client(settings, self.events, self.options, home,
+                                  watch=self._master_watch())
+
+    def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Home the asyncio clients asked for from ``loop`` on it (an app
+        served on one loop for its life: Quart's)."""
+        self._async_clients.serve_on(loop)
+
+    async def stop_serving(self) -> None:
+        """Close the asyncio clients homed on the running loop."""
+        await self._async_clients.stop_serving()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, the asyncio clients closed without blocking the loop."""
+        await self._async_clients.aclose()
+        self.close()
 
     def _announce(self, client: AnyClient) -> AnyClient:
         """Tell the plugins of a new client; if one fails, close the client."""
@@ -166,6 +215,7 @@ class RedisState:
         for client in clients:
             if client is not None:
                 client.close()
+        self._async_clients.close()
         if watch is not None:
             watch.close()
 

@@ -6,22 +6,18 @@ handler or a plugin's hook that blocks never stalls the loop."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import queue
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from ..events import ConnectionEvents, EventKind
+from ..loops import LoopThread
+
+__all__ = ["EventRelay", "LoopThread", "task_of"]
 
 T = TypeVar("T")
-
-#: How long a task that was cancelled is given to end before it is cancelled
-#: again: before Python 3.12, wait_for() loses a cancellation that comes as
-#: what it waits for completes.
-CANCEL_ROUND_SECONDS = 0.05
-
 
 def task_of(awaitable: Awaitable[T]) -> asyncio.Future[T]:
     """``awaitable`` as a task whose failure is always read: one that ends
@@ -35,52 +31,6 @@ def task_of(awaitable: Awaitable[T]) -> asyncio.Future[T]:
 def _read_outcome(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-class LoopThread:
-    """A daemon thread named ``name`` running an event loop until stopped;
-    stopping cancels every task and lets each finish (closing what it
-    opened) before the loop closes."""
-
-    def __init__(self, name: str) -> None:
-        # Made in an empty context, as the tasks are (see call()): the loop
-        # keeps the context its own handles are made in.
-        self.loop = contextvars.Context().run(asyncio.new_event_loop)
-        #: Set when stop() is called: a task that fails then is being stopped.
-        self.stopping = False
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def call(self, coroutine_function: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run ``coroutine_function()`` in the loop, as a task, in a context of
-        its own: the caller's (an app context, say) would live as long as it."""
-        self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(coroutine_function()),
-                                       context=contextvars.Context())
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-            while tasks := asyncio.all_tasks(self.loop):
-                for task in tasks:
-                    task.cancel()
-                self.loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_ROUND_SECONDS))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        finally:
-            self.loop.close()
-
-    def stop(self, wait: float | None) -> None:
-        """Stop the loop; wait up to ``wait`` seconds (None: not at all) for
-        the thread to end."""
-        self.stopping = True
-        if self._thread is threading.current_thread():
-            wait = None  # stopped from its own loop: it ends once this returns
-        try:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:  # closed already
-            return
-        if wait is not None:
-            self._thread.join(wait)
 
 
 class EventRelay:

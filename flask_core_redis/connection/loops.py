@@ -1,0 +1,164 @@
+"""Event loops: the thread that runs one (a Sentinel watch's, the asyncio
+clients' own), and the asyncio clients that live on one loop, their *home*.
+
+A ``redis.asyncio`` connection belongs to the loop that opened it: its
+stream, its pool's lock and conditions fail from any other ("attached to a
+different loop", "Event loop is closed"). Flask runs each ``async def`` view
+under a WSGI server in a new event loop, closed when the view returns, so a
+client made in one view breaks in the next. The clients here keep their
+connections on their home loop and run every call there: from the home loop
+itself directly, from any other loop by handing the call over
+(``run_coroutine_threadsafe``) and awaiting its result. Cancelling the
+awaiting task cancels the call on the home loop, where redis-py closes a
+connection whose command was cancelled mid-flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from redis.asyncio.client import Pipeline, Redis
+from redis.asyncio.cluster import ClusterPipeline
+
+T = TypeVar("T")
+
+#: How long a task that was cancelled is given to end before it is cancelled
+#: again: before Python 3.12, wait_for() loses a cancellation that comes as
+#: what it waits for completes.
+CANCEL_ROUND_SECONDS = 0.05
+
+
+class LoopThread:
+    """A daemon thread named ``name`` running an event loop until stopped;
+    stopping cancels every task and lets each finish (closing what it
+    opened) before the loop closes."""
+
+    def __init__(self, name: str) -> None:
+        # Made in an empty context, as the tasks are (see call()): the loop
+        # keeps the context its own handles are made in.
+        self.loop = contextvars.Context().run(asyncio.new_event_loop)
+        #: Set when stop() is called: a task that fails then is being stopped.
+        self.stopping = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine_function: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``coroutine_function()`` in the loop, as a task, in a context of
+        its own: the caller's (an app context, say) would live as long as it."""
+        self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(coroutine_function()),
+                                       context=contextvars.Context())
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+            while tasks := asyncio.all_tasks(self.loop):
+                for task in tasks:
+                    task.cancel()
+                self.loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_ROUND_SECONDS))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.close()
+
+    def stop(self, wait: float | None) -> None:
+        """Stop the loop; wait up to ``wait`` seconds (None: not at all) for
+        the thread to end."""
+        self.stopping = True
+        if self._thread is threading.current_thread():
+            wait = None  # stopped from its own loop: it ends once this returns
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:  # closed already
+            return
+        if wait is not None:
+            self._thread.join(wait)
+
+
+class HomeLoopClosed(RuntimeError):
+    """A client was used after its home loop closed."""
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def at_home(home: asyncio.AbstractEventLoop,
+                  method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+                  **kwargs: Any) -> T:
+    """``await method(*args, **kwargs)`` on ``home``: directly when it is the
+    running loop, else handed over to it, this task waiting for the result
+    (and cancelling the call if it is cancelled)."""
+    if running_loop() is home:
+        return await method(*args, **kwargs)
+    if home.is_closed():
+        raise HomeLoopClosed(
+            "this asyncio client's event loop has closed: get the client again "
+            "(ext.async_client) rather than keeping it across event loops")
+    future = asyncio.run_coroutine_threadsafe(method(*args, **kwargs), home)
+    return await asyncio.wrap_future(future)
+
+
+class HomeLoopBound:
+    """What every homed client and pipeline has: its home loop."""
+
+    #: The loop its connections live on.
+    home: asyncio.AbstractEventLoop
+
+
+class HomedPipeline(HomeLoopBound, Pipeline):  # type: ignore[misc]
+    """A pipeline of a homed client: stacking commands is local; executing,
+    WATCH and its reset run on the home loop."""
+
+    async def execute(self, raise_on_error: bool = True) -> Any:
+        return await at_home(self.home, super().execute, raise_on_error)
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        return await at_home(self.home, super().immediate_execute_command, *args, **options)
+
+    async def reset(self) -> None:
+        await at_home(self.home, super().reset)
+
+
+class HomedClusterPipeline(HomeLoopBound, ClusterPipeline):  # type: ignore[misc]
+    """A Cluster pipeline of a homed client: executing runs on the home loop."""
+
+    async def execute(self, raise_on_error: bool = True,
+                      allow_redirections: bool = True) -> Any:
+        return await at_home(self.home, super().execute, raise_on_error, allow_redirections)
+
+
+class HomedRedis(HomeLoopBound, Redis):  # type: ignore[misc]
+    """A ``redis.asyncio.Redis`` whose commands run on its home loop."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await at_home(self.home, super().execute_command, *args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        pipe = HomedPipeline(self.connection_pool, self.response_callbacks, transaction,
+                             shard_hint)
+        pipe.home = self.home
+        return pipe
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        if running_loop() is not self.home:
+            raise RuntimeError(
+                "a subscription reads on the loop that made it, and this client's "
+                "connections live on another: use ext.asubscribe(...), which makes one "
+                "for the running loop")
+        return super().pubsub(**kwargs)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await at_home(self.home, super().aclose, close_connection_pool)
+
+
+def homed(client: Any, home: asyncio.AbstractEventLoop) -> Any:
+    """``client`` (built from a homed class) with its home set."""
+    client.home = home
+    return client
