@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from flask_core_redis.plugin_api import LuaScript
+from flask_core_redis.plugin_api import Command, Pipeline
 from flask_core_redis.plugins.presence import TooManyConnections, store
 
 USERS = st.sampled_from(["ann", "bob", "7", "ünï"])
@@ -145,22 +145,31 @@ def run_against_the_model(mode_app, monkeypatch, shards, examples):
                           suppress_health_check=[HealthCheck.too_slow]))
 
 
+def is_script(step):
+    """Whether ``step`` runs scripts only: an EVALSHA or EVAL, or a pipeline of them."""
+    commands = step.commands if isinstance(step, Pipeline) else [step]
+    return all(command.args[0] in ("EVALSHA", "EVAL") for command in commands)
+
+
 def lose_every_script_reply_once(monkeypatch):
-    """Each script call runs twice with the same keys and arguments, and the
+    """Each script step runs twice with the same keys and arguments, and the
     caller gets the second reply: what the retry policy does when the first
-    reply is lost."""
-    run_one, run_many = LuaScript.__call__, store.run_scripts
+    reply is lost. Sync and async callers alike."""
+    for kind in (Command, Pipeline):
+        run_once, arun_once = kind.run, kind.arun
 
-    def twice(script, client, keys, args, **options):
-        run_one(script, client, keys, args, **options)
-        return run_one(script, client, keys, args, **options)
+        def twice(step, client, run_once=run_once):
+            if is_script(step):
+                run_once(step, client)
+            return run_once(step, client)
 
-    def many_twice(client, calls, **options):
-        run_many(client, calls, **options)
-        return run_many(client, calls, **options)
+        async def atwice(step, client, arun_once=arun_once):
+            if is_script(step):
+                await arun_once(step, client)
+            return await arun_once(step, client)
 
-    monkeypatch.setattr(LuaScript, "__call__", twice)
-    monkeypatch.setattr(store, "run_scripts", many_twice)
+        monkeypatch.setattr(kind, "run", twice)
+        monkeypatch.setattr(kind, "arun", atwice)
 
 
 def test_presence_agrees_with_a_model_when_every_script_reply_is_lost_once(

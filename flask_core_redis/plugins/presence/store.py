@@ -26,21 +26,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from flask import Flask
 
 from ...plugin_api import (
     MAX_TTL_SECONDS,
+    Command,
     Key,
+    Operation,
+    Pipeline,
     PluginContext,
     as_text,
     hookimpl,
     once_call,
     parsers,
     replay_window_ms,
-    run_scripts,
+    run,
+    scripts_operation,
     ttl_ms,
 )
 from .errors import TooManyConnections
@@ -49,6 +53,8 @@ from .shards import Shard, Shards
 from .socketio_binding import bind_socketio
 
 logger = logging.getLogger("flask_core_redis")
+
+T = TypeVar("T")
 
 #: The longest user or connection id accepted, in characters.
 MAX_ID_LENGTH = 512
@@ -104,6 +110,18 @@ def _user(user_id: object) -> str:
     return _identifier("user_id", user_id)
 
 
+def _replies(commands: list[Command]) -> Operation[list[Any]]:
+    """The replies of ``commands``, sent in one pipeline (none if there are
+    none); the first error reply is raised."""
+    if not commands:
+        return []
+    replies = yield Pipeline(commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return list(replies)
+
+
 def _now_ms() -> int:
     """Whole milliseconds: Redis stores and compares integer scores fastest,
     and Lua formats numbers to 14 digits, which a fraction would overflow."""
@@ -135,12 +153,13 @@ class PresencePlugin:
         self._bindings_stop.set()
         self._bindings_stop = threading.Event()  # for a later bind_socketio
 
-    def _run(self, script: Any, shard: Shard, keys: list[str], args: list[Any]) -> Any:
-        """``script`` on ``shard`` as one call (see :mod:`.scripts`)."""
-        return script(self.context.fail_fast_client(), *self._once(shard, keys, args))
+    def _run(self, operation: Operation[T]) -> T:
+        """``operation`` with the blocking fail-fast client."""
+        return run(operation, self.context.fail_fast_client())
 
     def _once(self, shard: Shard, keys: list[str],
               args: list[Any]) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of one call of a change (see :mod:`.scripts`)."""
         return once_call(shard.tag, self._replay_ms, keys, args)
 
     def _ttl_ms(self, ttl: float | None) -> int:
@@ -152,23 +171,27 @@ class PresencePlugin:
     def mark_online(self, user_id: object, ttl: float | None = None, *,
                     connection_id: str = DEFAULT_CONNECTION) -> None:
         """Open (or renew) one connection of the user for ``ttl`` seconds."""
-        self._open(user_id, connection_id, ttl)
+        self._run(self._open_op(user_id, connection_id, ttl))
 
     def connect(self, user_id: object, connection_id: str, ttl: float | None = None) -> bool:
         """Open a connection; True if the user was offline until now (one round
         trip: what a Socket.IO connect needs to decide on a broadcast)."""
-        return not self._open(user_id, connection_id, ttl)[1]
+        return self._run(self._connect_op(user_id, connection_id, ttl))
 
-    def _open(self, user_id: object, connection_id: str,
-              ttl: float | None) -> tuple[bool, bool]:
+    def _connect_op(self, user_id: object, connection_id: str,
+                    ttl: float | None) -> Operation[bool]:
+        _, online = yield from self._open_op(user_id, connection_id, ttl)
+        return not online
+
+    def _open_op(self, user_id: object, connection_id: str,
+                 ttl: float | None) -> Operation[tuple[bool, bool]]:
         """One script: (this connection was alive, the user was online)."""
         user, connection = _user(user_id), _identifier("connection_id", connection_id)
         shard, now = self._shards.of(user), _now_ms()
-        reply = self._run(OPEN, shard, [shard.users, shard.present, shard.seen,
-                                        shard.held(user)],
-                          [user, connection, now, now + self._ttl_ms(ttl),
-                           self.max_connections, shard.held_prefix, SWEEP_PER_OPEN,
-                           self.seen_ms])
+        reply = yield from OPEN.operation(*self._once(
+            shard, [shard.users, shard.present, shard.seen, shard.held(user)],
+            [user, connection, now, now + self._ttl_ms(ttl), self.max_connections,
+             shard.held_prefix, SWEEP_PER_OPEN, self.seen_ms]))
         if reply[0] == -1:
             raise TooManyConnections(
                 f"user {user!r:.80} already holds {self.max_connections} live connections "
@@ -184,7 +207,7 @@ class PresencePlugin:
         after it timed out): a heartbeat never opens a connection,
         :meth:`connect` does. One that timed out and is not dropped yet is
         renewed. See :meth:`heartbeat_many` for what it costs."""
-        return self.heartbeat_many([(user_id, connection_id)], ttl)[0]
+        return self._run(self._heartbeat_many_op([(user_id, connection_id)], ttl))[0]
 
     def heartbeat_many(self, connections: Iterable[tuple[object, str]],
                        ttl: float | None = None) -> list[bool]:
@@ -197,39 +220,41 @@ class PresencePlugin:
         heartbeat never reopens a closed connection. One that races the close
         of its connection while the user holds others may move the user's mark
         up to ``ttl`` past their last connection."""
+        return self._run(self._heartbeat_many_op(connections, ttl))
+
+    def _heartbeat_many_op(self, connections: Iterable[tuple[object, str]],
+                           ttl: float | None) -> Operation[list[bool]]:
         beats = [(_user(user_id), _identifier("connection_id", connection_id))
                  for user_id, connection_id in connections]
-        now = _now_ms()
-        expiry = now + self._ttl_ms(ttl)
-        client = self.context.fail_fast_client()
-        renew = client.pipeline(transaction=False)
+        expiry = _now_ms() + self._ttl_ms(ttl)
+        renew = []
         for user, connection in beats:
             held = self._shards.of(user).held(user)
-            renew.zadd(held, {connection: expiry}, xx=True, ch=True)
+            renew.append(Command("ZADD", held, "XX", "CH", expiry, connection))
             if connection == DEFAULT_CONNECTION:
-                renew.exists(held)
-        replies = iter(renew.execute())
+                renew.append(Command("EXISTS", held))
+        replies = iter((yield from _replies(renew)))
         # An unchanged score (a beat in the same millisecond as the last one)
         # also answers 0: those ask again whether the connection is there.
-        mark = client.pipeline(transaction=False)
+        mark: list[Command] = []
         kinds, marked = [], set()
         for user, connection in beats:
             shard = self._shards.of(user)
             renewed = next(replies) == 1
             if connection == DEFAULT_CONNECTION and next(replies) == 0 and not renewed:
                 kinds.append(_SOLO)  # no `held`: the user's mark is this connection's
-                mark.zadd(shard.users, {user: expiry}, xx=True)
-                mark.zscore(shard.users, user)
+                mark += [Command("ZADD", shard.users, "XX", expiry, user),
+                         Command("ZSCORE", shard.users, user)]
             elif renewed and user in marked:
                 kinds.append(_RENEWED_AGAIN)  # the user's mark is moved once
             elif renewed:
                 kinds.append(_RENEWED)
-                mark.zadd(shard.users, {user: expiry}, xx=True, gt=True)
+                mark.append(Command("ZADD", shard.users, "XX", "GT", expiry, user))
                 marked.add(user)
             else:
                 kinds.append(_UNCHANGED)
-                mark.zscore(shard.held(user), connection)
-        replies = iter(mark.execute() if len(mark) else [])
+                mark.append(Command("ZSCORE", shard.held(user), connection))
+        replies = iter((yield from _replies(mark)))
         answers = []
         for kind in kinds:
             if kind == _RENEWED_AGAIN:
@@ -244,36 +269,42 @@ class PresencePlugin:
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """Close one connection (or all of them); True if the user is still
         online through another connection."""
-        return self._close(user_id, connection_id) == 1
+        return self._run(self._close_op(user_id, connection_id)) == 1
 
     def disconnect(self, user_id: object, connection_id: str) -> bool:
         """Close a connection; True if this made the user go offline (False if
         they are still online, or were already offline): what a Socket.IO
         disconnect needs to decide on a broadcast."""
-        return self._close(user_id, connection_id) == 0
+        return self._run(self._close_op(user_id, connection_id)) == 0
 
-    def _close(self, user_id: object, connection_id: str | None) -> int:
+    def _close_op(self, user_id: object, connection_id: str | None) -> Operation[int]:
+        """One script: 1 if the user is still online, 0 if this made them
+        offline, -1 if they were not online."""
         user = _user(user_id)
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
         shard = self._shards.of(user)
-        return int(self._run(CLOSE, shard, [shard.users, shard.present, shard.seen,
-                                            shard.held(user)],
-                             [user, connection, _now_ms()]))
+        return int((yield from CLOSE.operation(*self._once(
+            shard, [shard.users, shard.present, shard.seen, shard.held(user)],
+            [user, connection, _now_ms()]))))
 
     # Users gone offline without a close ---------------------------------------
 
     def on_offline(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(user)`` for each user a sweep finds offline: their
-        last connection expired (its server died, say) without a close."""
+        last connection expired (its server died, say) without a close. It is
+        called by the caller of the change that finds them: keep it short."""
         self._offline_listeners.append(listener)
 
     def sweep(self) -> list[str]:
         """Drop the users whose every connection has expired, on every shard (up
         to ``SWEEP_PER_CALL`` each, one round trip per master), tell the
         ``on_offline`` listeners, and return them."""
+        return self._run(self._sweep_op())
+
+    def _sweep_op(self) -> Operation[list[str]]:
         now = _now_ms()
-        replies = run_scripts(self.context.fail_fast_client(), [
+        replies = yield from scripts_operation([
             (SWEEP, *self._once(shard, [shard.users, shard.present, shard.seen],
                                 [now, SWEEP_PER_CALL, self.seen_ms, shard.held_prefix]))
             for shard in self._shards.all])
@@ -295,11 +326,14 @@ class PresencePlugin:
 
     def is_online(self, user_id: object) -> bool:
         """Whether the user holds a connection that has not timed out."""
-        return self.online_many([user_id])[_user(user_id)]
+        return self._run(self._online_many_op([user_id]))[_user(user_id)]
 
     def online_many(self, user_ids: list[Any]) -> dict[str, bool]:
         """Online or not, for every user: one script per shard, one round trip
         per master."""
+        return self._run(self._online_many_op(user_ids))
+
+    def _online_many_op(self, user_ids: list[Any]) -> Operation[dict[str, bool]]:
         # The hot path of a bulk check: validate cheaply, in one pass over the
         # joined argument rather than per user.
         users = [user if type(user) is str and user and len(user) <= MAX_ID_LENGTH
@@ -321,33 +355,37 @@ class PresencePlugin:
             shard = self._shards.all[index]
             calls.append((ONLINE_MANY, [shard.users, shard.present], [joined, now]))
         flags = [False] * len(users)
-        for (_, positions), reply in zip(groups, run_scripts(
-                self.context.fail_fast_client(), calls), strict=True):
+        replies = yield from scripts_operation(calls)
+        for (_, positions), reply in zip(groups, replies, strict=True):
             for position, flag in zip(positions, as_text(reply), strict=True):
                 flags[position] = flag == "1"
         return dict(zip(users, flags, strict=True))
 
-    def _per_shard(self, queue: Callable[[Any, Shard], None]) -> list[Any]:
-        """``queue(pipe, shard)`` for every shard in one pipeline: one round trip
+    def _per_shard_op(self, command: Callable[[Shard], Command]) -> Operation[list[Any]]:
+        """``command(shard)`` for every shard in one pipeline: one round trip
         per master."""
-        pipe = self.context.fail_fast_client().pipeline(transaction=False)
-        for shard in self._shards.all:
-            queue(pipe, shard)
-        return list(pipe.execute())
+        return (yield from _replies([command(shard) for shard in self._shards.all]))
 
     def online_count(self) -> int:
         """How many users are online: one ZCOUNT per shard, O(log N) each."""
+        return self._run(self._online_count_op())
+
+    def _online_count_op(self) -> Operation[int]:
         now = _now_ms()
-        return sum(self._per_shard(
-            lambda pipe, shard: pipe.zcount(shard.users, f"({now}", "+inf")))
+        return sum((yield from self._per_shard_op(
+            lambda shard: Command("ZCOUNT", shard.users, f"({now}", "+inf"))))
 
     def online_users(self, limit: int = 100, offset: int = 0) -> list[str]:
         """Online users, most recently active first (latest expiry first)."""
+        return self._run(self._online_users_op(limit, offset))
+
+    def _online_users_op(self, limit: int, offset: int) -> Operation[list[str]]:
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0, got {limit}, {offset}")
         now = _now_ms()
-        pages = self._per_shard(lambda pipe, shard: pipe.zrevrangebyscore(
-            shard.users, "+inf", f"({now}", start=0, num=offset + limit, withscores=True))
+        pages = yield from self._per_shard_op(lambda shard: Command(
+            "ZREVRANGEBYSCORE", shard.users, "+inf", f"({now}", "LIMIT", 0, offset + limit,
+            "WITHSCORES", withscores=True, score_cast_func=float))
         # Each page is in Redis' order, score then member descending: merge alike.
         merged = heapq.merge(*pages, key=lambda pair: (pair[1], as_text(pair[0])),
                              reverse=True)
@@ -357,12 +395,13 @@ class PresencePlugin:
         """Now for a user online; for one offline, when they went offline (their
         close, or the expiry of their last connection); None if not seen within
         ``PRESENCE_SEEN_DAYS``."""
+        return self._run(self._last_seen_op(user_id))
+
+    def _last_seen_op(self, user_id: object) -> Operation[datetime | None]:
         user = _user(user_id)
         shard, now = self._shards.of(user), _now_ms()
-        pipe = self.context.fail_fast_client().pipeline(transaction=False)
-        pipe.zscore(shard.users, user)
-        pipe.zscore(shard.seen, user)
-        mark, seen = pipe.execute()
+        mark, seen = yield from _replies([Command("ZSCORE", shard.users, user),
+                                          Command("ZSCORE", shard.seen, user)])
         if mark is not None and mark > now:
             seen = now
         elif mark is not None:
