@@ -5,15 +5,17 @@ output ever shows a password."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import json
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import current_app
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import ScriptInfo
 from redis.cluster import RedisCluster
 
 from .connection import AnyClient
@@ -26,6 +28,7 @@ from .integrations.worker import (
 )
 from .key_text import key_to_text, text_to_key
 from .state import RedisState, registered_states
+from .state.apps import current_app_object, has_app_context, is_quart
 from .values import as_text
 
 PREFIX_KEY = "flask_core_redis.prefix"
@@ -40,15 +43,72 @@ def _plugin_commands(ctx: click.Context, state: RedisState) -> click.Group:
     groups: dict[str, click.Group] = ctx.meta.setdefault(PLUGIN_GROUPS_KEY, {})
     group = groups.get(state.settings.prefix)
     if group is None:
-        group = AppGroup("plugins")
+        group = CommandsInAppContext("plugins")
         state.plugins.add_commands(group)
         groups[state.settings.prefix] = group
     return group
 
 
-class RedisCommandGroup(AppGroup):
-    """``flask redis``: built-in commands plus the ones the app's plugins add.
-    Any failure ends as one line and exit code 1, never a traceback."""
+def with_app_context(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``command`` in the app's context, as Flask's ``with_appcontext``
+    does, under ``flask`` and under ``quart`` alike: Quart's app context is
+    its own, entered in an event loop made for the command."""
+
+    @click.pass_context
+    def in_app_context(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            return ctx.invoke(command, *args, **kwargs)
+        app = _load_app(ctx)
+        if not is_quart(app):
+            with app.app_context():
+                return ctx.invoke(command, *args, **kwargs)
+
+        async def in_quart_app_context() -> Any:
+            async with app.app_context():
+                return ctx.invoke(command, *args, **kwargs)
+
+        return asyncio.run(in_quart_app_context())
+
+    return functools.update_wrapper(in_app_context, command)
+
+
+def _script_info(ctx: click.Context) -> Any:
+    """The command line's ScriptInfo, Flask's or Quart's (which finds the app
+    its own way); None outside either CLI."""
+    quart_cli = sys.modules.get("quart.cli")
+    if quart_cli is not None:
+        info = ctx.find_object(quart_cli.ScriptInfo)
+        if info is not None:
+            return info
+    return ctx.find_object(ScriptInfo)
+
+
+def _load_app(ctx: click.Context) -> Any:
+    info = _script_info(ctx) or ctx.ensure_object(ScriptInfo)
+    return info.load_app()
+
+
+class CommandsInAppContext(click.Group):
+    """A group whose commands run in the app's context, under Flask's CLI or
+    Quart's (:func:`with_app_context`); its subgroups too."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:  # type: ignore[override]
+        def decorator(function: Callable[..., Any]) -> click.Command:
+            made: click.Command = click.Group.command(self, *args, **kwargs)(
+                with_app_context(function))
+            return made
+
+        return decorator
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", CommandsInAppContext)
+        return super().group(*args, **kwargs)
+
+
+class RedisCommandGroup(CommandsInAppContext):
+    """``flask redis`` (``quart redis``): built-in commands plus the ones the
+    app's plugins add. Any failure ends as one line and exit code 1, never a
+    traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,7 +119,7 @@ class RedisCommandGroup(AppGroup):
             raise click.ClickException(describe_error(error)) from None
 
     def _plugin_group(self, ctx: click.Context) -> click.Group | None:
-        info = ctx.find_object(ScriptInfo)
+        info = _script_info(ctx)
         if info is None:
             return None
         try:
@@ -100,7 +160,8 @@ def _bytes_client() -> AnyClient:
 
 def _state() -> RedisState:
     prefix = click.get_current_context().meta.get(PREFIX_KEY, "REDIS")
-    states = registered_states(current_app)
+    app = current_app_object()
+    states = registered_states(app) if app is not None else {}
     if prefix not in states:
         known = ", ".join(states) or "none"
         raise click.ClickException(

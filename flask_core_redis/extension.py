@@ -6,21 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeVar
 
-from flask import Flask, has_app_context
+from flask import Flask
 from redis.client import PubSub
 
 from .cli import redis_group
 from .config import Settings, config_source, load_settings, settings_from
-from .connection import AnyClient, ConnectionEvents
+from .connection import AnyClient, ConnectionEvents, build_async_client
+from .connection.async_pubsub import apublish, asubscribe
 from .connection.options import accepted_options, any_mode_options, check_options
 from .connection.pubsub import ShardedPubSub, publish, subscribe
 from .errors import PluginNotAvailable
 from .plugin_api.manager import Plugins, available_plugins
 from .routes import register_routes
 from .state import RedisState, current_state, register, registered_states
+from .state.apps import has_app_context
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -167,6 +171,27 @@ class CoreRedis:
         ``"news"``) on the current app's Redis (sharded in Cluster); the number
         of subscribers that received it."""
         return publish(self.client, self.settings.key_prefix + channel, message)
+
+    def asubscribe(self, *channels: str) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`subscribe` for asyncio code: ``async for message in
+        ext.asubscribe("news")`` yields each message published on
+        ``channels`` (each after ``KEY_PREFIX``) as a dict (``type``,
+        ``channel``, ``data``), subscription confirmations left out. It reads
+        on a client of its own, opened on the running event loop when the
+        iteration starts and closed when it ends (``aclose()``, ``break``,
+        cancellation); it subscribes again after a lost connection or a
+        failover (:mod:`~flask_core_redis.connection.async_pubsub`)."""
+        state = self._state()
+        opener = functools.partial(build_async_client, state.settings, state.events,
+                                   state.options, duplicate=True,
+                                   watch=state._master_watch())
+        prefix = state.settings.key_prefix
+        return asubscribe(opener, *(prefix + channel for channel in channels),
+                          events=state.events)
+
+    async def apublish(self, channel: str, message: str | bytes) -> int:
+        """:meth:`publish` for asyncio code, on :attr:`async_client`."""
+        return await apublish(self.async_client, self.settings.key_prefix + channel, message)
 
     # Plugins -----------------------------------------------------------------
 

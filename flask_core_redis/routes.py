@@ -7,9 +7,9 @@ raises in its own words."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask
 
 from .errors import OUTAGE_ERRORS, RedisUnavailable, describe_error
 
@@ -26,20 +26,22 @@ def register_routes(app: Flask, state: RedisState) -> None:
     """The health route and the error handler, when configured."""
     settings = state.settings
     if settings.health_route:
-        def health() -> tuple[Response, int]:
+        def health() -> tuple[Any, int]:
             report = state.health()
-            return jsonify(report), 200 if report["ok"] else 503
+            return app.json.response(report), 200 if report["ok"] else 503
 
         app.add_url_rule(settings.health_route, f"core_redis_health_{settings.prefix.lower()}",
                          health, methods=["GET"])
     if settings.error_handler:
+        def unavailable(error: Exception) -> tuple[Any, int]:
+            logger.error("a request failed because Redis is unavailable: %s",
+                         describe_error(error))
+            return app.json.response(UNAVAILABLE), 503
+
         for outage in _OUTAGES:
-            app.register_error_handler(outage, _unavailable)
+            app.register_error_handler(outage, unavailable)
 
 
-def _unavailable(error: Exception) -> tuple[Response, int]:
-    logger.error("a request failed because Redis is unavailable: %s",
-                 describe_error(error))
-    body = {"error": "redis_unavailable",
-            "message": "A backing service is unavailable; try again shortly."}
-    return jsonify(body), 503
+#: The body of the error handler's 503.
+UNAVAILABLE = {"error": "redis_unavailable",
+               "message": "A backing service is unavailable; try again shortly."}

@@ -46,15 +46,20 @@ def pytest_report_header() -> str:
 ECOSYSTEM_VARIABLE = "FLASK_CORE_REDIS_TEST_ECOSYSTEM"
 WITH_ECOSYSTEM = os.environ.get(ECOSYSTEM_VARIABLE, "yes") != "no"
 collect_ignore_glob = [] if WITH_ECOSYSTEM else ["test_ecosystem_*.py"]
+#: Whether the Quart tests (marker ``quart``) run: ``no`` leaves them out,
+#: for the lowest versions' pass, whose Flask 2.3 Quart does not run on.
+QUART_VARIABLE = "FLASK_CORE_REDIS_TEST_QUART"
+WITH_QUART = os.environ.get(QUART_VARIABLE, "yes") != "no"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On Valkey only the integration tests run: the others start no server,
     and running them again would test nothing new. Without the ecosystem,
-    its tests are left out."""
+    its tests are left out; without Quart, Quart's."""
     def kept(item: pytest.Item) -> bool:
         return ((SERVER == "redis" or item.get_closest_marker("integration") is not None)
-                and (WITH_ECOSYSTEM or item.get_closest_marker("ecosystem") is None))
+                and (WITH_ECOSYSTEM or item.get_closest_marker("ecosystem") is None)
+                and (WITH_QUART or item.get_closest_marker("quart") is None))
 
     dropped = [item for item in items if not kept(item)]
     if dropped:

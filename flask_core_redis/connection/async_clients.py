@@ -93,9 +93,16 @@ class HomedRedisCluster(RedisCluster):
 
     home: asyncio.AbstractEventLoop
 
-    def __init__(self, *args: Any, command_retry: AsyncPolicyRetry, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, command_retry: AsyncPolicyRetry,
+                 connection_class: type[AbstractConnection], **kwargs: Any) -> None:
         self.command_retry = command_retry
         super().__init__(*args, **{**kwargs, "retry": Retry(NoBackoff(), 0)})
+        # redis-py's asyncio cluster takes no connection class: it names its
+        # own in the keywords every node is built from, and in the startup
+        # nodes it has built already.
+        self.connection_kwargs["connection_class"] = connection_class
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = connection_class
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         return await at_home(self.home, self._under_policy, *args, **kwargs)
@@ -113,7 +120,7 @@ class HomedRedisCluster(RedisCluster):
         super().pipeline(transaction, shard_hint)  # redis-py's checks of both
         pipe = RetriedClusterPipeline(  # type: ignore[abstract]
             self, *([transaction] if transaction else []))
-        pipe.home = self.home
+        pipe.home, pipe.command_retry = self.home, self.command_retry
         return pipe
 
     async def aclose(self, *args: Any, **kwargs: Any) -> None:
@@ -125,7 +132,8 @@ class RetriedClusterPipeline(HomedClusterPipeline):
     retry count from the client (zero here), and empties itself as it
     executes, so each try stacks the commands anew."""
 
-    _client: HomedRedisCluster
+    #: The client's retry policy.
+    command_retry: AsyncPolicyRetry
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -146,7 +154,7 @@ class RetriedClusterPipeline(HomedClusterPipeline):
             return await as_redis_errors_async(ClusterPipeline.execute, self, raise_on_error,
                                                allow_redirections)
 
-        return await at_home(self.home, self._client.command_retry.call_with_retry,
+        return await at_home(self.home, self.command_retry.call_with_retry,
                              once, _ignore)
 
 
@@ -223,13 +231,12 @@ def _sentinel(settings: Settings, events: ConnectionEvents, kwargs: dict[str, An
 
 def _cluster(settings: Settings, events: ConnectionEvents,
              kwargs: dict[str, Any]) -> RedisCluster:
-    (first_host, first_port), *others = settings.nodes
-    host = f"[{first_host}]" if ":" in first_host else first_host
-    tls = ssl_kwargs(settings) if settings.ssl else {}
+    (host, port), *others = settings.nodes
+    tls = {"ssl": True, **ssl_kwargs(settings)} if settings.ssl else {}
     base = ASYNC_SSL_CONNECTION if settings.ssl else Connection
     kwargs.pop("connection_pool_class", None)
     return HomedRedisCluster(
-        url=f"redis://{host}:{first_port}", require_full_coverage=False,
+        host=host, port=port, require_full_coverage=False,
         startup_nodes=[ClusterNode(h, p) for h, p in others],
         connection_class=evented_async_class(base, events),
         command_retry=build_async_retry(settings, events, RedisCluster.ERRORS_ALLOW_RETRY),

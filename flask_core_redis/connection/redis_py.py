@@ -205,7 +205,8 @@ WORKAROUNDS: tuple[Workaround, ...] = (
     Workaround(
         ".async_clients:HomedRedisCluster", "all",
         "the asyncio cluster's command loop retries without any delay, and 'cannot "
-        "reach the cluster' is a RedisClusterException (as_redis_errors_async)",
+        "reach the cluster' is a RedisClusterException (as_redis_errors_async); "
+        "it takes no connection class, so its nodes' is set after it is built",
         "RedisCluster's loop waits by its Retry's backoff between tries"),
     Workaround(
         ".async_clients:RetriedClusterPipeline", "all",

@@ -11,7 +11,7 @@ import threading
 import weakref
 from typing import Any, Protocol
 
-from flask import Flask, current_app
+from flask import Flask
 
 from ..config import ConfigSource, Settings
 from ..connection import (
@@ -24,6 +24,7 @@ from ..connection import (
     log_event,
 )
 from ..plugin_api.manager import Plugins
+from .apps import current_app_object, is_quart
 from .async_clients import AsyncClients
 from .health import HealthCheck
 from .lifecycle import close_at_exit
@@ -62,7 +63,22 @@ class RedisState:
         what requests leave open."""
         self.plugins.setup(app)
         self.events.subscribe(self.plugins.connection_event)
-        self._unit_of_work.install(app)
+        if is_quart(app):
+            self._serve_with(app)
+        else:
+            self._unit_of_work.install(app)
+
+    def _serve_with(self, app: Any) -> None:
+        """On a Quart app: home the asyncio clients on its serving loop while
+        it serves, and close them when it stops. (What a Quart request makes
+        with duplicate() or subscribe() is not closed per request: it lives
+        until ext.close(), or until the app drops it.)"""
+
+        async def serve() -> None:
+            self.serve_on(asyncio.get_running_loop())
+
+        app.before_serving(serve)
+        app.after_serving(self.stop_serving)
 
     # Clients -------------------------------------------------------------
 
@@ -251,10 +267,9 @@ def app_state(app: Flask, prefix: str) -> RedisState:
 def current_state(prefix: str) -> RedisState:
     """The current app's registration for ``prefix``; a RuntimeError that says
     what to do outside an app context or before ``init_app``."""
-    try:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-    except RuntimeError:
+    app = current_app_object()
+    if app is None:
         raise RuntimeError(
             "CoreRedis was used outside an application context. Use it inside a "
-            "request, a CLI command, or `with app.app_context():`.") from None
+            "request, a CLI command, or `with app.app_context():`.")
     return app_state(app, prefix)

@@ -1,0 +1,278 @@
+"""The asyncio client: ``ext.async_client`` on every topology, pooled across
+the event loops Flask's async views run in, under an ASGI server through
+``WsgiToAsgi``, and on Quart's serving loop; its retries, events, closing,
+and a forked child's own connections."""
+
+import asyncio
+import concurrent.futures
+import gc
+import http.client
+import threading
+import uuid
+import warnings
+
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+
+from flask_core_redis.state import app_state
+
+from .servers import free_port, run_forked, wait_until
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_async_client_in_every_mode(mode, mode_app, key):
+    """The same operations as the blocking client, on the same data, with
+    pipelines (across Cluster slots too) and a bytes client beside it."""
+    app, ext = mode_app()
+
+    async def use():
+        client = ext.async_client
+        assert isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster)
+        await client.set(key, "é")
+        async with client.pipeline() as pipe:
+            pipe.incr(f"{key}:a")
+            pipe.incr(f"{key}:b")
+            pipe.get(key)
+            replies = await pipe.execute()
+        raw = await ext.get_async_client(decode_responses=False).get(key)
+        return replies, raw, await client.get(key)
+
+    with app.app_context():
+        replies, raw, text = run(use())
+        assert replies == [1, 1, "é"]
+        assert raw == "é".encode()
+        assert text == "é"
+        assert ext.client.get(f"{key}:b") == "1"  # what the blocking client sees
+
+
+def _connects(app):
+    """The connect events of ``app``'s registration, from now on."""
+    seen = []
+    app_state(app, "REDIS").events.subscribe(
+        lambda event: seen.append(event) if event.kind == "connect" else None)
+    return seen
+
+
+def _clients_named(server, name):
+    with server.client() as admin:
+        return [client for client in admin.client_list() if client["name"] == name]
+
+
+@pytest.mark.integration
+def test_flask_async_views_share_one_pool_across_their_event_loops(make_app, redis_server,
+                                                                   key):
+    """Under a WSGI server each async view runs in an event loop of its own,
+    closed when it returns: the client survives them all, on one pooled
+    connection, and no loop leaves a socket open."""
+    name = f"fcr-{uuid.uuid4().hex[:8]}"
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}",
+                         "REDIS_CLIENT_NAME": name, "REDIS_MAX_CONNECTIONS": "2"})
+    connects = _connects(app)
+
+    @app.get("/count")
+    async def count():
+        client = ext.async_client
+        value = await client.incr(key)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.get(key)
+            pipe.exists(key)
+            assert await pipe.execute() == [str(value), 1]
+        return {"value": value}
+
+    test_client = app.test_client()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        values = [test_client.get("/count").get_json()["value"] for _ in range(300)]
+        gc.collect()
+    assert values == list(range(1, 301))
+    assert len(connects) == 1
+    assert len(_clients_named(redis_server, name)) == 1
+
+
+def _get_many(port, path, count, concurrency):
+    def one(_):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(count)))
+
+
+class AsgiServer:
+    """uvicorn serving ``app`` on a free port in a thread, lifespan included."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="auto")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_until(lambda: self.server.started, 20, "uvicorn to start")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.should_exit = True
+        self.thread.join(20)
+
+
+@pytest.mark.integration
+@pytest.mark.quart  # uvicorn comes with the Quart test tools
+def test_flask_under_an_asgi_server_through_wsgi_to_asgi(make_app, redis_server, key):
+    """Flask wrapped by asgiref's WsgiToAsgi under uvicorn, 200 requests 8 at
+    a time: every one answered, on at most the pool's connections."""
+    from asgiref.wsgi import WsgiToAsgi
+
+    name = f"fcr-{uuid.uuid4().hex[:8]}"
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}",
+                         "REDIS_CLIENT_NAME": name, "REDIS_MAX_CONNECTIONS": "4",
+                         "REDIS_POOL_TIMEOUT": "5000"})
+    connects = _connects(app)
+
+    @app.get("/count")
+    async def count():
+        return {"value": await ext.async_client.incr(key)}
+
+    with AsgiServer(WsgiToAsgi(app)) as server:
+        answers = _get_many(server.port, "/count", 200, 8)
+    assert {status for status, _ in answers} == {200}
+    assert len(connects) <= 4
+    with redis_server.client() as admin:
+        assert admin.get(key) == "200"
+
+
+@pytest.mark.integration
+@pytest.mark.quart
+def test_quart_serves_on_its_loop_and_closes_its_clients_when_it_stops(redis_server, key):
+    """CoreRedis(quart_app): configuration, clients homed on the serving loop
+    (no hand-over), at most the pool's connections over 200 requests 8 at a
+    time, all closed once the app stops serving."""
+    from quart import Quart
+
+    from flask_core_redis import CoreRedis
+
+    name = f"fcr-{uuid.uuid4().hex[:8]}"
+    app = Quart(__name__)
+    app.config.update(REDIS_URL=f"redis://{redis_server.address}", REDIS_CLIENT_NAME=name,
+                      REDIS_MAX_CONNECTIONS="4", REDIS_POOL_TIMEOUT="5000",
+                      SECRET_KEY="quart-test-secret")
+    ext = CoreRedis(app)
+    connects = _connects(app)
+    homes = set()
+
+    @app.get("/count")
+    async def count():
+        client = ext.async_client
+        homes.add(client.home is asyncio.get_running_loop())
+        return {"value": await client.incr(key)}
+
+    with AsgiServer(app) as server:
+        answers = _get_many(server.port, "/count", 200, 8)
+    assert {status for status, _ in answers} == {200}
+    assert homes == {True}
+    assert 1 <= len(connects) <= 4
+    wait_until(lambda: not _clients_named(redis_server, name), 10,
+               "the serving loop's clients to close")
+
+
+@pytest.mark.quart
+def test_the_health_route_and_the_redis_commands_under_quart(memory_url):
+    from quart import Quart
+
+    from flask_core_redis import CoreRedis
+
+    app = Quart(__name__)
+    app.config.update(REDIS_URL=memory_url, SECRET_KEY="quart-test-secret",
+                      REDIS_HEALTH_ROUTE="/health")
+    ext = CoreRedis(app)
+
+    async def serve():
+        async with app.test_app() as test_app:
+            response = await test_app.test_client().get("/health")
+            async with app.app_context():
+                report = await ext.ahealth()
+            return response.status_code, await response.get_json(), report
+
+    status, body, report = run(serve())
+    assert status == 200 and body["ok"] is True and report["ok"] is True
+    runner = app.test_cli_runner()
+    ping = runner.invoke(args=["redis", "ping"])
+    assert ping.exit_code == 0, ping.output
+    assert ping.output.startswith("PONG")
+    cleared = runner.invoke(args=["redis", "cache", "clear", "pages"])
+    assert cleared.exit_code == 0, cleared.output
+    assert "invalidated" in cleared.output
+
+
+@pytest.mark.integration
+def test_retries_follow_the_policy_and_are_reported(make_app):
+    port = free_port()  # nothing listens there
+    app, ext = make_app({"REDIS_URL": f"redis://127.0.0.1:{port}", "REDIS_MAX_RETRIES": "2",
+                         "REDIS_CONNECT_TIMEOUT": "200"})
+    retries = []
+    with app.app_context():
+        ext.events.subscribe(lambda event: retries.append(event) if event.kind == "retry"
+                             else None)
+        with pytest.raises(redis.ConnectionError):
+            run(ext.async_client.ping())
+        report = run(ext.ahealth())
+    assert [event.attempt for event in retries[:2]] == [1, 2]
+    assert report["ok"] is False and report["error"]
+
+
+@pytest.mark.integration
+def test_close_closes_the_async_clients(make_app, redis_server):
+    name = f"fcr-{uuid.uuid4().hex[:8]}"
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}",
+                         "REDIS_CLIENT_NAME": name})
+    with app.app_context():
+        run(ext.async_client.ping())
+        run(ext.get_async_client(decode_responses=False).ping())
+        assert len(_clients_named(redis_server, name)) == 2
+        ext.close()
+        assert _clients_named(redis_server, name) == []
+        run(ext.async_client.ping())  # opens anew
+        run(ext.aclose())
+        assert _clients_named(redis_server, name) == []
+
+
+@pytest.mark.integration
+def test_tls(make_app, tls_server, tls_files, key):
+    app, ext = make_app({"REDIS_URL": f"rediss://localhost:{tls_server.port}",
+                         **tls_files.config()})
+
+    async def use():
+        await ext.async_client.set(key, "secret-free")
+        return await ext.async_client.get(key)
+
+    with app.app_context():
+        assert run(use()) == "secret-free"
+
+
+@pytest.mark.integration
+def test_a_forked_child_opens_its_own_connections(make_app, redis_server, key):
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
+    with app.app_context():
+        run(ext.async_client.set(key, "parent"))
+
+    def child():
+        with app.app_context():
+            return run(ext.async_client.get(key)) == "parent"
+
+    assert run_forked(child)
+    with app.app_context():
+        assert run(ext.async_client.get(key)) == "parent"  # the parent's still work
