@@ -3,6 +3,7 @@ pages a newcomer needs first, the plugin of "Writing a plugin" works once
 installed, and the write that waits for a replica is on the replica when it
 is acknowledged."""
 
+import asyncio
 import sys
 import types
 from importlib.metadata import EntryPoint
@@ -50,6 +51,7 @@ def test_the_first_plugin_of_writing_a_plugin_works_once_installed(make_app, mem
     with app.app_context():
         counter = ext.plugin(module.VisitCounter)
         assert [counter.hit("/"), counter.hit("/"), counter.hit("/about")] == [1, 2, 1]
+        assert asyncio.run(counter.ahit("/")) == 3  # the same logic, from async code
         assert 0 < ext.client.ttl("shop:visits:/") <= 90
         assert ext.health()["plugins"]["visits"] == {"ok": True}
     with pytest.raises(ConfigurationError, match="REDIS_VISITS_TTL='never' is invalid"):
