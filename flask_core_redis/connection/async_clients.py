@@ -102,7 +102,7 @@ class HomedRedisCluster(RedisCluster):
         # nodes it has built already.
         self.connection_kwargs["connection_class"] = connection_class
         for node in self.nodes_manager.startup_nodes.values():
-            node.connection_class = connection_class
+            node.connection_class = connection_class  # type: ignore[assignment]
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         return await at_home(self.home, self._under_policy, *args, **kwargs)

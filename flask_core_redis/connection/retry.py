@@ -101,10 +101,10 @@ class RetryPolicy:
     #: Seconds after the first try past which no retry starts; None: count.
     deadline: float | None = None
 
-    def _raised_at_once(self, error: Exception,
-                        is_retryable: Callable[[Exception], bool] | None) -> bool:
-        return isinstance(error, NOT_AN_OUTAGE) or (
-            is_retryable is not None and not is_retryable(error))
+    def _tries(self, is_retryable: Callable[[Exception], bool] | None,
+               fail: Callable[..., Any], with_failure_count: bool) -> Tries:
+        self._backoff.reset()
+        return Tries(self, is_retryable, fail, with_failure_count)
 
     def _gives_up(self, failures: int, started: float) -> bool:
         if self.deadline is None:
@@ -112,6 +112,38 @@ class RetryPolicy:
         # The next delay, without reporting it: the retry may not happen.
         upcoming = getattr(self._backoff, "inner", self._backoff).compute(failures)
         return time.monotonic() + upcoming - started > self.deadline
+
+
+class Tries:
+    """The tries of one call under a :class:`RetryPolicy`: after each
+    failure, :meth:`failed` reports it to the caller's ``fail`` and returns
+    what that returned (awaited by an asyncio loop); :meth:`delay` then
+    raises the error if no retry may follow, else says how long to wait."""
+
+    def __init__(self, policy: RetryPolicy,
+                 is_retryable: Callable[[Exception], bool] | None,
+                 fail: Callable[..., Any], with_failure_count: bool) -> None:
+        self._policy, self._is_retryable = policy, is_retryable
+        self._fail, self._with_failure_count = fail, with_failure_count
+        self._failures = 0
+        self._started = time.monotonic()
+
+    def failed(self, error: Exception) -> Any:
+        """Raise ``error`` at once if it is never retried; else count and report it."""
+        if isinstance(error, NOT_AN_OUTAGE) or (
+                self._is_retryable is not None and not self._is_retryable(error)):
+            raise error
+        self._failures += 1
+        if self._with_failure_count:
+            return self._fail(error, self._failures)
+        return self._fail(error)
+
+    def delay(self, error: Exception) -> float:
+        """Raise ``error`` if the policy gives up; else the delay before the
+        next try, in seconds."""
+        if self._policy._gives_up(self._failures, self._started):
+            raise error
+        return float(self._policy._backoff.compute(self._failures))
 
 
 class PolicyRetry(RetryPolicy, Retry):
@@ -125,25 +157,13 @@ class PolicyRetry(RetryPolicy, Retry):
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> T:
-        self._backoff.reset()
-        failures = 0
-        started = time.monotonic()
+        tries = self._tries(is_retryable, fail, with_failure_count)
         while True:
             try:
                 return do()
             except self._supported_errors as error:
-                if self._raised_at_once(error, is_retryable):
-                    raise
-                failures += 1
-                if with_failure_count:
-                    fail(error, failures)
-                else:
-                    fail(error)
-                if self._gives_up(failures, started):
-                    raise
-                delay = self._backoff.compute(failures)
-                if delay > 0:
-                    time.sleep(delay)
+                tries.failed(error)
+                time.sleep(tries.delay(error))
 
 
 class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
@@ -154,24 +174,15 @@ class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
                               fail: Callable[..., Any],
                               is_retryable: Callable[[Exception], bool] | None = None,
                               with_failure_count: bool = False) -> T:
-        self._backoff.reset()
-        failures = 0
-        started = time.monotonic()
+        tries = self._tries(is_retryable, fail, with_failure_count)
         while True:
             try:
                 return await do()
             except self._supported_errors as error:
-                if self._raised_at_once(error, is_retryable):
-                    raise
-                failures += 1
-                failed = fail(error, failures) if with_failure_count else fail(error)
-                if inspect.isawaitable(failed):
-                    await failed
-                if self._gives_up(failures, started):
-                    raise
-                delay = self._backoff.compute(failures)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                reported = tries.failed(error)
+                if inspect.isawaitable(reported):
+                    await reported
+                await asyncio.sleep(tries.delay(error))
 
 
 def build_retry(settings: Settings, events: ConnectionEvents,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
@@ -52,6 +53,10 @@ class Command(Step):
     options go to redis-py's ``execute_command``."""
 
     __slots__ = ("args", "options")
+    #: The command and its arguments.
+    args: tuple[Any, ...]
+    #: Keyword options for ``execute_command``.
+    options: dict[str, Any]
 
     def __init__(self, *args: Any, **options: Any) -> None:
         self.args, self.options = args, options
@@ -60,9 +65,11 @@ class Command(Step):
         return f"<Command {self.args[0]!r}>"
 
     def run(self, client: Any) -> Any:
+        """Do it with a blocking client."""
         return client.execute_command(*self.args, **self.options)
 
     async def arun(self, client: Any) -> Any:
+        """Do it with an asyncio client."""
         return await client.execute_command(*self.args, **self.options)
 
 
@@ -71,6 +78,8 @@ class Pipeline(Step):
     per master); their replies in order, an error reply as the exception."""
 
     __slots__ = ("commands",)
+    #: The commands, in order.
+    commands: Sequence[Command]
 
     def __init__(self, commands: Sequence[Command]) -> None:
         self.commands = commands
@@ -82,9 +91,11 @@ class Pipeline(Step):
         return pipe
 
     def run(self, client: Any) -> Any:
+        """Do it with a blocking client."""
         return self._stacked(client).execute(raise_on_error=False)
 
     async def arun(self, client: Any) -> Any:
+        """Do it with an asyncio client."""
         return await self._stacked(client).execute(raise_on_error=False)
 
 
@@ -92,14 +103,18 @@ class Pause(Step):
     """Wait ``seconds`` (``time.sleep``, or ``asyncio.sleep`` in a coroutine)."""
 
     __slots__ = ("seconds",)
+    #: How long to wait.
+    seconds: float
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
     def run(self, client: Any) -> None:
+        """Do it with a blocking client."""
         time.sleep(self.seconds)
 
     async def arun(self, client: Any) -> None:
+        """Do it with an asyncio client."""
         await asyncio.sleep(self.seconds)
 
 
@@ -109,11 +124,16 @@ class Call(Step):
     serves async callers and a plain one both."""
 
     __slots__ = ("args", "function")
+    #: What to call.
+    function: Callable[..., Any]
+    #: Its arguments.
+    args: tuple[Any, ...]
 
     def __init__(self, function: Callable[..., Any], *args: Any) -> None:
         self.function, self.args = function, args
 
     def run(self, client: Any) -> Any:
+        """Do it with a blocking client."""
         result = self.function(*self.args)
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
@@ -126,37 +146,107 @@ class Call(Step):
         return result
 
     async def arun(self, client: Any) -> Any:
+        """Do it with an asyncio client."""
         result = self.function(*self.args)
         if inspect.isawaitable(result):
             result = await result
         return result
 
 
+class CallRenewing(Call):
+    """Call ``function(*args)`` as :class:`Call` does and, while it runs, the
+    operation ``renew()`` every ``every`` seconds, until the call ends or a
+    renewal returns False: a computation that keeps its lock alive. Renewals
+    run beside the call, on the same client: in a thread of their own for a
+    blocking client, in a task for an asyncio one."""
+
+    __slots__ = ("every", "renew")
+
+    def __init__(self, function: Callable[..., Any], *args: Any,
+                 renew: Callable[[], Operation[bool]], every: float) -> None:
+        super().__init__(function, *args)
+        self.renew, self.every = renew, every
+
+    def run(self, client: Any) -> Any:
+        """Do it with a blocking client."""
+        done = threading.Event()
+
+        def keep() -> None:
+            while not done.wait(self.every) and run(self.renew(), client):
+                pass
+
+        threading.Thread(target=keep, name="operation-renewing", daemon=True).start()
+        try:
+            return super().run(client)
+        finally:
+            done.set()
+
+    async def arun(self, client: Any) -> Any:
+        """Do it with an asyncio client."""
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(self.every)
+                if not await arun(self.renew(), client):
+                    return
+
+        keeper = asyncio.ensure_future(keep())
+        try:
+            return await super().arun(client)
+        finally:
+            keeper.cancel()
+            await asyncio.wait([keeper])  # ended before the operation goes on
+
+
+class _Driver:
+    """One operation on its way: the step it asks for next, given what the
+    last one returned or raised."""
+
+    __slots__ = ("operation", "result", "resume", "value")
+
+    def __init__(self, operation: Operation[Any]) -> None:
+        self.operation = operation
+        self.resume: Callable[[Any], Step] = operation.send
+        self.value: Any = None
+        self.result: Any = None
+
+    def next_step(self) -> Step | None:
+        """The next step; None once the operation has ended (its value in
+        :attr:`result`)."""
+        try:
+            return self.resume(self.value)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+    def gave(self, value: Any) -> None:
+        self.value, self.resume = value, self.operation.send
+
+    def raised(self, error: BaseException) -> None:
+        """The operation decides, in its own try blocks, what an error means."""
+        self.value, self.resume = error, self.operation.throw
+
+    def do(self, step: Step, client: Any) -> None:
+        """Run ``step`` with the blocking ``client``."""
+        try:
+            self.gave(step.run(client))
+        except BaseException as error:
+            self.raised(error)
+
+
 def run(operation: Operation[T], client: Any) -> T:
     """Drive ``operation`` to its end with the blocking ``client``."""
-    send: Callable[[Any], Step] = operation.send
-    value: Any = None
-    while True:
-        try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, send = step.run(client), operation.send
-        except BaseException as error:  # the operation decides, in its own try blocks
-            value, send = error, operation.throw
+    driver = _Driver(operation)
+    while (step := driver.next_step()) is not None:
+        driver.do(step, client)
+    return driver.result  # type: ignore[no-any-return]
 
 
 async def arun(operation: Operation[T], client: Any) -> T:
     """Drive ``operation`` to its end with the asyncio ``client``."""
-    send: Callable[[Any], Step] = operation.send
-    value: Any = None
-    while True:
+    driver = _Driver(operation)
+    while (step := driver.next_step()) is not None:
         try:
-            step = send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        try:
-            value, send = await step.arun(client), operation.send
-        except BaseException as error:  # the operation decides, in its own try blocks
-            value, send = error, operation.throw
+            driver.gave(await step.arun(client))
+        except BaseException as error:
+            driver.raised(error)
+    return driver.result  # type: ignore[no-any-return]
