@@ -10,7 +10,6 @@ import threading
 import pytest
 import redis
 
-from flask_core_redis.plugins.cache import recompute
 from flask_core_redis.plugins.cache.scripts import RENEW
 
 from .conftest import ACL_USER
@@ -213,14 +212,13 @@ def test_a_server_that_stops_during_a_computation_leaves_no_thread_waiting_on_it
     app, ext = no_socket_timeout_app(make_app, own_redis_server.address,
                                      REDIS_CACHE_LOCK_TIMEOUT=1)
     renewing: list[threading.Thread] = []
-    run_raw = recompute.run_raw
+    renew = RENEW.operation
 
-    def watching_renewals(client, script, keys, args):
-        if script is RENEW:
-            renewing.append(threading.current_thread())
-        return run_raw(client, script, keys, args)
+    def watching_renewals(*args, **options):
+        renewing.append(threading.current_thread())
+        return renew(*args, **options)
 
-    monkeypatch.setattr(recompute, "run_raw", watching_renewals)
+    monkeypatch.setattr(RENEW, "operation", watching_renewals)
 
     def compute():
         own_redis_server.signal(signal.SIGSTOP)

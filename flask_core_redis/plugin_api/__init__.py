@@ -22,7 +22,7 @@ from .lua import (
     run_scripts,
     scripts_operation,
 )
-from .operations import Call, Command, Operation, Pause, Pipeline, Step, arun, run
+from .operations import Call, CallRenewing, Command, Operation, Pause, Pipeline, Step, arun, run
 
 __all__ = [
     "MAX_TTL_SECONDS",
@@ -31,6 +31,7 @@ __all__ = [
     "OUTAGE_ERRORS",
     "RETRY_DELAY_CAP_SECONDS",
     "Call",
+    "CallRenewing",
     "Command",
     "ConfigurationError",
     "InvalidValue",

@@ -161,6 +161,10 @@ class CallRenewing(Call):
     blocking client, in a task for an asyncio one."""
 
     __slots__ = ("every", "renew")
+    #: Makes one renewal, an operation whose result says whether to go on.
+    renew: Callable[[], Operation[bool]]
+    #: Seconds between renewals.
+    every: float
 
     def __init__(self, function: Callable[..., Any], *args: Any,
                  renew: Callable[[], Operation[bool]], every: float) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from .keys import ENCODED_TYPES, NotCanonical, canonical
@@ -26,6 +26,9 @@ class GetOrSet(Protocol):
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = ...) -> T: ...
 
+    async def aget_or_set(self, key: str, compute: Callable[[], Awaitable[T]],
+                          ttl: float | None = None, *, namespace: str = ...) -> T: ...
+
 
 def cached_through(cache: Callable[[], GetOrSet], ttl: float | None, key: KeySpec,
                    namespace: str) -> Decorator[T]:
@@ -34,15 +37,26 @@ def cached_through(cache: Callable[[], GetOrSet], ttl: float | None, key: KeySpe
 
     ``key`` is a format string over the arguments (``"user:{user_id}"``), a
     callable taking the same arguments, or None for the function's name and a
-    hash of the arguments' canonical encoding (see :mod:`.keys`)."""
-    def decorate(func: Callable[..., T]) -> Callable[..., T]:
+    hash of the arguments' canonical encoding (see :mod:`.keys`).
+
+    An ``async def`` function gets an ``async def`` wrapper, which awaits
+    ``aget_or_set``: the coroutine is awaited, its result cached."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func)
 
+        def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Callable[[], Any]]:
+            return _cache_key(func, signature, key, args, kwargs), lambda: func(*args, **kwargs)
+
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await cache().aget_or_set(*call(args, kwargs), ttl, namespace=namespace)
+
+            return async_wrapper
+
         @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            name = _cache_key(func, signature, key, args, kwargs)
-            return cache().get_or_set(name, lambda: func(*args, **kwargs), ttl,
-                                      namespace=namespace)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return cache().get_or_set(*call(args, kwargs), ttl, namespace=namespace)
 
         return wrapper
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ...plugin_api import OUTAGE_ERRORS, describe_error
+from ...plugin_api import OUTAGE_ERRORS, Operation, describe_error
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -70,40 +69,42 @@ class Breaker:
 
 
 class Guard:
-    """Runs the cache's Redis calls: with ``fail_open``, a call that meets an
+    """Wraps the cache's operations: with ``fail_open``, one that meets an
     outage, or that the breaker skips, gives its fallback (a miss, a skipped
-    write); otherwise every call runs and its error is raised."""
+    write); otherwise every one runs and its error is raised. The wrappers are
+    operations themselves, so sync and async callers share them and the
+    breaker."""
 
     def __init__(self, fail_open: bool, breaker_seconds: float) -> None:
         self.fail_open = fail_open
         self.breaker = Breaker(breaker_seconds)
 
-    def run(self, call: Callable[..., T], fallback: T, *args: Any) -> T:
-        """``call(*args)``, or ``fallback``. (Arguments, not a closure: a cache
-        hit makes no function object.)"""
+    def guarded(self, operation: Operation[T], fallback: T) -> Operation[T]:
+        """``operation``'s result, or ``fallback``."""
         if not self.fail_open:
-            return call(*args)
+            return (yield from operation)
         if not self.breaker.allows():
             return fallback
         try:
-            result = call(*args)
+            result = yield from operation
         except OUTAGE_ERRORS as error:
             self.breaker.failed(error)
             return fallback
         self.breaker.succeeded()
         return result
 
-    def run_or_raise(self, call: Callable[[], T]) -> T:
-        """``call()``, even while the breaker is open, its error raised whatever
-        ``fail_open`` says: for deletions and invalidations. Skipped or lost
-        without a word, they would leave stale entries to be served once Redis
-        is back; the caller must know that they did not happen."""
-        if not self.fail_open:
-            return call()
+    def raising(self, operation: Operation[T]) -> Operation[T]:
+        """``operation``'s result, even while the breaker is open, its error
+        raised whatever ``fail_open`` says: for deletions and invalidations.
+        Skipped or lost without a word, they would leave stale entries to be
+        served once Redis is back; the caller must know that they did not
+        happen."""
         try:
-            result = call()
+            result = yield from operation
         except OUTAGE_ERRORS as error:
-            self.breaker.failed(error)
+            if self.fail_open:
+                self.breaker.failed(error)
             raise
-        self.breaker.succeeded()
+        if self.fail_open:
+            self.breaker.succeeded()
         return result

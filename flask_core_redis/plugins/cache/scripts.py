@@ -10,12 +10,11 @@ Every read asks redis-py not to decode the reply: entries are bytes whatever
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from redis.client import NEVER_DECODE
 
-from ...plugin_api import LuaScript
+from ...plugin_api import Command, LuaScript, Operation
 
 _RAW = {NEVER_DECODE: True}
 
@@ -50,21 +49,14 @@ class NamespaceKeys:
         return Names(self.version, self.entry(key), f"{self.lock_prefix}{key}")
 
 
-def read_raw(client: Any, names: list[str]) -> list[bytes | None]:
+def mget(*names: str) -> Command:
     """MGET, the replies as bytes."""
-    return list(client.execute_command("MGET", *names, **_RAW))
+    return Command("MGET", *names, **_RAW)
 
 
-def read_entry(client: Any, version: str, entry: str) -> Sequence[bytes | None]:
-    """MGET of a namespace's version and one of its entries, as bytes: a
-    cache hit, with no list built on the way."""
-    reply: Sequence[bytes | None] = client.execute_command("MGET", version, entry, **_RAW)
-    return reply
-
-
-def run_raw(client: Any, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+def run_script(script: LuaScript, keys: list[str], args: list[Any]) -> Operation[Any]:
     """Run ``script``, the reply as bytes."""
-    return script(client, keys, args, **_RAW)
+    return (yield from script.operation(keys, args, **_RAW))
 
 
 # KEYS version, then entries. ARGV ttl ms, then one body per entry. Stamps each
