@@ -12,7 +12,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from flask import Flask
 from redis.exceptions import RedisError
@@ -22,14 +22,17 @@ from ...plugin_api import (
     ConfigurationError,
     Key,
     LuaScript,
+    Operation,
     PluginContext,
     RedisUnavailable,
+    arun,
     as_text,
     describe_error,
     hookimpl,
     once_call,
     parsers,
     replay_window_ms,
+    run,
     ttl_ms,
 )
 from .digits import normalize_code, normalize_phone
@@ -37,6 +40,7 @@ from .scripts import CHECK, ISSUE
 
 logger = logging.getLogger("flask_core_redis")
 
+T = TypeVar("T")
 Status = Literal["ok", "invalid", "expired", "locked"]
 
 CODE_DIGITS = 6
@@ -137,15 +141,23 @@ class OtpPlugin:
     def _digest(key: bytes, phone: str, code: str) -> str:
         return hmac.new(key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _run(self, script: LuaScript, number: str, names: list[str],
-             args: list[Any]) -> tuple[Any, int]:
+    def _run(self, operation: Operation[T]) -> T:
+        """``operation`` with the blocking fail-fast client."""
+        return run(operation, self.context.fail_fast_client())
+
+    async def _arun(self, operation: Operation[T]) -> T:
+        """``operation`` with the asyncio fail-fast client of the running loop."""
+        return await arun(operation, self.context.fail_fast_async_client())
+
+    def _script_op(self, script: LuaScript, number: str, names: list[str],
+                   args: list[Any]) -> Operation[tuple[Any, int]]:
         """``script`` on the number's keys ``names``, as one call: if the core
         sends it again after a lost reply, the script answers with the first
         run's reply instead of running twice."""
         tag = self.context.slot_tag("otp", number)
         keys, args = once_call(tag, self._replay_ms, [f"{tag}:{name}" for name in names], args)
         try:
-            status, count = script(self.context.fail_fast_client(), keys, args)
+            status, count = yield from script.operation(keys, args)
         except RedisError as error:
             raise OtpUnavailable(f"the OTP store is unavailable: "
                                  f"{describe_error(error)}") from error
@@ -155,17 +167,32 @@ class OtpPlugin:
         """A new 6-digit code for ``phone`` (send it yourself); the previous one
         stops working. Raises OtpRateLimited within the cooldown or past the
         send limit."""
+        return self._run(self._issue_op(phone, ttl))
+
+    async def aissue(self, phone: str, ttl: float | None = None) -> str:
+        """:meth:`issue` from async code."""
+        return await self._arun(self._issue_op(phone, ttl))
+
+    def _issue_op(self, phone: str, ttl: float | None) -> Operation[str]:
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
-        self.store_otp(phone, code, ttl)
+        yield from self._store_op(phone, code, ttl)
         return code
 
     def store_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """Store ``code`` for ``phone`` for ``ttl`` seconds, under the same limits
         as :meth:`issue`."""
+        self._run(self._store_op(phone, code, ttl))
+
+    async def astore_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
+        """:meth:`store_otp` from async code."""
+        await self._arun(self._store_op(phone, code, ttl))
+
+    def _store_op(self, phone: str, code: str, ttl: float | None) -> Operation[None]:
         key = self._digest_key()
         number, code = normalize_phone(phone), normalize_code(code)
         lifetime_ms = ttl_ms(self.ttl if ttl is None else ttl)
-        status, wait_ms = self._run(ISSUE, number, ["code", "cooldown", "sends"], [
+        status, wait_ms = yield from self._script_op(ISSUE, number, [
+            "code", "cooldown", "sends"], [
             self._digest(key, number, code), lifetime_ms, self.cooldown * 1000,
             self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, len(code)])
         if status != "ok":
@@ -177,9 +204,16 @@ class OtpPlugin:
         that is not one is a ValueError, and costs no attempt; so is a code
         with another number of digits than the stored one (an unknown phone
         expects as many as :meth:`issue` gives)."""
+        return self._run(self._check_op(phone, code))
+
+    async def acheck(self, phone: str, code: str) -> OtpCheck:
+        """:meth:`check` from async code."""
+        return await self._arun(self._check_op(phone, code))
+
+    def _check_op(self, phone: str, code: str) -> Operation[OtpCheck]:
         key = self._digest_key()
         number, code = normalize_phone(phone), normalize_code(code)
-        status, count = self._run(CHECK, number, ["code"], [
+        status, count = yield from self._script_op(CHECK, number, ["code"], [
             self._digest(key, number, code), len(code), self.max_attempts, self.ttl * 1000,
             EXPIRED_GRACE_MS, CODE_DIGITS])
         if status == "digits":
@@ -189,4 +223,8 @@ class OtpPlugin:
     def verify_otp(self, phone: str, code: str) -> bool:
         """True once for the right code; False otherwise. Fails closed:
         OtpUnavailable when Redis cannot be reached, never True."""
-        return self.check(phone, code).ok
+        return self._run(self._check_op(phone, code)).ok
+
+    async def averify_otp(self, phone: str, code: str) -> bool:
+        """:meth:`verify_otp` from async code; fails closed as it does."""
+        return (await self._arun(self._check_op(phone, code))).ok
