@@ -38,6 +38,7 @@ from ...plugin_api import (
     Operation,
     Pipeline,
     PluginContext,
+    arun,
     as_text,
     hookimpl,
     once_call,
@@ -157,6 +158,10 @@ class PresencePlugin:
         """``operation`` with the blocking fail-fast client."""
         return run(operation, self.context.fail_fast_client())
 
+    async def _arun(self, operation: Operation[T]) -> T:
+        """``operation`` with the asyncio fail-fast client of the running loop."""
+        return await arun(operation, self.context.fail_fast_async_client())
+
     def _once(self, shard: Shard, keys: list[str],
               args: list[Any]) -> tuple[list[str], list[Any]]:
         """The keys and arguments of one call of a change (see :mod:`.scripts`)."""
@@ -173,10 +178,20 @@ class PresencePlugin:
         """Open (or renew) one connection of the user for ``ttl`` seconds."""
         self._run(self._open_op(user_id, connection_id, ttl))
 
+    async def amark_online(self, user_id: object, ttl: float | None = None, *,
+                           connection_id: str = DEFAULT_CONNECTION) -> None:
+        """:meth:`mark_online` from async code."""
+        await self._arun(self._open_op(user_id, connection_id, ttl))
+
     def connect(self, user_id: object, connection_id: str, ttl: float | None = None) -> bool:
         """Open a connection; True if the user was offline until now (one round
         trip: what a Socket.IO connect needs to decide on a broadcast)."""
         return self._run(self._connect_op(user_id, connection_id, ttl))
+
+    async def aconnect(self, user_id: object, connection_id: str,
+                       ttl: float | None = None) -> bool:
+        """:meth:`connect` from async code."""
+        return await self._arun(self._connect_op(user_id, connection_id, ttl))
 
     def _connect_op(self, user_id: object, connection_id: str,
                     ttl: float | None) -> Operation[bool]:
@@ -209,6 +224,11 @@ class PresencePlugin:
         renewed. See :meth:`heartbeat_many` for what it costs."""
         return self._run(self._heartbeat_many_op([(user_id, connection_id)], ttl))[0]
 
+    async def aheartbeat(self, user_id: object, connection_id: str = DEFAULT_CONNECTION,
+                         ttl: float | None = None) -> bool:
+        """:meth:`heartbeat` from async code."""
+        return (await self._arun(self._heartbeat_many_op([(user_id, connection_id)], ttl)))[0]
+
     def heartbeat_many(self, connections: Iterable[tuple[object, str]],
                        ttl: float | None = None) -> list[bool]:
         """:meth:`heartbeat` for each ``(user_id, connection_id)``, in two
@@ -221,6 +241,11 @@ class PresencePlugin:
         of its connection while the user holds others may move the user's mark
         up to ``ttl`` past their last connection."""
         return self._run(self._heartbeat_many_op(connections, ttl))
+
+    async def aheartbeat_many(self, connections: Iterable[tuple[object, str]],
+                              ttl: float | None = None) -> list[bool]:
+        """:meth:`heartbeat_many` from async code."""
+        return await self._arun(self._heartbeat_many_op(connections, ttl))
 
     def _heartbeat_many_op(self, connections: Iterable[tuple[object, str]],
                            ttl: float | None) -> Operation[list[bool]]:
@@ -271,11 +296,19 @@ class PresencePlugin:
         online through another connection."""
         return self._run(self._close_op(user_id, connection_id)) == 1
 
+    async def amark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
+        """:meth:`mark_offline` from async code."""
+        return await self._arun(self._close_op(user_id, connection_id)) == 1
+
     def disconnect(self, user_id: object, connection_id: str) -> bool:
         """Close a connection; True if this made the user go offline (False if
         they are still online, or were already offline): what a Socket.IO
         disconnect needs to decide on a broadcast."""
         return self._run(self._close_op(user_id, connection_id)) == 0
+
+    async def adisconnect(self, user_id: object, connection_id: str) -> bool:
+        """:meth:`disconnect` from async code."""
+        return await self._arun(self._close_op(user_id, connection_id)) == 0
 
     def _close_op(self, user_id: object, connection_id: str | None) -> Operation[int]:
         """One script: 1 if the user is still online, 0 if this made them
@@ -293,7 +326,8 @@ class PresencePlugin:
     def on_offline(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(user)`` for each user a sweep finds offline: their
         last connection expired (its server died, say) without a close. It is
-        called by the caller of the change that finds them: keep it short."""
+        called in the caller of the change that finds them, in the event
+        loop for an async caller: keep it short."""
         self._offline_listeners.append(listener)
 
     def sweep(self) -> list[str]:
@@ -301,6 +335,10 @@ class PresencePlugin:
         to ``SWEEP_PER_CALL`` each, one round trip per master), tell the
         ``on_offline`` listeners, and return them."""
         return self._run(self._sweep_op())
+
+    async def asweep(self) -> list[str]:
+        """:meth:`sweep` from async code."""
+        return await self._arun(self._sweep_op())
 
     def _sweep_op(self) -> Operation[list[str]]:
         now = _now_ms()
@@ -328,10 +366,18 @@ class PresencePlugin:
         """Whether the user holds a connection that has not timed out."""
         return self._run(self._online_many_op([user_id]))[_user(user_id)]
 
+    async def ais_online(self, user_id: object) -> bool:
+        """:meth:`is_online` from async code."""
+        return (await self._arun(self._online_many_op([user_id])))[_user(user_id)]
+
     def online_many(self, user_ids: list[Any]) -> dict[str, bool]:
         """Online or not, for every user: one script per shard, one round trip
         per master."""
         return self._run(self._online_many_op(user_ids))
+
+    async def aonline_many(self, user_ids: list[Any]) -> dict[str, bool]:
+        """:meth:`online_many` from async code."""
+        return await self._arun(self._online_many_op(user_ids))
 
     def _online_many_op(self, user_ids: list[Any]) -> Operation[dict[str, bool]]:
         # The hot path of a bulk check: validate cheaply, in one pass over the
@@ -370,6 +416,10 @@ class PresencePlugin:
         """How many users are online: one ZCOUNT per shard, O(log N) each."""
         return self._run(self._online_count_op())
 
+    async def aonline_count(self) -> int:
+        """:meth:`online_count` from async code."""
+        return await self._arun(self._online_count_op())
+
     def _online_count_op(self) -> Operation[int]:
         now = _now_ms()
         return sum((yield from self._per_shard_op(
@@ -378,6 +428,10 @@ class PresencePlugin:
     def online_users(self, limit: int = 100, offset: int = 0) -> list[str]:
         """Online users, most recently active first (latest expiry first)."""
         return self._run(self._online_users_op(limit, offset))
+
+    async def aonline_users(self, limit: int = 100, offset: int = 0) -> list[str]:
+        """:meth:`online_users` from async code."""
+        return await self._arun(self._online_users_op(limit, offset))
 
     def _online_users_op(self, limit: int, offset: int) -> Operation[list[str]]:
         if limit < 1 or offset < 0:
@@ -396,6 +450,10 @@ class PresencePlugin:
         close, or the expiry of their last connection); None if not seen within
         ``PRESENCE_SEEN_DAYS``."""
         return self._run(self._last_seen_op(user_id))
+
+    async def alast_seen(self, user_id: object) -> datetime | None:
+        """:meth:`last_seen` from async code."""
+        return await self._arun(self._last_seen_op(user_id))
 
     def _last_seen_op(self, user_id: object) -> Operation[datetime | None]:
         user = _user(user_id)
