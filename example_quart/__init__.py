@@ -1,0 +1,54 @@
+"""The Quart demo: phone login with one-time codes and who is online, live
+over Socket.IO (python-socketio's ``AsyncServer``), on flask-core-redis's
+async client and the plugins' coroutine forms (``aissue``, ``acheck``,
+``aconnect``, ``adisconnect``, ``aheartbeat_many``, ``asweep``,
+``aonline_users``).
+
+Runs on the embedded server by default; set REDIS_URL (or REDIS_HOST,
+REDIS_SENTINELS, REDIS_CLUSTER_NODES) in the environment or in a .env file to
+use a real Redis. Serve it with an ASGI server:
+
+    uvicorn --factory example_quart:create_app
+
+The development SMS outbox lives in the process: serve it with one worker,
+or give ``create_app`` a sender of your own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import socketio
+from quart import Quart
+
+from .extensions import redis_ext
+from .live import LivePresence
+from .sms import DevOutbox, SendSms
+from .views import register_views
+
+__all__ = ["create_app", "redis_ext"]
+
+
+def create_app(config: dict[str, Any] | None = None, *,
+               send_sms: SendSms | None = None) -> Quart:
+    """The app, with the Socket.IO server in front of it (``app.asgi_app``)
+    and Redis through ``redis_ext``. Without ``send_sms``, codes go to a
+    development outbox that the login page shows."""
+    app = Quart(__name__)
+    # Sessions and OTP digests are keyed by SECRET_KEY: set your own in production.
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+    app.config.update(REDIS_HEALTH_ROUTE="/health", REDIS_ERROR_HANDLER=True)
+    app.config.update(config or {})
+    redis_ext.init_app(app)  # type: ignore[arg-type]  # annotated for Flask apps
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    app.asgi_app = socketio.ASGIApp(sio, app.asgi_app)  # type: ignore[method-assign]
+    LivePresence(app, sio)
+    outbox = None
+    if send_sms is None:
+        outbox = DevOutbox()
+        send_sms = outbox.send
+    register_views(app, send_sms, outbox)
+    return app

@@ -1,0 +1,163 @@
+"""The Quart demo: phone login through Quart's test client on the embedded
+server, and who is online over Socket.IO with the app served by uvicorn on a
+real Redis."""
+
+import asyncio
+import os
+import re
+import time
+import uuid
+
+import pytest
+
+pytest.importorskip("quart", reason="Quart needs Flask >= 3 (left out of the lowest pass)")
+
+import requests
+import socketio
+
+from example_quart import create_app, redis_ext
+
+from .servers import wait_until
+from .test_async_client import AsgiServer
+
+pytestmark = pytest.mark.quart
+
+PHONE, OTHER_PHONE = "+1 555 010 9988", "+1 555 010 7766"
+MASKED, OTHER_MASKED = "+15550•••88", "+15550•••66"
+
+
+@pytest.fixture
+def no_outside_config(monkeypatch, tmp_path):
+    """No REDIS_* variable, and an empty .env here, which hides any .env in the
+    folders above (python-dotenv looks upwards from the working directory)."""
+    for name in [name for name in os.environ if name.startswith("REDIS_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / ".env").write_text("")
+    monkeypatch.chdir(tmp_path)
+
+
+class Phones:
+    """An SMS gateway for the tests: the last code sent to each phone."""
+
+    def __init__(self):
+        self.codes = {}
+
+    async def send(self, phone, text):
+        self.codes[phone] = re.fullmatch(r"Your login code is (\d{6})", text).group(1)
+
+
+async def page(web, path="/"):
+    return await (await web.get(path)).get_data(as_text=True)
+
+
+def served(app, use):
+    """``use(test_client)`` while ``app`` serves (its serving hooks run), then
+    the app's Redis closed."""
+    async def serve():
+        try:
+            async with app.test_app() as test_app:
+                return await use(test_app.test_client())
+        finally:
+            async with app.app_context():
+                await redis_ext.aclose()
+
+    return asyncio.run(serve())
+
+
+def test_phone_login_with_a_one_time_code(no_outside_config):
+    """The code reaches the development outbox the login page shows; a wrong
+    one costs an attempt; the right one logs in, and the user is listed
+    among those online only once a Socket.IO connection is open."""
+    app = create_app({"TESTING": True, "REDIS_URL": f"memory://quart-{uuid.uuid4().hex}"})
+
+    async def use(web):
+        await web.post("/login/code", form={"phone": PHONE})
+        code = re.search(r"Your login code is (\d{6})", await page(web)).group(1)
+        wrong = "000000" if code != "000000" else "111111"
+        await web.post("/login/verify", form={"code": wrong})
+        refused = await page(web)
+        await web.post("/login/verify", form={"code": code})
+        return refused, await page(web), await (await web.get("/api/online")).get_json()
+
+    refused, dashboard, online = served(app, use)
+    assert "Wrong code: 4 attempts left." in refused
+    assert f"Logged in as <strong>{MASKED}</strong>" in dashboard
+    assert online == {"online": []}
+
+
+def test_refusals_are_explained(no_outside_config):
+    app = create_app({"TESTING": True, "REDIS_URL": f"memory://quart-{uuid.uuid4().hex}"},
+                     send_sms=Phones().send)
+
+    async def use(web):
+        await web.post("/login/code", form={"phone": "call me"})
+        not_a_phone = await page(web)
+        await web.post("/login/code", form={"phone": PHONE})
+        await web.post("/login/code", form={"phone": PHONE})
+        too_soon = await page(web)
+        anonymous = (await web.get("/api/online")).status_code
+        return not_a_phone, too_soon, anonymous
+
+    not_a_phone, too_soon, anonymous = served(app, use)
+    assert "That is not a phone number" in not_a_phone
+    assert re.search(r"A code was sent moments ago\. Ask again in \d+ s\.", too_soon)
+    assert "Development SMS outbox" not in too_soon  # codes went to the given sender
+    assert anonymous == 401
+
+
+def log_in(base, phones, phone):
+    """A logged-in HTTP session of ``phone``'s user, and its cookie header."""
+    web = requests.Session()
+    web.post(f"{base}/login/code", data={"phone": phone}, timeout=10)
+    number = phone.replace(" ", "")
+    web.post(f"{base}/login/verify", data={"code": phones.codes[number]}, timeout=10)
+    return web, f"session={web.cookies['session']}"
+
+
+def presence_client(events):
+    client = socketio.Client(reconnection=False)
+    client.on("presence", events.append)
+    return client
+
+
+@pytest.mark.integration
+def test_who_is_online_over_socket_io(no_outside_config, redis_server):
+    """Served by uvicorn on a real Redis: a user's Socket.IO connection makes
+    them online, announced to the others, kept by the heartbeats past the
+    presence TTL, and offline once it closes; a visitor who is not logged in
+    is refused."""
+    phones = Phones()
+    app = create_app({"REDIS_URL": f"redis://{redis_server.address}",
+                      "REDIS_KEY_PREFIX": f"quart-{uuid.uuid4().hex}:",
+                      "REDIS_PRESENCE_TTL": "1"}, send_sms=phones.send)
+    heard = []
+    with AsgiServer(app) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        bob_web, bob_cookie = log_in(base, phones, OTHER_PHONE)
+        _, alice_cookie = log_in(base, phones, PHONE)
+        bob, alice = presence_client(heard), presence_client([])
+        try:
+            bob.connect(base, headers={"Cookie": bob_cookie}, wait_timeout=10)
+            alice.connect(base, headers={"Cookie": alice_cookie}, wait_timeout=10)
+            wait_until(lambda: {"user": MASKED, "online": True} in heard, 10,
+                       "bob to hear that alice came online")
+
+            def online():
+                return set(bob_web.get(f"{base}/api/online", timeout=10).json()["online"])
+
+            assert online() == {MASKED, OTHER_MASKED}
+            # Online throughout two presence TTLs: the heartbeats renew them.
+            until = time.monotonic() + 2.5
+            while time.monotonic() < until:
+                assert online() == {MASKED, OTHER_MASKED}
+            assert heard.count({"user": MASKED, "online": True}) == 1
+
+            alice.disconnect()
+            wait_until(lambda: {"user": MASKED, "online": False} in heard, 10,
+                       "bob to hear that alice went offline")
+            assert online() == {OTHER_MASKED}
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                presence_client([]).connect(base, wait_timeout=10)
+        finally:
+            bob.disconnect()
+            alice.disconnect()
