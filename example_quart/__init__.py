@@ -11,7 +11,10 @@ use a real Redis. Serve it with an ASGI server:
     uvicorn --factory example_quart:create_app
 
 The development SMS outbox lives in the process: serve it with one worker,
-or give ``create_app`` a sender of your own.
+or give ``create_app`` a sender of your own. With several workers the list
+of who is online is shared (it is in Redis), but a ``presence`` event
+reaches only the sockets of the worker that saw the change: python-socketio
+keeps its rooms per process unless given a client manager on Redis.
 """
 
 from __future__ import annotations
