@@ -21,7 +21,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import socketio
-from itsdangerous import BadSignature
+from itsdangerous import BadData
 from quart import Quart
 from redis.exceptions import RedisError
 
@@ -47,7 +47,7 @@ def session_user(app: Quart, environ: dict[str, Any]) -> str | None:
     max_age = int(app.permanent_session_lifetime.total_seconds())
     try:
         data = serializer.loads(cookie.value, max_age=max_age)
-    except BadSignature:
+    except BadData:  # forged, expired or malformed
         return None
     user = data.get("user")
     return user if isinstance(user, str) else None

@@ -16,6 +16,7 @@ import requests
 import socketio
 
 from example_quart import create_app, redis_ext
+from example_quart.live import session_user
 
 from .servers import wait_until
 from .test_async_client import AsgiServer
@@ -103,6 +104,24 @@ def test_refusals_are_explained(no_outside_config):
     assert re.search(r"A code was sent moments ago\. Ask again in \d+ s\.", too_soon)
     assert "Development SMS outbox" not in too_soon  # codes went to the given sender
     assert anonymous == 401
+
+
+def test_the_socket_handshake_trusts_only_a_session_the_app_signed(no_outside_config):
+    app = create_app({"SECRET_KEY": "quart-demo-secret", "REDIS_URL": "memory://quart-demo"})
+    other = create_app({"SECRET_KEY": "another-secret", "REDIS_URL": "memory://quart-demo"})
+
+    def cookie(signer, data):
+        return signer.session_interface.get_signing_serializer(signer).dumps(data)
+
+    def user_of(header):
+        return session_user(app, {"HTTP_COOKIE": header})
+
+    assert user_of(f"theme=dark; session={cookie(app, {'user': '+15550109988'})}") == (
+        "+15550109988")
+    for header in ["", "session=", "session=forged", "session=\u00e9\u00e9",
+                   f"session={cookie(other, {'user': '+15550109988'})}",
+                   f"session={cookie(app, {'pending_phone': '+15550109988'})}"]:
+        assert user_of(header) is None, header
 
 
 def log_in(base, phones, phone):
