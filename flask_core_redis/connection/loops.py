@@ -8,13 +8,15 @@ under a WSGI server in a new event loop, closed when the view returns, so a
 client made in one view breaks in the next. The clients here keep their
 connections on their home loop and run every call there: from the home loop
 itself directly, from any other loop by handing the call over
-(``run_coroutine_threadsafe``) and awaiting its result. Cancelling the
-awaiting task cancels the call on the home loop, where redis-py closes a
-connection whose command was cancelled mid-flight."""
+(:class:`HandedOverCall`) and awaiting its result. Cancelling the awaiting
+task cancels the call on the home loop, where redis-py closes a connection
+whose command was cancelled mid-flight, and the awaiting task raises once
+the call has ended there."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Coroutine
@@ -93,16 +95,82 @@ async def at_home(home: asyncio.AbstractEventLoop,
                   method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
                   **kwargs: Any) -> T:
     """``await method(*args, **kwargs)`` on ``home``: directly when it is the
-    running loop, else handed over to it, this task waiting for the result
-    (and cancelling the call if it is cancelled)."""
+    running loop, else handed over to it, this task waiting for the result.
+    Cancelling this task cancels the call on ``home`` and waits for it to
+    end there (its connection given back to the pool) before raising."""
     if running_loop() is home:
         return await method(*args, **kwargs)
-    if home.is_closed():
-        raise HomeLoopClosed(
-            "this asyncio client's event loop has closed: get the client again "
-            "(ext.async_client) rather than keeping it across event loops")
-    future = asyncio.run_coroutine_threadsafe(method(*args, **kwargs), home)
-    return await asyncio.wrap_future(future)
+    call = HandedOverCall(home, method(*args, **kwargs))
+    try:
+        return await asyncio.shield(call.ended)
+    except asyncio.CancelledError:
+        await call.cancel_and_wait()
+        raise
+
+
+class HandedOverCall:
+    """A coroutine run as a task on ``home`` for a task of another loop.
+
+    ``ended`` (a future of the caller's loop) takes the task's outcome once
+    the task has ended on ``home``, never before: ``run_coroutine_threadsafe``'s
+    future is cancelled at once, so a caller cancelled mid-command went on (a
+    pipeline's ``async with`` giving its connection back a second time) while
+    the call still ran on ``home``, and two commands shared one connection."""
+
+    def __init__(self, home: asyncio.AbstractEventLoop,
+                 coroutine: Coroutine[Any, Any, Any]) -> None:
+        self._home = home
+        self._caller = asyncio.get_running_loop()
+        self.ended: asyncio.Future[Any] = self._caller.create_future()
+        self._task: asyncio.Future[Any] | None = None
+        try:
+            home.call_soon_threadsafe(self._start, coroutine)
+        except RuntimeError:  # closed
+            coroutine.close()
+            raise HomeLoopClosed(
+                "this asyncio client's event loop has closed: get the client again "
+                "(ext.async_client) rather than keeping it across event loops") from None
+
+    def _start(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self._task = asyncio.ensure_future(coroutine)
+        self._task.add_done_callback(self._report)
+
+    def _report(self, task: asyncio.Future[Any]) -> None:
+        outcome = _outcome(task)
+        with contextlib.suppress(RuntimeError):  # the caller's loop closed: nobody waits
+            self._caller.call_soon_threadsafe(_settle, self.ended, outcome)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def cancel_and_wait(self) -> None:
+        """Cancel the task on ``home`` and wait for it to end, however often
+        this task is cancelled meanwhile."""
+        try:
+            self._home.call_soon_threadsafe(self._cancel)
+        except RuntimeError:  # closed: the task ended with it
+            return
+        while not self.ended.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([self.ended])
+
+
+def _outcome(task: asyncio.Future[Any]) -> tuple[str, Any]:
+    if task.cancelled():
+        return "cancelled", None
+    error = task.exception()
+    return ("error", error) if error is not None else ("result", task.result())
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[str, Any]) -> None:
+    kind, value = outcome
+    if kind == "cancelled":
+        future.cancel()
+    elif kind == "error":
+        future.set_exception(value)
+    else:
+        future.set_result(value)
 
 
 class HomeLoopBound:
