@@ -89,6 +89,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(collections\.abc|logging|threading|types|datetime|ssl)\..*"),
     # Flask, Werkzeug and Click: Flask's inventory and its neighbours'.
     (r"py:.*", r"(flask|werkzeug|click)\..*"),
+    # Quart, the asyncio Flask: an app type in signatures.
+    (r"py:.*", r"quart\..*"),
     # redis-py: its inventory (intersphinx).
     (r"py:.*", r"redis\..*"),
     # The libraries the integrations wrap; RQ, python-socketio,

@@ -44,7 +44,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
     app.config.update(REDIS_HEALTH_ROUTE="/health", REDIS_ERROR_HANDLER=True)
     app.config.update(config or {})
-    redis_ext.init_app(app)  # type: ignore[arg-type]  # annotated for Flask apps
+    redis_ext.init_app(app)
 
     sio = socketio.AsyncServer(async_mode="asgi")
     app.asgi_app = socketio.ASGIApp(sio, app.asgi_app)  # type: ignore[method-assign]

@@ -9,7 +9,7 @@ import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from flask import Flask
 from redis.client import PubSub
@@ -25,6 +25,9 @@ from .plugin_api.manager import Plugins, available_plugins
 from .routes import register_routes
 from .state import RedisState, current_state, register, registered_states
 from .state.apps import has_app_context
+
+if TYPE_CHECKING:
+    from quart import Quart
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -52,7 +55,7 @@ class CoreRedis:
     ``session_interface(ext, app)``, ``limiter_storage(ext)``,
     ``kombu_broker(ext)``, ``init_rq_dashboard(ext, app)``."""
 
-    def __init__(self, app: Flask | None = None, *, config_prefix: str = "REDIS",
+    def __init__(self, app: Flask | Quart | None = None, *, config_prefix: str = "REDIS",
                  default_url: str | None = None, **client_options: Any) -> None:
         check_options(client_options, any_mode_options(),
                       "no client this extension builds takes it", config_prefix)
@@ -67,7 +70,7 @@ class CoreRedis:
     def __repr__(self) -> str:
         return f"<CoreRedis config_prefix={self.config_prefix!r}>"
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask | Quart) -> None:
         """Read and validate configuration, set the plugins up, register the
         CLI and the configured routes. No network I/O."""
         if self.config_prefix in registered_states(app):

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
 from .errors import OUTAGE_ERRORS, RedisUnavailable, describe_error
 
 if TYPE_CHECKING:
     from .state import RedisState
+    from .state.apps import AnyApp
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -22,7 +21,7 @@ logger = logging.getLogger("flask_core_redis")
 _OUTAGES: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, RedisUnavailable)
 
 
-def register_routes(app: Flask, state: RedisState) -> None:
+def register_routes(app: AnyApp, state: RedisState) -> None:
     """The health route and the error handler, when configured."""
     settings = state.settings
     if settings.health_route:

@@ -45,11 +45,12 @@ def pytest_report_header() -> str:
 #: caps keep out of their environment (scripts/test's pass on the newest one).
 ECOSYSTEM_VARIABLE = "FLASK_CORE_REDIS_TEST_ECOSYSTEM"
 WITH_ECOSYSTEM = os.environ.get(ECOSYSTEM_VARIABLE, "yes") != "no"
-collect_ignore_glob = [] if WITH_ECOSYSTEM else ["test_ecosystem_*.py"]
 #: Whether the Quart tests (marker ``quart``) run: ``no`` leaves them out,
 #: for the lowest versions' pass, whose Flask 2.3 Quart does not run on.
 QUART_VARIABLE = "FLASK_CORE_REDIS_TEST_QUART"
 WITH_QUART = os.environ.get(QUART_VARIABLE, "yes") != "no"
+collect_ignore_glob = ([] if WITH_ECOSYSTEM else ["test_ecosystem_*.py"]) + (
+    [] if WITH_QUART else ["test_example_quart.py"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -4,8 +4,9 @@ An operation is a generator: it yields the I/O it needs as :class:`Step`
 objects (a command, a pipeline, a pause, a call of the user's function) and
 receives each step's result, or has the step's exception raised at the
 ``yield``. Everything else, key names, argument checks, scripts, reply
-parsing, retries of its own, lives in the generator, once. :func:`run` drives
-it with a blocking client, :func:`arun` with a ``redis.asyncio`` one:
+parsing, retries of its own, lives in the generator, once.
+:func:`~flask_core_redis.plugin_api.run` drives it with a blocking client,
+:func:`~flask_core_redis.plugin_api.arun` with a ``redis.asyncio`` one:
 
     def incr_op(key: str) -> Operation[int]:
         reply = yield Command("INCR", key)
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: An operation that ends with a ``T``.
+#: An operation that ends with a ``T``: a generator of steps.
 Operation = Generator["Step", Any, T]
 
 

@@ -13,6 +13,13 @@ from typing import Any
 
 import flask
 
+try:  # What Flask's and Quart's apps share, from Flask 3.
+    from flask.sansio.app import App as AnyApp
+except ImportError:  # Flask 2.3: no Quart runs on it
+    AnyApp = flask.Flask  # type: ignore[misc]
+
+__all__ = ["AnyApp", "current_app_object", "has_app_context", "is_quart"]
+
 
 def current_app_object() -> Any | None:
     """The app of the current Flask or Quart app context, or None."""

@@ -9,9 +9,7 @@ import asyncio
 import dataclasses
 import threading
 import weakref
-from typing import Any, Protocol
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ConfigSource, Settings
 from ..connection import (
@@ -25,6 +23,9 @@ from ..connection import (
 )
 from ..plugin_api.manager import Plugins
 from .apps import current_app_object, is_quart
+
+if TYPE_CHECKING:
+    from .apps import AnyApp
 from .async_clients import AsyncClients
 from .health import HealthCheck
 from .lifecycle import close_at_exit
@@ -58,15 +59,15 @@ class RedisState:
     def __repr__(self) -> str:
         return f"<RedisState {self.settings.prefix} {self.settings.mode} {self.settings.address}>"
 
-    def start(self, app: Flask) -> None:
+    def start(self, app: AnyApp) -> None:
         """Set the plugins up for ``app``, feed them connection events, and close
         what requests leave open."""
-        self.plugins.setup(app)
+        self.plugins.setup(app)  # type: ignore[arg-type]  # a Flask or Quart app
         self.events.subscribe(self.plugins.connection_event)
         if is_quart(app):
             self._serve_with(app)
         else:
-            self._unit_of_work.install(app)
+            self._unit_of_work.install(app)  # type: ignore[arg-type]  # a Flask app
 
     def _serve_with(self, app: Any) -> None:
         """On a Quart app: home the asyncio clients on its serving loop while
@@ -236,13 +237,13 @@ class RedisState:
             watch.close()
 
 
-def registered_states(app: Flask) -> dict[str, RedisState]:
+def registered_states(app: AnyApp) -> dict[str, RedisState]:
     """Every registration on ``app``, by config prefix."""
     states: dict[str, RedisState] = app.extensions.get(EXTENSION_KEY, {})
     return states
 
 
-def register(app: Flask, state: RedisState) -> None:
+def register(app: AnyApp, state: RedisState) -> None:
     """Keep ``state`` as ``app``'s registration for its prefix."""
     app.extensions.setdefault(EXTENSION_KEY, {})[state.settings.prefix] = state
 
@@ -253,7 +254,7 @@ class Registration(Protocol):
     config_prefix: str
 
 
-def app_state(app: Flask, prefix: str) -> RedisState:
+def app_state(app: AnyApp, prefix: str) -> RedisState:
     """``app``'s registration for ``prefix``; a RuntimeError that says what to
     do before ``init_app``."""
     state = registered_states(app).get(prefix)
