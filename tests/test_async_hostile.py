@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
+import signal
 import time
 import uuid
+import warnings
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +25,7 @@ from hypothesis import strategies as st
 
 from flask_core_redis.state import app_state
 
-from .servers import wait_until
+from .servers import run_concurrently, wait_until
 from .tcp_proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -260,3 +263,249 @@ async def _cancelled_while_the_loop_thread_is_busy(ext: Any, values: Values,
                             return_exceptions=True)
     outcome, = await asyncio.gather(pipeline, return_exceptions=True)
     return outcome, await others
+
+
+# A loop that closes with a call in flight ------------------------------------------
+
+def resource_warnings(action: Callable[[], Any]) -> list[str]:
+    """The ResourceWarnings (an unclosed socket, transport or connection)
+    raised while ``action`` runs and when everything it dropped is collected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        action()
+        gc.collect()
+    return [str(warning.message) for warning in caught
+            if issubclass(warning.category, ResourceWarning)]
+
+
+def blocked_clients(server: Any, name: str) -> int:
+    with server.client() as admin:
+        return sum(1 for client in admin.client_list()
+                   if client["name"] == name and "b" in client["flags"])
+
+
+def test_view_loops_that_close_mid_command_leak_nothing(make_app, redis_server, key):
+    """Async views that leave a BLPOP running as their loop closes, more of
+    them than the pool holds: asgiref cancels each, which ends the command on
+    the loop thread (its connection closed, nothing left blocked on the
+    server); a loop closed without cancelling its task leaves the command to
+    end there. No ResourceWarning, and the requests after them are served
+    from the pool."""
+    name = f"fcr-{uuid.uuid4().hex[:8]}"
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}",
+                         "REDIS_MAX_CONNECTIONS": 2, "REDIS_POOL_TIMEOUT": 5000,
+                         "REDIS_CLIENT_NAME": name})
+
+    left: list[asyncio.Future[Any]] = []  # each ends with its view's loop
+
+    @app.get("/leave")
+    async def leave() -> str:
+        left.append(asyncio.ensure_future(ext.async_client.blpop(f"{key}:never", 30)))
+        await asyncio.to_thread(wait_until, lambda: blocked_clients(redis_server, name), 10,
+                                "the BLPOP to block")
+        return "left"
+
+    @app.get("/read")
+    async def read() -> str:
+        return str(await ext.async_client.get(key))
+
+    def requests() -> None:
+        web = app.test_client()
+        for _ in range(5):
+            assert web.get("/leave").text == "left"
+        _close_a_loop_mid_command(app, ext, key)
+        redis_server.client().set(key, "served")
+        assert web.get("/read").text == "served"
+
+    assert resource_warnings(requests) == []
+    wait_until(lambda: blocked_clients(redis_server, name) == 0, 10, "no BLPOP left")
+
+
+def _close_a_loop_mid_command(app: Any, ext: Any, key: str) -> None:
+    """A loop closed with a BLPOP in flight, its task never cancelled."""
+    loop = asyncio.new_event_loop()
+    with app.app_context():
+        task = loop.create_task(ext.async_client.blpop(f"{key}:never", 0.2))
+        loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()
+    del task, loop
+
+
+def test_a_serving_loop_that_stops_mid_command_leaks_nothing(make_app, redis_server, key):
+    """A loop the app serves on (Quart's) that stops serving and ends with a
+    BLPOP in flight: no ResourceWarning, and a later loop is served."""
+    app, ext = make_app({"REDIS_URL": f"redis://{redis_server.address}"})
+    state = app_state(app, "REDIS")
+
+    async def serve_and_stop() -> None:
+        state.serve_on(asyncio.get_running_loop())
+        blocking = asyncio.ensure_future(ext.async_client.blpop(f"{key}:never", 30))
+        await asyncio.sleep(0.05)
+        await state.stop_serving()
+        assert not blocking.done()
+
+    async def later() -> Any:
+        await ext.async_client.set(key, "later")
+        return await ext.async_client.get(key)
+
+    def serve() -> None:
+        with app.app_context():
+            asyncio.run(serve_and_stop())
+            assert asyncio.run(later()) == "later"
+
+    assert resource_warnings(serve) == []
+
+
+# Master kills under the deadline policy ----------------------------------------------
+
+async def _write_through(client: Any, key: str, stop: asyncio.Event,
+                         errors: list[Exception], written: list[int]) -> None:
+    while not stop.is_set():
+        try:
+            written.append(await client.incr(key))
+        except redis.RedisError as error:
+            errors.append(error)
+        await asyncio.sleep(0.01)
+
+
+async def _ride_through(ext: Any, key: str, fault: Callable[[], None],
+                        ) -> tuple[list[Exception], list[int]]:
+    """Errors that reached an asyncio writer of ``key`` while ``fault()`` ran,
+    and the writes it saw acknowledged, once writes land again."""
+    errors: list[Exception] = []
+    written: list[int] = []
+    stop = asyncio.Event()
+    writer = asyncio.ensure_future(_write_through(ext.async_client, key, stop, errors, written))
+    try:
+        await asyncio.to_thread(wait_until, lambda: written, 10, "a first write")
+        await asyncio.to_thread(fault)
+        acknowledged = len(written)
+        await asyncio.to_thread(wait_until, lambda: len(written) > acknowledged + 20, 30,
+                                "writes to land again")
+    finally:
+        stop.set()
+        await writer
+    return errors, written
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_a_master_kill_under_an_async_writer_surfaces_no_error(request, make_app, key,
+                                                               topology):
+    """As the blocking client does (test_retry_deadline), through
+    ext.async_client: a master killed under a writer, REDIS_RETRY_DEADLINE
+    above the failover time: no error reaches the writer."""
+    deployment = request.getfixturevalue(f"own_{topology}")
+    app, ext = make_app({"REDIS_URL": deployment.url, "REDIS_CONNECT_TIMEOUT": 500,
+                         "REDIS_RETRY_DEADLINE": 20_000})
+
+    def kill_the_master() -> None:
+        if topology == "sentinel":
+            deployment.process_on(deployment.master_port()).kill()
+        else:
+            deployment.master_of(key).kill()
+
+    with app.app_context():
+        errors, written = asyncio.run(_ride_through(ext, key, kill_the_master))
+    assert errors == [] and len(written) > 20
+    assert written == sorted(written), "the writes did not land one after another"
+
+
+# A hung server ------------------------------------------------------------------------
+
+def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.monotonic()
+    try:
+        call()
+    except redis.RedisError as error:
+        return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+def test_a_hung_server_bounds_every_async_call_as_it_bounds_blocking_ones(
+        make_app, own_redis_server, key):
+    """A server stopped by SIGSTOP, SOCKET_TIMEOUT and CONNECT_TIMEOUT 300 ms,
+    one retry: a blocking GET, and asyncio GET, pipeline, transaction and a
+    first call on a client with no connection yet, all at once, each raise
+    a timeout or connection error within the bound of (MAX_RETRIES + 1)
+    tries, each a read bounded by the socket timeout or a connect whose
+    attempts are bounded by the connect timeout, and the delays between."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_SOCKET_TIMEOUT": 300, "REDIS_CONNECT_TIMEOUT": 300,
+                         "REDIS_MAX_RETRIES": 1})
+
+    def in_a_view(coroutine_function: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        with app.app_context():
+            return asyncio.run(coroutine_function())
+
+    async def pipeline(transaction: bool) -> Any:
+        async with ext.async_client.pipeline(transaction=transaction) as pipe:
+            return await pipe.get(key).incr(f"{key}:n").execute()
+
+    def blocking_get() -> Any:
+        with app.app_context():
+            return ext.client.get(key)
+
+    blocking_get()
+    in_a_view(lambda: ext.async_client.get(key))  # warm connections
+    own_redis_server.signal(signal.SIGSTOP)
+    try:
+        outcomes = run_concurrently(
+            lambda: _timed(blocking_get),
+            lambda: _timed(lambda: in_a_view(lambda: ext.async_client.get(key))),
+            lambda: _timed(lambda: in_a_view(lambda: pipeline(False))),
+            lambda: _timed(lambda: in_a_view(lambda: pipeline(True))),
+            lambda: _timed(lambda: in_a_view(
+                lambda: ext.get_async_client(decode_responses=False).get(key))))
+    finally:
+        own_redis_server.signal(signal.SIGCONT)
+    tries, delays = 2, 0.05
+    bound = tries * max(0.3, tries * 0.3 + delays) + delays
+    for name, (seconds, error) in zip(["blocking", "get", "pipeline", "transaction", "cold"],
+                                      outcomes, strict=True):
+        assert isinstance(error, redis.TimeoutError | redis.ConnectionError), f"{name}: {error!r}"
+        assert seconds <= bound + 0.5, f"{name}: {seconds:.2f} s, bound {bound:.2f} s"
+    assert in_a_view(lambda: ext.async_client.get(key)) is None  # served again
+
+
+# Blocking and asyncio calls in one request; TLS -----------------------------------------
+
+@pytest.mark.parametrize("server", ["memory", "standalone"])
+def test_blocking_and_async_calls_in_one_request_see_each_others_writes(
+        make_app, request, key, server):
+    url = (f"memory://{uuid.uuid4().hex}" if server == "memory"
+           else f"redis://{request.getfixturevalue('redis_server').address}")
+    app, ext = make_app({"REDIS_URL": url})
+
+    @app.get("/mixed")
+    async def mixed() -> dict[str, Any]:
+        ext.client.set(f"{key}:sync", "from sync")
+        await ext.async_client.set(f"{key}:async", "from async")
+        async with ext.async_client.pipeline() as pipe:
+            seen_by_async = await pipe.get(f"{key}:sync").incr(f"{key}:n").execute()
+        with ext.client.pipeline() as pipe:
+            seen_by_sync = pipe.get(f"{key}:async").incr(f"{key}:n").execute()
+        return {"async": seen_by_async, "sync": seen_by_sync}
+
+    assert app.test_client().get("/mixed").get_json() == {
+        "async": ["from sync", 1], "sync": ["from async", 2]}
+
+
+@pytest.mark.parametrize("home", list(HOMES))
+def test_tls_commands_pipelines_and_transactions(make_app, tls_server, tls_files, key, home):
+    app, ext = make_app({"REDIS_URL": f"rediss://localhost:{tls_server.port}",
+                         **tls_files.config()})
+
+    async def use() -> Any:
+        client = ext.async_client
+        await client.set(key, "over tls")
+        async with client.pipeline(transaction=False) as pipe:
+            piped = await pipe.get(key).incr(f"{key}:n").execute()
+        async with client.pipeline() as pipe:
+            transacted = await pipe.incr(f"{key}:n").get(key).execute()
+        return piped, transacted
+
+    runner = HOMES[home](app)
+    try:
+        assert runner.run(use()) == (["over tls", 1], [2, "over tls"])
+    finally:
+        runner.close()
