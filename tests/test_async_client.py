@@ -50,6 +50,25 @@ def test_async_client_in_every_mode(mode, mode_app, key):
         assert ext.client.get(f"{key}:b") == "1"  # what the blocking client sees
 
 
+@pytest.mark.integration
+def test_concurrent_first_commands_on_a_cluster(make_app, cluster):
+    """Thirty commands at once on a client that has not read the slot map
+    yet: redis-py's own first read, raced by them, closed connections the
+    others were using."""
+    for _ in range(3):  # a fresh client each time: the race is on the first read
+        app, ext = make_app({"REDIS_URL": cluster.url, "REDIS_SOCKET_TIMEOUT": "2000"})
+
+        async def burst(ext=ext):
+            await asyncio.gather(*(ext.async_client.set(f"burst:{i}", i) for i in range(30)))
+            async with ext.async_client.pipeline() as pipe:
+                for i in range(30):
+                    pipe.get(f"burst:{i}")
+                return await pipe.execute()
+
+        with app.app_context():
+            assert run(burst()) == [str(i) for i in range(30)]
+
+
 def _connects(app):
     """The connect events of ``app``'s registration, from now on."""
     seen = []

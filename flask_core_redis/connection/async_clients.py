@@ -108,7 +108,8 @@ class HomedRedisCluster(RedisCluster):
         return await at_home(self.home, self._under_policy, *args, **kwargs)
 
     async def _under_policy(self, *args: Any, **kwargs: Any) -> Any:
-        run = functools.partial(as_redis_errors_async, super().execute_command, *args, **kwargs)
+        run = functools.partial(as_redis_errors_async, self._initialized_then,
+                                super().execute_command, *args, **kwargs)
         if names_nodes(kwargs.get("target_nodes")):
             return await run()
         return await self.command_retry.call_with_retry(run, _ignore)
@@ -116,11 +117,20 @@ class HomedRedisCluster(RedisCluster):
     async def initialize(self) -> Any:
         return await at_home(self.home, super().initialize)
 
+    async def _initialized_then(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """``call(...)`` once the slot map is read. Every caller waits for it
+        here: redis-py's asyncio cluster (7.x), when commands race its first
+        read of the map, closes connections other commands are using
+        ("'NoneType' object has no attribute 'writelines'")."""
+        if self._initialize:
+            await RedisCluster.initialize(self)
+        return await call(*args, **kwargs)
+
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
         super().pipeline(transaction, shard_hint)  # redis-py's checks of both
         pipe = RetriedClusterPipeline(  # type: ignore[abstract]
             self, *([transaction] if transaction else []))
-        pipe.home, pipe.command_retry = self.home, self.command_retry
+        pipe.home, pipe.command_retry, pipe.cluster = self.home, self.command_retry, self
         return pipe
 
     async def aclose(self, *args: Any, **kwargs: Any) -> None:
@@ -134,6 +144,8 @@ class RetriedClusterPipeline(HomedClusterPipeline):
 
     #: The client's retry policy.
     command_retry: AsyncPolicyRetry
+    #: The client.
+    cluster: HomedRedisCluster
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -151,8 +163,9 @@ class RetriedClusterPipeline(HomedClusterPipeline):
             await ClusterPipeline.reset(self)
             for args, kwargs in stacked:
                 ClusterPipeline.execute_command(self, *args, **kwargs)
-            return await as_redis_errors_async(ClusterPipeline.execute, self, raise_on_error,
-                                               allow_redirections)
+            return await as_redis_errors_async(
+                self.cluster._initialized_then, ClusterPipeline.execute, self,
+                raise_on_error, allow_redirections)
 
         return await at_home(self.home, self.command_retry.call_with_retry,
                              once, _ignore)

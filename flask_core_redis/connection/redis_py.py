@@ -206,7 +206,9 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         ".async_clients:HomedRedisCluster", "all",
         "the asyncio cluster's command loop retries without any delay, and 'cannot "
         "reach the cluster' is a RedisClusterException (as_redis_errors_async); "
-        "it takes no connection class, so its nodes' is set after it is built",
+        "it takes no connection class, so its nodes' is set after it is built; "
+        "commands that race its first read of the slot map break each other's "
+        "connections (7.x), so each waits for that read first (_initialized_then)",
         "RedisCluster's loop waits by its Retry's backoff between tries"),
     Workaround(
         ".async_clients:RetriedClusterPipeline", "all",
