@@ -83,8 +83,14 @@ class AsyncClients:
 
     def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Home the clients asked for from ``loop`` on it, from now until
-        :meth:`stop_serving`."""
-        self._serving.add(loop)
+        :meth:`stop_serving`, which must run on it before it closes (Quart's
+        ``after_serving`` does): a loop that closes first takes its clients'
+        connections with it, unclosed. Loops closed since are forgotten."""
+        with self._lock:
+            for closed in [home for home in self._homes if home.is_closed()]:
+                del self._homes[closed]
+            self._serving = {home for home in self._serving if not home.is_closed()}
+            self._serving.add(loop)
 
     async def stop_serving(self) -> None:
         """Close the clients homed on the running loop, and home none there
