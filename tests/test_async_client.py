@@ -18,6 +18,7 @@ import redis.asyncio.cluster
 
 from flask_core_redis.state import app_state
 
+from .conftest import ACL_PASSWORD, ACL_USER
 from .servers import free_port, run_forked, wait_until
 
 
@@ -267,6 +268,26 @@ def test_close_closes_the_async_clients(make_app, redis_server):
         run(ext.async_client.ping())  # opens anew
         run(ext.aclose())
         assert _clients_named(redis_server, name) == []
+
+
+@pytest.mark.integration
+def test_credentials_never_show(make_app, auth_server, events_log):
+    """An ACL user's password reaches the server and nothing else: not the
+    client's or its pool's repr, not a log line, not the error of a refused
+    login, which is raised at once (never retried)."""
+    address = auth_server.address
+    app, ext = make_app({"REDIS_URL": f"redis://{ACL_USER}:{ACL_PASSWORD}@{address}"})
+    wrong, wrong_ext = make_app({"REDIS_URL": f"redis://{ACL_USER}:wrong-pw-s3cret@{address}",
+                                 "REDIS_MAX_RETRIES": "3"})
+    with app.app_context():
+        client = ext.async_client
+        assert run(client.acl_whoami()) == ACL_USER
+        shown = [repr(client), repr(client.connection_pool)]
+    with wrong.app_context(), pytest.raises(redis.AuthenticationError) as refused:
+        run(wrong_ext.async_client.ping())
+    text = "\n".join([*shown, str(refused.value), repr(refused.value), events_log.text])
+    assert ACL_PASSWORD not in text and "wrong-pw-s3cret" not in text
+    assert "retry" not in events_log.text.lower()
 
 
 @pytest.mark.integration
