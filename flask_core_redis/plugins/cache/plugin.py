@@ -57,8 +57,10 @@ class ClientOnUse:
     def __init__(self, resolve: Callable[[], Any]) -> None:
         self._resolve = resolve
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        return self._resolve().execute_command(*args, **options)
+    @property
+    def execute_command(self) -> Callable[..., Any]:
+        # A property, not a method: the hot path hands the arguments on once.
+        return self._resolve().execute_command  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._resolve(), name)
