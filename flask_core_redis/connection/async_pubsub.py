@@ -33,7 +33,7 @@ from .events import ConnectionEvents
 from .redis_py import as_redis_errors_async
 from .retry import LinearBackoff
 
-__all__ = ["AsyncSubscription", "apublish", "asubscribe"]
+__all__ = ["AsyncSubscription", "ClientOpener", "apublish", "asubscribe"]
 
 #: How long one read waits before the subscription checks its connection
 #: (on Sentinel, that it is still on the master) and reads again.
@@ -58,16 +58,19 @@ async def apublish(client: Any, channel: str, message: str | bytes) -> int:
 
 
 def asubscribe(open_client: ClientOpener, *channels: str, events: ConnectionEvents,
-               wait_for_redis: bool = False) -> AsyncIterator[dict[str, Any]]:
+               wait_for_redis: bool = False,
+               address: str | None = None) -> AsyncIterator[dict[str, Any]]:
     """The messages published on ``channels`` (names as sent), each a dict
     (``type``: ``message``, or ``smessage`` on Cluster; ``channel``;
     ``data``), on a client ``open_client(running_loop)`` builds when the
     iteration starts. Subscribing the first time fails with the error
-    unless ``wait_for_redis``, which retries that too."""
+    unless ``wait_for_redis``, which retries that too. Its retries are
+    reported as events of ``address`` (default: ``subscription:`` and the
+    channels)."""
     if not channels:
         raise ValueError("asubscribe() needs at least one channel")
     return _messages(AsyncSubscription(open_client, channels, events,
-                                       wait_for_redis=wait_for_redis))
+                                       wait_for_redis=wait_for_redis, address=address))
 
 
 async def _messages(subscription: AsyncSubscription) -> AsyncIterator[dict[str, Any]]:
@@ -124,14 +127,15 @@ class AsyncSubscription:
     loop, one task at a time."""
 
     def __init__(self, open_client: ClientOpener, channels: Iterable[str],
-                 events: ConnectionEvents, *, wait_for_redis: bool = False) -> None:
+                 events: ConnectionEvents, *, wait_for_redis: bool = False,
+                 address: str | None = None) -> None:
         self._open_client = open_client
         self._events = events
         self._wait_for_redis = wait_for_redis
-        self._address = "subscription:" + ",".join(channels)
+        self._lost: set[str] = set(channels)
+        self._address = address or "subscription:" + ",".join(sorted(self._lost))
         self._client: Any = None
         self._reading: dict[asyncio.Task[dict[str, Any]], _Reader] = {}
-        self._lost: set[str] = set(channels)
         self._subscribed_once = False
         self._failures = 0
         self._retry_at = 0.0
@@ -237,14 +241,13 @@ async def _subscribed(client: Any, channels: frozenset[str],
     """A reader subscribed to ``channels``: on ``client``'s pool, or on
     ``pool``'s shard with one SSUBSCRIBE per slot (a shard refuses one that
     names channels of several slots)."""
-    sharded = pool is not None
-    reader = _Reader(PubSub(pool) if sharded else client.pubsub(), channels, pool)
+    reader = _Reader(client.pubsub() if pool is None else PubSub(pool), channels, pool)
     try:
-        if sharded:
+        if pool is None:
+            await reader.pubsub.subscribe(*channels)
+        else:
             for same_slot in _by_slot(client, channels):
                 await reader.pubsub.execute_command("SSUBSCRIBE", *same_slot)
-        else:
-            await reader.pubsub.subscribe(*channels)
     except BaseException:
         await reader.aclose()
         raise

@@ -1,40 +1,50 @@
-"""A python-socketio client manager on the app's Redis:
-``SocketIO(app, client_manager=socketio_manager(ext))``.
+"""python-socketio client managers on the app's Redis:
+``SocketIO(app, client_manager=socketio_manager(ext))`` for Flask-SocketIO
+(or a ``socketio.Server``), and
+``socketio.AsyncServer(client_manager=async_socketio_manager(ext))`` for an
+asyncio server (beside Quart, or any ASGI app).
 
 Needs python-socketio: ``pip install 'flask-core-redis[socketio]'``; without
 it, importing this module raises a ConfigurationError that says so.
 
-The manager subclasses python-socketio's documented pub/sub extension points
+Each manager subclasses python-socketio's documented pub/sub extension points
 (``_publish`` and ``_listen``) and works where a ``message_queue=`` URL does
 not: behind Sentinel (the listener follows a failover) and on Cluster (sharded
 pub/sub). Its channel starts with ``KEY_PREFIX``. Messages are JSON. The
 listener has a connection of its own with no read timeout, and after an error
 it resubscribes with the core's delays, min(n x 50 ms, 2000 ms), forever,
-reporting each retry as the core does."""
+reporting each retry as the core does. Both write the same messages on the
+same channel, so sync and asyncio servers of one app reach each other's
+clients."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from ..connection import build_async_client
+from ..connection.async_pubsub import ClientOpener, apublish, asubscribe
 from ..connection.events import ConnectionEvents
 from ..connection.pubsub import publish, subscribe
 from ..connection.retry import LinearBackoff
-from ..state import Registration, current_state
+from ..state import RedisState, Registration, current_state
 from ._missing import missing_library
 
 try:
     from socketio import PubSubManager
+    from socketio.async_pubsub_manager import AsyncPubSubManager
 except ImportError as error:
     raise missing_library(__name__, "python-socketio",
                           "'flask-core-redis[socketio]'") from error
 
-__all__ = ["CoreRedisManager", "socketio_manager"]
+__all__ = ["AsyncCoreRedisManager", "CoreRedisManager", "async_socketio_manager",
+           "socketio_manager"]
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -107,6 +117,54 @@ class CoreRedisManager(PubSubManager):  # type: ignore[misc]
                         yield decoded
         finally:
             subscription.close()
+
+
+def async_socketio_manager(ext: Registration, channel: str = DEFAULT_CHANNEL,
+                           write_only: bool = False) -> AsyncCoreRedisManager:
+    """:func:`socketio_manager` for python-socketio's ``AsyncServer``:
+    ``socketio.AsyncServer(client_manager=async_socketio_manager(ext))``.
+    It publishes with the app's asyncio client, and listens on a client of
+    its own opened on the server's event loop, following failovers as
+    :meth:`~flask_core_redis.CoreRedis.asubscribe` does."""
+    state = current_state(ext.config_prefix)
+    return AsyncCoreRedisManager(state.async_client, _async_duplicates(state), state.events,
+                                 channel=state.settings.key_prefix + channel,
+                                 write_only=write_only)
+
+
+def _async_duplicates(state: RedisState) -> ClientOpener:
+    """New asyncio clients of ``state``'s settings, homed on the loop given,
+    as :meth:`~flask_core_redis.CoreRedis.asubscribe` opens them."""
+    return functools.partial(build_async_client, state.settings, state.events, state.options,
+                             duplicate=True, watch=state._master_watch())
+
+
+class AsyncCoreRedisManager(AsyncPubSubManager):  # type: ignore[misc]
+    """:class:`CoreRedisManager` for an ``AsyncServer``: ``publisher``
+    returns the asyncio client to publish with (for the running loop),
+    ``listener`` builds the listener's client on the loop it is given."""
+
+    #: The manager's name in python-socketio's logs.
+    name = "flask-core-redis"
+
+    def __init__(self, publisher: Callable[[], Any], listener: ClientOpener,
+                 events: ConnectionEvents, *, channel: str,
+                 write_only: bool = False) -> None:
+        super().__init__(channel=channel, write_only=write_only, logger=logger)
+        self._publisher = publisher
+        self._listener = listener
+        self._events = events
+
+    async def _publish(self, data: Any) -> int:
+        return await apublish(self._publisher(), self.channel, json.dumps(data))
+
+    async def _listen(self) -> AsyncIterator[dict[str, Any]]:
+        messages = asubscribe(self._listener, self.channel, events=self._events,
+                              wait_for_redis=True, address=f"socketio:{self.channel}")
+        async for message in messages:
+            decoded = _decode(message["data"])
+            if decoded is not None:
+                yield decoded
 
 
 def _decode(data: Any) -> dict[str, Any] | None:
