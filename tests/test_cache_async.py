@@ -7,6 +7,7 @@ computing and released when the caller is cancelled."""
 import asyncio
 import inspect
 import logging
+import signal
 import threading
 import time
 
@@ -308,6 +309,44 @@ def test_async_forms_fail_open_and_deletions_raise_when_redis_is_down(make_app, 
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING
                 and record.getMessage().startswith("cache: Redis unavailable")]
     assert len(warnings) == 1
+
+
+@pytest.mark.integration
+def test_a_server_stopped_by_sigstop_bounds_async_reads_by_the_connect_timeout(
+        make_app, own_redis_server):
+    """REDIS_SOCKET_TIMEOUT unset, as by default: the async forms use the
+    fail-fast client, whose reads wait at most CONNECT_TIMEOUT, so a hung
+    server fails open even on a warm connection instead of holding the request."""
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CONNECT_TIMEOUT": 200, "REDIS_MAX_RETRIES": 0,
+                         "REDIS_CACHE_BREAKER_SECONDS": 600})
+
+    async def scenario():
+        await ext.cache.aset("k", "cached")
+        assert await ext.cache.aget("k") == "cached"  # a warm pooled connection
+        own_redis_server.signal(signal.SIGSTOP)
+        try:
+            read = await asyncio.wait_for(ext.cache.aget("k", "miss"), 10)
+            with pytest.raises(redis.TimeoutError):
+                await asyncio.wait_for(ext.cache.adelete("k"), 10)
+        finally:
+            own_redis_server.signal(signal.SIGCONT)
+        return read
+
+    assert in_app(app, scenario) == "miss"
+
+
+def test_a_coroutine_function_given_to_the_sync_form_is_refused_and_frees_the_lock(
+        make_app, memory_url):
+    app, ext = make_app({"REDIS_URL": memory_url, "REDIS_CACHE_LOCK_TIMEOUT": 3600})
+
+    async def load():
+        return 1
+
+    with app.app_context():
+        with pytest.raises(TypeError, match="aget_or_set"):
+            ext.cache.get_or_set("k", load)
+        assert ext.cache.get_or_set("k", lambda: "computed at once") == "computed at once"
 
 
 def test_the_breaker_opened_by_a_sync_call_spares_async_calls(make_app):
