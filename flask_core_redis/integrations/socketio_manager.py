@@ -38,7 +38,7 @@ from ._missing import missing_library
 
 try:
     from socketio import PubSubManager
-    from socketio.async_pubsub_manager import AsyncPubSubManager
+    from socketio.async_pubsub_manager import AsyncPubSubManager  # type: ignore[import-untyped]
 except ImportError as error:
     raise missing_library(__name__, "python-socketio",
                           "'flask-core-redis[socketio]'") from error

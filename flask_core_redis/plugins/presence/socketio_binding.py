@@ -1,8 +1,11 @@
-"""Presence over Socket.IO: each connection of a Flask-SocketIO server is a
-presence connection, heartbeaten by the server process that holds it."""
+"""Presence over Socket.IO: each connection of a Flask-SocketIO server, or of
+python-socketio's ``AsyncServer``, is a presence connection, heartbeaten by
+the server process that holds it."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -32,6 +35,16 @@ class Presence(Protocol):
 
     def on_offline(self, listener: Callable[[str], None]) -> None: ...
 
+    async def aconnect(self, user_id: object, connection_id: str,
+                       ttl: float | None = None) -> bool: ...
+
+    async def aheartbeat_many(self, connections: Iterable[tuple[object, str]],
+                              ttl: float | None = None) -> list[bool]: ...
+
+    async def adisconnect(self, user_id: object, connection_id: str) -> bool: ...
+
+    async def asweep(self) -> list[str]: ...
+
 
 class _LocalConnections:
     """The Socket.IO connections this process serves: sid -> user, and the
@@ -45,13 +58,14 @@ class _LocalConnections:
 
     STRIPES = 64
 
-    def __init__(self) -> None:
+    def __init__(self, stripe_lock: Callable[[], Any] = threading.Lock) -> None:
         self._users: dict[str, tuple[str, int | None]] = {}
-        self._guard = threading.Lock()
-        self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+        self._guard = threading.Lock()  # never held across an await
+        self._stripes = [stripe_lock() for _ in range(self.STRIPES)]
         self.round = 0
 
-    def lock(self, sid: str) -> threading.Lock:
+    def lock(self, sid: str) -> Any:
+        """The lock of ``sid``'s stripe (an ``asyncio.Lock`` for an AsyncServer)."""
         return self._stripes[hash(sid) % self.STRIPES]
 
     def add(self, sid: str, user: str) -> None:
@@ -89,7 +103,8 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
                   ttl: float, room: str = "presence", namespace: str = "/",
                   heartbeat_every: float | None = None,
                   stop: threading.Event | None = None) -> None:
-    """Track Socket.IO connections as presence.
+    """Track Socket.IO connections as presence (of python-socketio's
+    ``AsyncServer`` too: see :class:`AsyncBinding`).
 
     On connect, ``identify(auth)`` (called in the Socket.IO request context,
     so ``flask.session`` works) names the user, or returns None to refuse the
@@ -104,6 +119,10 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
     events, ``{"user": ..., "online": bool}``. Registers the namespace's
     ``connect`` and ``disconnect`` handlers. The heartbeats stop once ``stop``
     is set (``ext.close()`` sets it)."""
+    if _is_async_server(socketio):
+        AsyncBinding(presence, socketio, identify, ttl=ttl, room=room, namespace=namespace,
+                     heartbeat_every=heartbeat_every, stop=stop).bind()
+        return
     from flask import request
 
     every = heartbeat_every or max(ttl / 3, 0.1)
@@ -195,3 +214,150 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
     socketio.on_event("disconnect", lambda *_: close(request.sid),  # type: ignore[attr-defined]
                       namespace=namespace)
     socketio.start_background_task(heartbeat_forever)
+
+
+def _is_async_server(socketio: Any) -> bool:
+    try:
+        from socketio import AsyncServer
+    except ImportError:
+        return False
+    return isinstance(socketio, AsyncServer)
+
+
+class AsyncBinding:
+    """Presence bound to python-socketio's ``AsyncServer``, as
+    :func:`bind_socketio` binds it to Flask-SocketIO, with the presence
+    plugin's async forms, on the server's event loop.
+
+    There is no Flask request around its handlers: ``identify(environ,
+    auth)`` names the user from the handshake (the WSGI-style ``environ``
+    python-socketio gives a connect handler: read a signed session cookie
+    from ``environ["HTTP_COOKIE"]``), and may be a coroutine function. The
+    heartbeats run as a task of the server, started by the first connection
+    (the server's loop runs by then)."""
+
+    def __init__(self, presence: Presence, sio: Any, identify: Callable[..., Any], *,
+                 ttl: float, room: str, namespace: str, heartbeat_every: float | None,
+                 stop: threading.Event | None) -> None:
+        self.presence = presence
+        self.sio = sio
+        self.identify = identify
+        self.ttl = ttl
+        self.room = room
+        self.namespace = namespace
+        self.every = heartbeat_every or max(ttl / 3, 0.1)
+        self.stopped = stop or threading.Event()
+        self.local = _LocalConnections(asyncio.Lock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._heartbeats: Any = None
+
+    def bind(self) -> None:
+        """Register the namespace's handlers and the offline listener."""
+        self.presence.on_offline(self._announce_offline)
+        self.sio.on("connect", self.on_connect, namespace=self.namespace)
+        self.sio.on("disconnect", self.on_disconnect, namespace=self.namespace)
+
+    async def announce(self, user: str, online: bool) -> None:
+        await self.sio.emit("presence", {"user": user, "online": online}, to=self.room,
+                            namespace=self.namespace)
+
+    def _announce_offline(self, user: str) -> None:
+        """An ``on_offline`` listener, called by whichever sweep finds the
+        user gone, in any thread or loop: the event is sent from the server's."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if _running_loop() is loop:
+            loop.create_task(self.announce(user, False))
+        else:
+            asyncio.run_coroutine_threadsafe(self.announce(user, False), loop)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        self._start_heartbeats()
+        user_id = self.identify(environ, auth)
+        if inspect.isawaitable(user_id):
+            user_id = await user_id
+        if user_id is None or user_id is False:
+            return False
+        async with self.local.lock(sid):
+            try:
+                came_online = await self.presence.aconnect(user_id, sid, self.ttl)
+            except TooManyConnections as error:
+                logger.warning("presence: connection refused: %s", error)
+                return False
+            user = str(user_id)
+            self.local.add(sid, user)
+        try:
+            await self.sio.enter_room(sid, self.room, namespace=self.namespace)
+            if came_online:
+                await self.announce(user, True)
+        finally:
+            self.local.opened(sid)
+        return True
+
+    async def on_disconnect(self, sid: str, *reason: Any) -> None:
+        await self.close(sid)
+
+    async def close(self, sid: str) -> None:
+        async with self.local.lock(sid):
+            user = self.local.pop(sid)
+            went_offline = user is not None and await self.presence.adisconnect(user, sid)
+        if went_offline and user is not None:
+            await self.announce(user, False)
+
+    async def reopen(self, sid: str, user: str) -> None:
+        """A connection whose heartbeat found it closed: open it again, unless
+        its disconnect came first."""
+        try:
+            async with self.local.lock(sid):
+                came_online = self.local.holds(sid, user) and await self.presence.aconnect(
+                    user, sid, self.ttl)
+        except TooManyConnections as error:
+            logger.warning("presence: connection not reopened: %s", error)
+            return
+        if came_online:
+            await self.announce(user, True)
+
+    async def beat(self) -> None:
+        alive = []
+        for sid, user, settled in self.local.next_round():
+            if settled and not self.sio.manager.is_connected(sid, self.namespace):
+                await self.close(sid)
+            else:
+                alive.append((user, sid))
+        renewed = await self.presence.aheartbeat_many(alive, self.ttl)
+        for (user, sid), was_open in zip(alive, renewed, strict=True):
+            if not was_open:
+                await self.reopen(sid, user)
+        await self.presence.asweep()
+
+    def _start_heartbeats(self) -> None:
+        if self._heartbeats is None:
+            self._loop = asyncio.get_running_loop()
+            self._heartbeats = self.sio.start_background_task(self._heartbeat_forever)
+
+    async def _pause(self) -> None:
+        """``every`` seconds, in steps of at most one, so a stop ends the loop
+        within a second."""
+        deadline = time.monotonic() + self.every
+        while not self.stopped.is_set() and (left := deadline - time.monotonic()) > 0:
+            await self.sio.sleep(min(left, 1.0))
+
+    async def _heartbeat_forever(self) -> None:
+        while not self.stopped.is_set():
+            await self._pause()
+            if self.stopped.is_set():
+                break
+            try:
+                await self.beat()
+            except RedisError as error:  # Redis down: try again next beat
+                logger.warning("presence heartbeat failed: %s", describe_error(error))
+            except Exception:  # a bug must not stop the heartbeats for good
+                logger.exception("presence heartbeat failed")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
