@@ -96,20 +96,27 @@ def test_aget_or_set_awaits_a_coroutine_function_and_caches_its_result(make_app,
         assert ext.cache.get_or_set("report", lambda: "not run") == {"rows": 1}
 
 
+@pytest.fixture
+def claims(monkeypatch):
+    """When each lock claim is sent (time.monotonic()), from now on."""
+    sent = []
+    claim = CLAIM.operation
+
+    def counting(*args, **options):
+        sent.append(time.monotonic())
+        return claim(*args, **options)
+
+    monkeypatch.setattr(CLAIM, "operation", counting)
+    return sent
+
+
 def test_a_sync_and_an_async_caller_of_one_key_share_one_computation(
-        make_app, memory_url, monkeypatch):
+        make_app, memory_url, claims):
     """A thread in get_or_set and a coroutine in aget_or_set at once: the
     Redis lock lets one compute, and the computation ends only once both
     have claimed the lock, so the other one waits for its value."""
     app, ext = make_app({"REDIS_URL": memory_url})
-    claims, runs = [], []
-    claim = CLAIM.operation
-
-    def counting_claims(*args, **options):
-        claims.append(1)
-        return claim(*args, **options)
-
-    monkeypatch.setattr(CLAIM, "operation", counting_claims)
+    runs = []
 
     def compute():
         runs.append("sync")
@@ -219,18 +226,11 @@ def test_call_renewing_stops_at_a_renewal_that_says_no(make_app, memory_url):
 
 
 def test_an_async_computation_that_outlives_the_lock_timeout_keeps_its_lock(
-        make_app, memory_url, monkeypatch):
+        make_app, memory_url, claims):
     """The renewing task extends the lock while the coroutine computes: a
     second caller that claims after the lock timeout still waits."""
     app, ext = make_app({"REDIS_URL": memory_url, "REDIS_CACHE_LOCK_TIMEOUT": 1})
-    claims, runs = [], []
-    claim = CLAIM.operation
-
-    def counting_claims(*args, **options):
-        claims.append(time.monotonic())
-        return claim(*args, **options)
-
-    monkeypatch.setattr(CLAIM, "operation", counting_claims)
+    runs = []
 
     async def slow():
         runs.append(1)
