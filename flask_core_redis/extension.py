@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -16,7 +15,7 @@ from redis.client import PubSub
 
 from .cli import redis_group
 from .config import Settings, config_source, load_settings, settings_from
-from .connection import AnyClient, ConnectionEvents, build_async_client
+from .connection import AnyClient, ConnectionEvents
 from .connection.async_pubsub import apublish, asubscribe
 from .connection.options import accepted_options, any_mode_options, check_options
 from .connection.pubsub import ShardedPubSub, publish, subscribe
@@ -185,11 +184,8 @@ class CoreRedis:
         cancellation); it subscribes again after a lost connection or a
         failover (:mod:`~flask_core_redis.connection.async_pubsub`)."""
         state = self._state()
-        opener = functools.partial(build_async_client, state.settings, state.events,
-                                   state.options, duplicate=True,
-                                   watch=state._master_watch())
         prefix = state.settings.key_prefix
-        return asubscribe(opener, *(prefix + channel for channel in channels),
+        return asubscribe(state.async_duplicate, *(prefix + channel for channel in channels),
                           events=state.events)
 
     async def apublish(self, channel: str, message: str | bytes) -> int:

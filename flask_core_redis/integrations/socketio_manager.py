@@ -19,7 +19,6 @@ clients."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -28,12 +27,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..connection import build_async_client
-from ..connection.async_pubsub import ClientOpener, apublish, asubscribe
+from ..connection.async_pubsub import apublish, asubscribe
 from ..connection.events import ConnectionEvents
 from ..connection.pubsub import publish, subscribe
 from ..connection.retry import LinearBackoff
-from ..state import RedisState, Registration, current_state
+from ..state import Registration, current_state
 from ._missing import missing_library
 
 try:
@@ -69,24 +67,30 @@ def socketio_manager(ext: Registration, channel: str = DEFAULT_CHANNEL,
                             write_only=write_only)
 
 
-class CoreRedisManager(PubSubManager):  # type: ignore[misc]
-    """Socket.IO messages between servers, over the app's Redis, on
-    ``channel`` (the whole name). Made by :func:`socketio_manager`:
-    ``publisher`` returns the client to publish with, ``listener`` a new
-    client for the listener's subscription, and ``events`` hears of the
-    listener's errors and retries."""
+class OverTheAppsRedis:
+    """What both managers are made of: ``publisher`` returns the client to
+    publish with, ``listener`` makes a client for the listener's
+    subscription, and ``events`` hears of the listener's errors and retries."""
 
     #: The manager's name in python-socketio's logs.
     name = "flask-core-redis"
 
-    def __init__(self, publisher: Callable[[], Any], listener: Callable[[], Any],
+    def __init__(self, publisher: Callable[[], Any], listener: Callable[..., Any],
                  events: ConnectionEvents, *, channel: str,
                  write_only: bool = False) -> None:
-        super().__init__(channel=channel, write_only=write_only, logger=logger)
+        super().__init__(channel=channel, write_only=write_only,  # type: ignore[call-arg]
+                         logger=logger)
         self._publisher = publisher
         self._listener = listener
         self._events = events
-        self._backoff = LinearBackoff()
+
+
+class CoreRedisManager(OverTheAppsRedis, PubSubManager):  # type: ignore[misc]
+    """Socket.IO messages between servers, over the app's Redis, on
+    ``channel`` (the whole name). Made by :func:`socketio_manager`; its
+    ``listener`` returns a new client."""
+
+    _backoff = LinearBackoff()
 
     def _publish(self, data: Any) -> int:
         return publish(self._publisher(), self.channel, json.dumps(data))
@@ -127,33 +131,15 @@ def async_socketio_manager(ext: Registration, channel: str = DEFAULT_CHANNEL,
     its own opened on the server's event loop, following failovers as
     :meth:`~flask_core_redis.CoreRedis.asubscribe` does."""
     state = current_state(ext.config_prefix)
-    return AsyncCoreRedisManager(state.async_client, _async_duplicates(state), state.events,
+    return AsyncCoreRedisManager(state.async_client, state.async_duplicate, state.events,
                                  channel=state.settings.key_prefix + channel,
                                  write_only=write_only)
 
 
-def _async_duplicates(state: RedisState) -> ClientOpener:
-    """New asyncio clients of ``state``'s settings, homed on the loop given,
-    as :meth:`~flask_core_redis.CoreRedis.asubscribe` opens them."""
-    return functools.partial(build_async_client, state.settings, state.events, state.options,
-                             duplicate=True, watch=state._master_watch())
-
-
-class AsyncCoreRedisManager(AsyncPubSubManager):  # type: ignore[misc]
+class AsyncCoreRedisManager(OverTheAppsRedis, AsyncPubSubManager):  # type: ignore[misc]
     """:class:`CoreRedisManager` for an ``AsyncServer``: ``publisher``
     returns the asyncio client to publish with (for the running loop),
     ``listener`` builds the listener's client on the loop it is given."""
-
-    #: The manager's name in python-socketio's logs.
-    name = "flask-core-redis"
-
-    def __init__(self, publisher: Callable[[], Any], listener: ClientOpener,
-                 events: ConnectionEvents, *, channel: str,
-                 write_only: bool = False) -> None:
-        super().__init__(channel=channel, write_only=write_only, logger=logger)
-        self._publisher = publisher
-        self._listener = listener
-        self._events = events
 
     async def _publish(self, data: Any) -> int:
         return await apublish(self._publisher(), self.channel, json.dumps(data))

@@ -182,6 +182,13 @@ class RedisState:
         return build_async_client(settings, self.events, self.options, home,
                                   watch=self._master_watch())
 
+    def async_duplicate(self, home: asyncio.AbstractEventLoop) -> Any:
+        """A new asyncio client with its own pool, homed on ``home``, for a
+        subscription read there: no read timeout, health checks on. Its
+        opener closes it."""
+        return build_async_client(self.settings, self.events, self.options, home,
+                                  duplicate=True, watch=self._master_watch())
+
     def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Home the asyncio clients asked for from ``loop`` on it (an app
         served on one loop for its life: Quart's)."""
