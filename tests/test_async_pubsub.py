@@ -80,8 +80,6 @@ def test_a_subscriber_receives_what_is_published_and_leaves_when_it_stops(mode_a
 
 async def left(ext, *channels):
     """Wait until no subscriber is left on ``channels``."""
-    if ext.settings.mode == "memory":
-        return  # fakeredis 2.38-2.41 keeps a closed asyncio connection's subscriptions
     await eventually(lambda: _nobody_listens(ext, *channels), PATIENCE,
                      "the subscription's connection to close")
 

@@ -259,9 +259,23 @@ def _cluster(settings: Settings, events: ConnectionEvents,
 def _memory(settings: Settings, events: ConnectionEvents, kwargs: dict[str, Any]) -> Any:
     memory_server(settings)  # the extra's absence, said first
     from fakeredis import FakeAsyncRedis
+    from fakeredis.aioredis import FakeAsyncRedisConnection
+
+    class ClosingFakeConnection(FakeAsyncRedisConnection):
+        """fakeredis 2.38-2.41's asyncio connection drops its fake socket
+        without closing it, so the embedded server keeps a closed
+        connection's subscriptions (and their messages) for ever."""
+
+        async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+            sock = self._sock
+            if sock is not None:
+                sock.close()
+            await super().disconnect(*args, **kwargs)
 
     homed_class = type("HomedFakeAsyncRedis", (HomedRedis, FakeAsyncRedis), {})
-    return build_memory_client(settings, events, kwargs, homed_class)
+    return build_memory_client(settings, events, kwargs,
+                               functools.partial(homed_class,
+                                                 connection_class=ClosingFakeConnection))
 
 
 _ASYNC_BUILDERS: dict[str, Callable[[Settings, ConnectionEvents, dict[str, Any]], Any]] = {

@@ -96,8 +96,8 @@ class _Reader:
         ConnectionError once the connection is off the master."""
         while True:
             _check_on_the_master(self.pubsub.connection)
-            # Confirmations are left out here: redis-py 6.4's asyncio PubSub
-            # takes an smessage for one (7.4 does not).
+            # Confirmations are left out here: redis-py 6.4-7.2's asyncio
+            # PubSub takes an smessage for one (a workaround in .redis_py).
             message = await self.pubsub.get_message(timeout=POLL_SECONDS)
             if message is not None and message["type"] in MESSAGE_KINDS:
                 return message  # type: ignore[no-any-return]

@@ -215,6 +215,22 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "the asyncio cluster pipeline reads its retry count from the client (zero "
         "here) and, retrying, closes the whole client and waits a fixed 0.25 s",
         "the pipeline retries under the client's Retry"),
+    Workaround(
+        ".async_pubsub:_Reader.next_message", "6.4-7.2",
+        "the asyncio PubSub takes an smessage (sharded pub/sub) for a subscription "
+        "confirmation, and leaves it out with them",
+        "the lowest supported redis-py is 7.3, whose asyncio PubSub knows smessage"),
+    Workaround(
+        ".async_pubsub:AsyncSubscription", "all",
+        "redis-py's asyncio RedisCluster has no pub/sub: each shard's channels are "
+        "read on a connection to that shard, one SSUBSCRIBE per slot",
+        "redis.asyncio.RedisCluster gains a sharded pubsub()"),
+    Workaround(
+        ".async_clients:_memory", "all",
+        "fakeredis's asyncio connection (2.38-2.41, not redis-py) drops its fake "
+        "socket without closing it, and the embedded server keeps a closed "
+        "connection's subscriptions",
+        "fakeredis closes the socket in its asyncio disconnect()"),
     # Integrations (outside the connection core) --------------------------------
     Workaround(
         "flask_core_redis.integrations.worker:_STOP_WAITS", "6.4-8.1",
