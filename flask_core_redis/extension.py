@@ -3,9 +3,7 @@ per-app state (:mod:`.state`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -273,9 +271,10 @@ class CoreRedis:
         return self._state().health()
 
     async def ahealth(self) -> dict[str, Any]:
-        """:meth:`health` from async code, without blocking the event loop:
-        the same report, bounded in time as it is."""
-        return await asyncio.to_thread(contextvars.copy_context().run, self._state().health)
+        """:meth:`health` from async code, through the asyncio client: the
+        same report, bounded in time as it is; never raises because Redis is
+        down."""
+        return await self._state().ahealth()
 
     def close(self) -> None:
         """Close every pool this extension opened for the current app, asyncio

@@ -7,7 +7,9 @@ import asyncio
 import concurrent.futures
 import gc
 import http.client
+import signal
 import threading
+import time
 import uuid
 import warnings
 
@@ -236,6 +238,36 @@ def test_the_health_route_and_the_redis_commands_under_quart(memory_url):
     cleared = runner.invoke(args=["redis", "cache", "clear", "pages"])
     assert cleared.exit_code == 0, cleared.output
     assert "invalidated" in cleared.output
+
+
+def test_ahealth_reports_what_health_does(mode, mode_app):
+    """The same report through the asyncio client, on every topology (on
+    Cluster the memory of the primary nearest its limit, read per primary)."""
+    app, ext = mode_app()
+    with app.app_context():
+        blocking = ext.health()
+        asyncio_report = run(ext.ahealth())
+    assert asyncio_report["ok"] is True, asyncio_report
+    assert asyncio_report.keys() == blocking.keys()
+    for fact in ("mode", "role", "server_version", "address", "memory_node", "plugins"):
+        assert asyncio_report.get(fact) == blocking.get(fact)
+
+
+@pytest.mark.integration
+def test_ahealth_answers_within_its_bound_from_a_hung_server(make_app, own_redis_server):
+    app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}",
+                         "REDIS_CONNECT_TIMEOUT": 300})
+    with app.app_context():
+        assert run(ext.ahealth())["ok"] is True
+        own_redis_server.signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            report = run(ext.ahealth())
+            took = time.monotonic() - started
+        finally:
+            own_redis_server.signal(signal.SIGCONT)
+    assert report["ok"] is False and "error" in report
+    assert took < 0.3 + 0.5 + 1  # CONNECT_TIMEOUT + the margin, with slack for a busy machine
 
 
 @pytest.mark.integration

@@ -9,6 +9,7 @@ import pytest
 from redis.exceptions import ConnectionError
 
 from flask_core_redis.connection.health import _cluster_memory
+from flask_core_redis.connection.operations import run
 
 from .servers import LOOPBACK, ClusterDeployment, RedisProcess
 
@@ -81,17 +82,17 @@ class Primaries:
     def get_primaries(self) -> tuple[Primary, ...]:
         return self.primaries
 
-    def info(self, section: str, target_nodes: Primary) -> dict[str, Any]:
-        assert section == "memory"
+    def execute_command(self, *args: str, target_nodes: Primary) -> dict[str, Any]:
+        assert args == ("INFO", "memory")
         if not target_nodes.answers:
             raise ConnectionError("Connection refused")
         return {"used_memory": target_nodes.used_memory, "maxmemory": target_nodes.maxmemory}
 
 
 def test_the_fullest_primary_is_the_one_nearest_its_limit_not_the_biggest():
-    facts = _cluster_memory(Primaries(
+    facts = run(_cluster_memory(0.8), Primaries(
         Primary("10.0.0.1:6379", 900, 10_000), Primary("10.0.0.2:6379", 500, 600),
-        Primary("10.0.0.3:6379", 5_000, 0)), 0.8)
+        Primary("10.0.0.3:6379", 5_000, 0)))
     assert (facts["memory_node"], facts["used_memory"], facts["maxmemory"]) == (
         "10.0.0.2:6379", 500, 600)
     assert facts["warnings"] == ["memory: 500 of 600 bytes used on 10.0.0.2:6379 "
@@ -99,9 +100,8 @@ def test_the_fullest_primary_is_the_one_nearest_its_limit_not_the_biggest():
 
 
 def test_a_primary_that_does_not_answer_is_a_warning_not_a_failure():
-    facts = _cluster_memory(Primaries(
-        Primary("10.0.0.1:6379", 900, 1000), Primary("10.0.0.2:6379", 0, 0, answers=False)),
-        0.5)
+    facts = run(_cluster_memory(0.5), Primaries(
+        Primary("10.0.0.1:6379", 900, 1000), Primary("10.0.0.2:6379", 0, 0, answers=False)))
     assert facts["memory_node"] == "10.0.0.1:6379"
     assert facts["warnings"][0].startswith("memory: 900 of 1000 bytes used on 10.0.0.1")
     assert facts["warnings"][1] == ("memory: 10.0.0.2:6379 did not answer INFO: "

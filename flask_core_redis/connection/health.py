@@ -8,11 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis import Redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..errors import describe_error
+from .operations import Command, Operation, Step, arun, run
 
 
 def failed_report(settings: Settings, error: str | None = None) -> dict[str, Any]:
@@ -35,13 +37,27 @@ def check_health(get_client: Callable[[], Redis | RedisCluster],
     Cluster, of the primary nearest its ``maxmemory``, named by
     ``memory_node``), and ``warnings`` when used memory reaches
     ``MEMORY_WARNING_RATIO`` of a ``maxmemory`` that is set."""
+    try:
+        client = get_client()  # building a Cluster client already talks to it
+    except (RedisError, OSError) as error:
+        return failed_report(settings, describe_error(error))
+    return run(health_operation(settings, isinstance(client, RedisCluster)), client)
+
+
+async def acheck_health(client: Any, settings: Settings) -> dict[str, Any]:
+    """:func:`check_health` with an asyncio ``client``."""
+    return await arun(health_operation(settings, isinstance(client, AsyncRedisCluster)),
+                      client)
+
+
+def health_operation(settings: Settings, cluster: bool) -> Operation[dict[str, Any]]:
+    """The check, as an operation for either client."""
     report = failed_report(settings)
     try:
         started = time.perf_counter()
-        client = get_client()  # building a Cluster client already talks to it
-        client.ping()
+        yield Command("PING")
         report["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        report.update(_server_facts(client, settings))
+        report.update((yield from _server_facts(settings, cluster)))
     except (RedisError, OSError) as error:
         report["error"] = describe_error(error)
         return report
@@ -49,38 +65,50 @@ def check_health(get_client: Callable[[], Redis | RedisCluster],
     return report
 
 
-def _server_facts(client: Redis | RedisCluster, settings: Settings) -> dict[str, Any]:
+class Primaries(Step):
+    """A Cluster client's primaries, as its slot map knows them (no I/O)."""
+
+    def run(self, client: Any) -> Any:
+        """The blocking client's."""
+        return client.get_primaries()
+
+    async def arun(self, client: Any) -> Any:
+        """The asyncio client's."""
+        return client.get_primaries()
+
+
+def _server_facts(settings: Settings, cluster: bool) -> Operation[dict[str, Any]]:
     if settings.mode == "memory":  # the embedded server has no INFO command
         from importlib.metadata import version
 
         return {"server_version": f"fakeredis {version('fakeredis')}", "role": "master"}
-    if isinstance(client, RedisCluster):
-        # Typed Any: redis-py 6.x annotates every reply as possibly awaitable.
-        info: Any = client.info("server", target_nodes=RedisCluster.RANDOM)
-        cluster: Any = client.cluster_info(target_nodes=RedisCluster.RANDOM)
+    if cluster:
+        info = yield Command("INFO", "server", target_nodes=RedisCluster.RANDOM)
+        state = yield Command("CLUSTER INFO", target_nodes=RedisCluster.RANDOM)
+        memory = yield from _cluster_memory(settings.memory_warning_ratio)
         return {
             "server_version": _server_version(info),
             "role": "cluster",
-            "cluster_state": cluster.get("cluster_state"),
-            "cluster_known_nodes": int(cluster.get("cluster_known_nodes", 0)),
-            "cluster_size": int(cluster.get("cluster_size", 0)),
-            **_cluster_memory(client, settings.memory_warning_ratio),
+            "cluster_state": state.get("cluster_state"),
+            "cluster_known_nodes": int(state.get("cluster_known_nodes", 0)),
+            "cluster_size": int(state.get("cluster_size", 0)),
+            **memory,
         }
-    info = client.info()  # typed Any above
+    info = yield Command("INFO")
     return {"server_version": _server_version(info), "role": info.get("role"),
             **_memory_facts(info.get("used_memory"), info.get("maxmemory"),
                             settings.memory_warning_ratio)}
 
 
-def _cluster_memory(client: RedisCluster, ratio: float) -> dict[str, Any]:
+def _cluster_memory(ratio: float) -> Operation[dict[str, Any]]:
     """The memory facts of the primary nearest its ``maxmemory`` (of the one
     using the most when none has a limit), read with one INFO per primary; a
     primary that does not answer is a warning, not a failed check."""
     readings: list[tuple[str, int, int]] = []
     unread: list[str] = []
-    for node in client.get_primaries():
+    for node in (yield Primaries()):
         try:
-            memory: Any = client.info("memory", target_nodes=node)
+            memory: Any = yield Command("INFO", "memory", target_nodes=node)
         except RedisError as error:
             unread.append(f"memory: {node.name} did not answer INFO: "
                           f"{describe_error(error)}")

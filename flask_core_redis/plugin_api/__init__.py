@@ -7,6 +7,17 @@ Built-in plugins import from here and nowhere else in the package."""
 
 from ..config import Key, parsers
 from ..config.parsers import InvalidValue
+from ..connection.operations import (
+    Call,
+    CallRenewing,
+    Command,
+    Operation,
+    Pause,
+    Pipeline,
+    Step,
+    arun,
+    run,
+)
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
 from ..errors import OUTAGE_ERRORS, ConfigurationError, RedisUnavailable, describe_error
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
@@ -22,7 +33,6 @@ from .lua import (
     run_scripts,
     scripts_operation,
 )
-from .operations import Call, CallRenewing, Command, Operation, Pause, Pipeline, Step, arun, run
 
 __all__ = [
     "MAX_TTL_SECONDS",

@@ -12,8 +12,8 @@ from typing import Any, cast
 
 from redis.exceptions import NoScriptError
 
+from ..connection.operations import Command, Operation, Pipeline, run
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
-from .operations import Command, Operation, Pipeline, run
 
 
 class LuaScript:

@@ -3,6 +3,7 @@ core's check in a thread of its own, plus each plugin's part."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 from ..config import Settings
 from ..connection import AnyClient
-from ..connection.health import check_health, failed_report
+from ..connection.health import acheck_health, check_health, failed_report
 from ..plugin_api.manager import Plugins
 
 #: What health() may take beyond CONNECT_TIMEOUT.
@@ -19,13 +20,16 @@ HEALTH_MARGIN_SECONDS = 0.5
 
 class HealthCheck:
     """The health check of one registration. ``own_client`` is the
-    registration's :meth:`~.registry.RedisState.own_client`."""
+    registration's :meth:`~.registry.RedisState.own_client`, ``async_client``
+    its asyncio counterpart (a kind, and the settings' changes)."""
 
     def __init__(self, settings: Settings, plugins: Plugins,
-                 own_client: Callable[..., AnyClient]) -> None:
+                 own_client: Callable[..., AnyClient],
+                 async_client: Callable[..., Any]) -> None:
         self._settings = settings
         self._plugins = plugins
         self._own_client = own_client
+        self._async_client = async_client
         self._running = threading.Lock()
 
     def run(self) -> dict[str, Any]:
@@ -56,17 +60,46 @@ class HealthCheck:
             return answers[0]
         return failed_report(self._settings, f"no answer within {limit * 1000:.0f} ms")
 
+    async def arun(self) -> dict[str, Any]:
+        """:meth:`run` on the asyncio client of the running loop: the same
+        report, within the same bound, the core's check on the loop and the
+        plugins' parts (their hooks block) in a worker thread."""
+        limit = self._settings.connect_timeout + HEALTH_MARGIN_SECONDS
+        try:
+            return await asyncio.wait_for(self._areport(), limit)
+        except asyncio.TimeoutError:
+            return failed_report(self._settings, f"no answer within {limit * 1000:.0f} ms")
+
     def _report(self) -> dict[str, Any]:
         """The check itself, on a client of its own whose every read waits at
         most CONNECT_TIMEOUT, with no retries; the plugins are asked only when
         the server answered (their parts use the shared client)."""
-        report = check_health(self._client, self._settings)
-        parts = self._plugins.health() if report["ok"] else {}
+        return self._with_plugins(check_health(self._client, self._settings),
+                                  self._plugins.health)
+
+    async def _areport(self) -> dict[str, Any]:
+        client = self._async_client("health", **self._bounded())
+        report = await acheck_health(client, self._settings)
+        parts: dict[str, Any] = {}
+        if report["ok"]:
+            parts = await asyncio.to_thread(contextvars.copy_context().run,
+                                            self._plugins.health)
+        return self._with_plugins(report, lambda: parts)
+
+    @staticmethod
+    def _with_plugins(report: dict[str, Any],
+                      plugin_parts: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        parts = plugin_parts() if report["ok"] else {}
         report["plugins"] = parts
         report["ok"] = report["ok"] and all(
             part.get("ok", True) for part in parts.values() if isinstance(part, dict))
         return report
 
+    def _bounded(self) -> dict[str, Any]:
+        """The health client's settings: no retries, every read within
+        CONNECT_TIMEOUT."""
+        return {"max_retries": 0, "retry_deadline_ms": None,
+                "socket_timeout_ms": self._settings.connect_timeout_ms}
+
     def _client(self) -> AnyClient:
-        return self._own_client("health", max_retries=0, retry_deadline_ms=None,
-                                socket_timeout_ms=self._settings.connect_timeout_ms)
+        return self._own_client("health", **self._bounded())

@@ -53,7 +53,8 @@ class RedisState:
         self.plugins = Plugins(self, source, app_name)
         self._async_clients = AsyncClients(self._build_async)
         self._unit_of_work = UnitOfWork(settings.prefix)
-        self._health = HealthCheck(settings, self.plugins, self.own_client)
+        self._health = HealthCheck(settings, self.plugins, self.own_client,
+                                   self._async_clients.get)
         close_at_exit(self)
 
     def __repr__(self) -> str:
@@ -224,6 +225,10 @@ class RedisState:
         """The core report plus each plugin's part, bounded in time
         (:meth:`~.health.HealthCheck.run`)."""
         return self._health.run()
+
+    async def ahealth(self) -> dict[str, Any]:
+        """:meth:`health` on the asyncio client (:meth:`~.health.HealthCheck.arun`)."""
+        return await self._health.arun()
 
     def close(self) -> None:
         """Close every client of this registration; the next use opens anew."""

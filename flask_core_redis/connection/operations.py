@@ -1,4 +1,6 @@
-"""Plugin operations written once, run by sync and async callers alike.
+"""Operations written once, run by sync and async callers alike: the
+plugins' (through :mod:`flask_core_redis.plugin_api`, which exports these
+names) and the health check's.
 
 An operation is a generator: it yields the I/O it needs as :class:`Step`
 objects (a command, a pipeline, a pause, a call of the user's function) and
