@@ -1,9 +1,11 @@
 """flask-core-redis benchmark: one run over three topologies (memory://,
 one redis-server, a 3+3 Cluster), the servers started on free loopback ports
-by this script and stopped by it. Every figure is printed next to its goal,
+by this script and stopped by it; the async figures (benchmarks/async_*.py)
+on the one server. Every figure is printed next to its goal,
 with "met" or "MISSED", and a summary lists every MISSED goal.
 
     bash scripts/bench            # or: PYTHONPATH=. .venv/bin/python benchmarks/run.py
+    bash scripts/bench --only async   # the figures whose name starts with "async"
 
 Server time per operation comes from INFO commandstats (see benchmarks/measure.py):
 CONFIG RESETSTAT on every master, the operations, then the usec of the
@@ -14,6 +16,7 @@ by the number of operations. The set counted is printed next to each figure.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import random
@@ -31,7 +34,7 @@ import redis
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).absolute().parent.parent))
 
-from benchmarks import cache, presence
+from benchmarks import async_client, async_serving, cache, presence
 from benchmarks.measure import Report
 from benchmarks.topologies import (
     Topology,
@@ -70,7 +73,14 @@ def plan(name: str) -> list[tuple[str, Figure]]:
     if name == "standalone":
         figures += [("ext.client", lambda top, report, rng: cache.client(top, report)),
                     ("stampede", lambda top, report, rng: cache.stampede(top, report)),
-                    ("OTP", lambda top, report, rng: cache.otp(top, report))]
+                    ("OTP", lambda top, report, rng: cache.otp(top, report)),
+                    ("async client", lambda top, report, rng: async_client.client(top, report)),
+                    ("async requests/s", lambda top, report, rng:
+                        async_serving.requests_per_second(top, report)),
+                    ("async connections", lambda top, report, rng:
+                        async_serving.connections(top, report)),
+                    ("async cache hit",
+                     lambda top, report, rng: async_client.cache_hit(top, report))]
     return figures
 
 
@@ -94,12 +104,15 @@ def header(pinning: str) -> None:
 
 def run_topology(report: Report, name: str, description: str,
                  start: Callable[[Path], AbstractContextManager[Topology]],
-                 folder: Path) -> None:
+                 folder: Path, only: str) -> None:
+    figures = [(what, figure) for what, figure in plan(name) if what.startswith(only)]
+    if not figures:
+        return
     started = time.monotonic()
     with report.guard(f"{name}: deployment"), start(folder / name) as top:
         report.heading(name, f"{description}; masters: {describe_masters(top)}")
         rng = random.Random(7)
-        for what, figure in plan(name):
+        for what, figure in figures:
             with report.guard(what), top.app.app_context():
                 figure(top, report, rng)
     print(f"  ({name} took {time.monotonic() - started:.0f} s)", flush=True)
@@ -123,13 +136,18 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--only", default="", metavar="PREFIX",
+                        help="run only the figures whose name starts with PREFIX "
+                             "(async, say)")
+    only = parser.parse_args().only
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     header(pin_client().description)
     report = Report()
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         for name, description, start in TOPOLOGIES:
-            run_topology(report, name, description, start, Path(folder))
+            run_topology(report, name, description, start, Path(folder), only)
     summary(report, time.monotonic() - started)
 
 
