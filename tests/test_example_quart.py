@@ -1,6 +1,6 @@
 """The Quart demo: phone login through Quart's test client on the embedded
-server, and who is online over Socket.IO with the app served by uvicorn on a
-real Redis."""
+server, and who is online over Socket.IO with two workers of the app, each
+served by uvicorn, on a real Redis."""
 
 import asyncio
 import os
@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+import redis
 import requests
 import socketio
 
@@ -21,6 +22,8 @@ from .test_async_client import AsgiServer
 pytestmark = pytest.mark.quart
 
 PHONE, OTHER_PHONE = "+1 555 010 9988", "+1 555 010 7766"
+#: Alice's user id, as the presence binding's events name her.
+ALICE = "+15550109988"
 MASKED, OTHER_MASKED = "+15550•••88", "+15550•••66"
 
 
@@ -136,44 +139,60 @@ def presence_client(events):
     return client
 
 
+def worker(redis_server, prefix, phones):
+    """One worker of the app: an app of its own, served by uvicorn in a
+    thread, on the Redis the workers share."""
+    return AsgiServer(create_app({"REDIS_URL": f"redis://{redis_server.address}",
+                                  "REDIS_KEY_PREFIX": prefix, "SECRET_KEY": "two-workers",
+                                  "REDIS_PRESENCE_TTL": "1"}, send_sms=phones.send))
+
+
 @pytest.mark.integration
-def test_who_is_online_over_socket_io(no_outside_config, redis_server):
-    """Served by uvicorn on a real Redis: a user's Socket.IO connection makes
-    them online, announced to the others, kept by the heartbeats past the
-    presence TTL, and offline once it closes; a visitor who is not logged in
-    is refused."""
-    phones = Phones()
-    app = create_app({"REDIS_URL": f"redis://{redis_server.address}",
-                      "REDIS_KEY_PREFIX": f"quart-{uuid.uuid4().hex}:",
-                      "REDIS_PRESENCE_TTL": "1"}, send_sms=phones.send)
-    heard = []
-    with AsgiServer(app) as server:
-        base = f"http://127.0.0.1:{server.port}"
-        bob_web, bob_cookie = log_in(base, phones, OTHER_PHONE)
-        _, alice_cookie = log_in(base, phones, PHONE)
+def test_who_is_online_over_socket_io_across_workers(no_outside_config, redis_server):
+    """Two workers on a real Redis: a user's Socket.IO connection to one
+    makes them online, announced to the sockets of the other, kept by the
+    heartbeats past the presence TTL, and offline once it closes; a visitor
+    who is not logged in, or whose cookie the app did not sign, is refused."""
+    phones, heard = Phones(), []
+    prefix = f"quart-{uuid.uuid4().hex}:"
+    with worker(redis_server, prefix, phones) as one, worker(redis_server, prefix, phones) as two:
+        base_one, base_two = f"http://127.0.0.1:{one.port}", f"http://127.0.0.1:{two.port}"
+        bob_web, bob_cookie = log_in(base_one, phones, OTHER_PHONE)
+        _, alice_cookie = log_in(base_two, phones, PHONE)
         bob, alice = presence_client(heard), presence_client([])
         try:
-            bob.connect(base, headers={"Cookie": bob_cookie}, wait_timeout=10)
-            alice.connect(base, headers={"Cookie": alice_cookie}, wait_timeout=10)
-            wait_until(lambda: {"user": MASKED, "online": True} in heard, 10,
-                       "bob to hear that alice came online")
+            bob.connect(base_one, headers={"Cookie": bob_cookie}, wait_timeout=10)
+            # Worker one listens once its first socket is open.
+            wait_until(lambda: listeners(redis_server, prefix), 10, "worker one to listen")
+            alice.connect(base_two, headers={"Cookie": alice_cookie}, wait_timeout=10)
+            wait_until(lambda: {"user": ALICE, "online": True} in heard, 10,
+                       "bob, on worker one, to hear that alice came online on worker two")
 
             def online():
-                return set(bob_web.get(f"{base}/api/online", timeout=10).json()["online"])
+                return set(bob_web.get(f"{base_one}/api/online", timeout=10).json()["online"])
 
             assert online() == {MASKED, OTHER_MASKED}
             # Online throughout two presence TTLs: the heartbeats renew them.
             until = time.monotonic() + 2.5
             while time.monotonic() < until:
                 assert online() == {MASKED, OTHER_MASKED}
-            assert heard.count({"user": MASKED, "online": True}) == 1
+            assert heard.count({"user": ALICE, "online": True}) == 1
 
             alice.disconnect()
-            wait_until(lambda: {"user": MASKED, "online": False} in heard, 10,
+            wait_until(lambda: {"user": ALICE, "online": False} in heard, 10,
                        "bob to hear that alice went offline")
             assert online() == {OTHER_MASKED}
-            with pytest.raises(socketio.exceptions.ConnectionError):
-                presence_client([]).connect(base, wait_timeout=10)
+            for base, headers in [(base_one, {}), (base_two, {"Cookie": "session=forged"})]:
+                with pytest.raises(socketio.exceptions.ConnectionError):
+                    presence_client([]).connect(base, headers=headers, wait_timeout=10)
         finally:
             bob.disconnect()
             alice.disconnect()
+
+
+def listeners(redis_server, prefix):
+    """How many Socket.IO servers listen on the workers' channel."""
+    host, port = redis_server.address.rsplit(":", 1)
+    with redis.Redis(host=host, port=int(port)) as client:
+        return dict(client.pubsub_numsub(f"{prefix}flask-socketio"))[
+            f"{prefix}flask-socketio".encode()]
