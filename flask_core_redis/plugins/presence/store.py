@@ -474,20 +474,26 @@ class PresencePlugin:
                       room: str = "presence", namespace: str = "/",
                       ttl: float | None = None,
                       heartbeat_every: float | None = None) -> None:
-        """Track the connections of a Flask-SocketIO server as presence.
+        """Track the connections of a Flask-SocketIO server, or of
+        python-socketio's ``AsyncServer``, as presence.
 
-        On connect, ``identify(auth)`` (called in the Socket.IO request
-        context, so ``flask.session`` works) names the user, or returns None to
-        refuse the connection. The connection is opened for ``ttl`` seconds
-        (default: ``PRESENCE_TTL``) and joins ``room``; a user at
-        ``PRESENCE_MAX_CONNECTIONS`` is refused. On disconnect it is closed.
-        Every ``heartbeat_every`` seconds (default: a third of the TTL) this
-        process heartbeats its connections and sweeps: users whose last
-        connection expired (their server died) are announced offline by
-        whichever process sweeps first. Changes are broadcast to ``room`` as
-        ``presence`` events, ``{"user": ..., "online": bool}``. Registers the
-        namespace's ``connect`` and ``disconnect`` handlers; ``ext.close()``
-        stops the heartbeats."""
+        On connect, ``identify`` names the user, or returns None to refuse
+        the connection. For Flask-SocketIO it is ``identify(auth)``, called in
+        the Socket.IO request context (so ``flask.session`` works). For an
+        ``AsyncServer`` it is ``identify(environ, auth)``, given the
+        handshake's WSGI-style ``environ`` (its cookies in
+        ``environ["HTTP_COOKIE"]``), and may be a coroutine function. The
+        connection is opened for ``ttl`` seconds (default: ``PRESENCE_TTL``)
+        and joins ``room``; a user at ``PRESENCE_MAX_CONNECTIONS`` is refused.
+        On disconnect it is closed. Every ``heartbeat_every`` seconds
+        (default: a third of the TTL) this process heartbeats its connections
+        and sweeps: users whose last connection expired (their server died)
+        are announced offline by whichever process sweeps first. An
+        ``AsyncServer``'s heartbeats are a task of the server, started by its
+        first connection, and use the async forms. Changes are broadcast to
+        ``room`` as ``presence`` events, ``{"user": ..., "online": bool}``.
+        Registers the namespace's ``connect`` and ``disconnect`` handlers;
+        ``ext.close()`` stops the heartbeats."""
         bind_socketio(self, socketio, identify, ttl=self._ttl_ms(ttl) / 1000, room=room,
                       namespace=namespace, heartbeat_every=heartbeat_every,
                       stop=self._bindings_stop)
