@@ -28,7 +28,7 @@ from typing import Any
 from quart import Quart
 
 from .extensions import redis_ext
-from .live import LiveSocketIO
+from .live import serve_socket_io
 from .sms import DevOutbox, SendSms
 from .views import register_views
 
@@ -48,7 +48,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     app.config.update(config or {})
     redis_ext.init_app(app)
 
-    LiveSocketIO(app)
+    serve_socket_io(app)
     outbox = None
     if send_sms is None:
         outbox = DevOutbox()

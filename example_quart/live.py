@@ -48,28 +48,16 @@ def session_user(app: Quart, environ: dict[str, Any]) -> str | None:
     return user if isinstance(user, str) else None
 
 
-class LiveSocketIO:
-    """Socket.IO beside ``app``: installed as its ASGI callable, it hands
-    Socket.IO's requests to the server made for the current serving, and the
-    rest (lifespan events included) to Quart."""
+def serve_socket_io(app: Quart) -> None:
+    """Each time ``app`` starts serving, in its app context: a Socket.IO
+    server with its client manager and presence binding, put in front of the
+    app (``app.asgi_app``); a visitor who is not logged in is refused."""
+    quart_asgi = app.asgi_app
 
-    def __init__(self, app: Quart) -> None:
-        self.app = app
-        self.quart_asgi = app.asgi_app
-        self.asgi: Any = None  # socketio.ASGIApp, once the app serves
-        app.before_serving(self.start)
-        app.asgi_app = self  # type: ignore[method-assign]
-
-    async def start(self) -> None:
-        """In the app context: the server, its manager and its presence binding."""
+    @app.before_serving
+    async def start_socket_io() -> None:
         sio = socketio.AsyncServer(async_mode="asgi",
                                    client_manager=async_socketio_manager(redis_ext))
-        redis_ext.presence.bind_socketio(sio, self.identify, room=ROOM)
-        self.asgi = socketio.ASGIApp(sio, self.quart_asgi)
-
-    def identify(self, environ: dict[str, Any], auth: Any = None) -> str | None:
-        """A visitor who is not logged in is refused (None)."""
-        return session_user(self.app, environ)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await (self.asgi or self.quart_asgi)(scope, receive, send)
+        redis_ext.presence.bind_socketio(
+            sio, lambda environ, auth: session_user(app, environ), room=ROOM)
+        app.asgi_app = socketio.ASGIApp(sio, quart_asgi)  # type: ignore[method-assign]
