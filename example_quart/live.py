@@ -5,8 +5,9 @@ Socket.IO connection of a user whose signed session cookie names them is a
 presence connection; it joins the ``presence`` room, the binding heartbeats it
 while it lasts and closes it on disconnect, and sweeps the users of a server
 that died. Every change goes to the room as a ``presence`` event,
-``{"user": <user id>, "online": bool}``, on which the page reads the list
-again. The user id is the phone number (the binding chooses no other).
+``{"user": <masked phone>, "online": bool}``, on which the page reads the
+list again. The user id is the phone number, which the room sees masked
+(``announce_as``).
 
 The server's client manager is on the app's Redis
 (``async_socketio_manager``), so an event reaches the sockets of every worker.
@@ -26,6 +27,7 @@ from quart import Quart
 from flask_core_redis.integrations.socketio_manager import async_socketio_manager
 
 from .extensions import redis_ext
+from .phones import masked
 
 ROOM = "presence"
 
@@ -59,5 +61,6 @@ def serve_socket_io(app: Quart) -> None:
         sio = socketio.AsyncServer(async_mode="asgi",
                                    client_manager=async_socketio_manager(redis_ext))
         redis_ext.presence.bind_socketio(
-            sio, lambda environ, auth: session_user(app, environ), room=ROOM)
+            sio, lambda environ, auth: session_user(app, environ), room=ROOM,
+            announce_as=masked)
         app.asgi_app = socketio.ASGIApp(sio, quart_asgi)  # type: ignore[method-assign]

@@ -43,6 +43,25 @@ def test_connections_mark_users_online_and_changes_are_broadcast(bound):
     ann.disconnect()
 
 
+def test_the_room_hears_what_announce_as_makes_of_a_private_id(mode_app):
+    """User ids that must stay private (phone numbers) reach the room as
+    ``announce_as`` makes them; presence itself keeps the id."""
+    app, ext = mode_app()
+    socketio = SocketIO(app, async_mode="threading")
+    with app.app_context():
+        ext.presence.bind_socketio(socketio, identify=lambda auth: auth["phone"],
+                                   announce_as=lambda phone: f"caller …{phone[-2:]}")
+    watcher = socketio.test_client(app, auth={"phone": "+15550001111"})
+    caller = socketio.test_client(app, auth={"phone": "+15550002222"})
+    with app.app_context():
+        assert ext.presence.is_online("+15550002222")
+    caller.disconnect()
+    heard = events(watcher)
+    assert ("caller …22", True) in heard and ("caller …22", False) in heard
+    assert not any("555000" in user for user, _ in heard)
+    watcher.disconnect()
+
+
 def test_unidentified_connections_are_refused(bound):
     app, _, socketio = bound
     stranger = socketio.test_client(app, auth={})

@@ -99,10 +99,11 @@ class _LocalConnections:
                     for sid, (user, opened) in self._users.items()]
 
 
-def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], object], *,
+def bind_socketio(presence: Presence, socketio: Any, identify: Callable[..., object], *,
                   ttl: float, room: str = "presence", namespace: str = "/",
                   heartbeat_every: float | None = None,
-                  stop: threading.Event | None = None) -> None:
+                  stop: threading.Event | None = None,
+                  announce_as: Callable[[str], object] = str) -> None:
     """Track Socket.IO connections as presence (of python-socketio's
     ``AsyncServer`` too: see :class:`AsyncBinding`).
 
@@ -116,12 +117,14 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
     connect handler ran gets no disconnect), and sweeps: users whose last
     connection expired (their server died) are announced offline by whichever
     process sweeps first. Changes are broadcast to ``room`` as ``presence``
-    events, ``{"user": ..., "online": bool}``. Registers the namespace's
-    ``connect`` and ``disconnect`` handlers. The heartbeats stop once ``stop``
-    is set (``ext.close()`` sets it)."""
+    events, ``{"user": announce_as(user), "online": bool}`` (``announce_as``:
+    what the room may see of a user whose id is private, a phone number say).
+    Registers the namespace's ``connect`` and ``disconnect`` handlers. The
+    heartbeats stop once ``stop`` is set (``ext.close()`` sets it)."""
     if _is_async_server(socketio):
         AsyncBinding(presence, socketio, identify, ttl=ttl, room=room, namespace=namespace,
-                     heartbeat_every=heartbeat_every, stop=stop).bind()
+                     heartbeat_every=heartbeat_every, stop=stop,
+                     announce_as=announce_as).bind()
         return
     from flask import request
 
@@ -129,7 +132,7 @@ def bind_socketio(presence: Presence, socketio: Any, identify: Callable[[Any], o
     local = _LocalConnections()
 
     def announce(user: str, online: bool) -> None:
-        socketio.emit("presence", {"user": user, "online": online}, to=room,
+        socketio.emit("presence", {"user": announce_as(user), "online": online}, to=room,
                       namespace=namespace)
 
     def on_connect(auth: Any = None) -> bool:
@@ -238,8 +241,10 @@ class AsyncBinding:
 
     def __init__(self, presence: Presence, sio: Any, identify: Callable[..., Any], *,
                  ttl: float, room: str, namespace: str, heartbeat_every: float | None,
-                 stop: threading.Event | None) -> None:
+                 stop: threading.Event | None,
+                 announce_as: Callable[[str], object] = str) -> None:
         self.presence = presence
+        self.announce_as = announce_as
         self.sio = sio
         self.identify = identify
         self.ttl = ttl
@@ -258,8 +263,8 @@ class AsyncBinding:
         self.sio.on("disconnect", self.on_disconnect, namespace=self.namespace)
 
     async def announce(self, user: str, online: bool) -> None:
-        await self.sio.emit("presence", {"user": user, "online": online}, to=self.room,
-                            namespace=self.namespace)
+        await self.sio.emit("presence", {"user": self.announce_as(user), "online": online},
+                            to=self.room, namespace=self.namespace)
 
     def _announce_offline(self, user: str) -> None:
         """An ``on_offline`` listener, called by whichever sweep finds the

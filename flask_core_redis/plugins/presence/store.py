@@ -470,10 +470,11 @@ class PresencePlugin:
 
     # Integration ------------------------------------------------------------
 
-    def bind_socketio(self, socketio: Any, identify: Callable[[Any], object], *,
+    def bind_socketio(self, socketio: Any, identify: Callable[..., object], *,
                       room: str = "presence", namespace: str = "/",
                       ttl: float | None = None,
-                      heartbeat_every: float | None = None) -> None:
+                      heartbeat_every: float | None = None,
+                      announce_as: Callable[[str], object] = str) -> None:
         """Track the connections of a Flask-SocketIO server, or of
         python-socketio's ``AsyncServer``, as presence.
 
@@ -491,12 +492,14 @@ class PresencePlugin:
         are announced offline by whichever process sweeps first. An
         ``AsyncServer``'s heartbeats are a task of the server, started by its
         first connection, and use the async forms. Changes are broadcast to
-        ``room`` as ``presence`` events, ``{"user": ..., "online": bool}``.
-        Registers the namespace's ``connect`` and ``disconnect`` handlers;
-        ``ext.close()`` stops the heartbeats."""
+        ``room`` as ``presence`` events, ``{"user": announce_as(user), "online":
+        bool}``: give ``announce_as`` when user ids are private (a phone
+        number, an email), so the room sees what it may. Registers the
+        namespace's ``connect`` and ``disconnect`` handlers; ``ext.close()``
+        stops the heartbeats."""
         bind_socketio(self, socketio, identify, ttl=self._ttl_ms(ttl) / 1000, room=room,
                       namespace=namespace, heartbeat_every=heartbeat_every,
-                      stop=self._bindings_stop)
+                      stop=self._bindings_stop, announce_as=announce_as)
 
     @hookimpl
     def core_redis_health(self, context: PluginContext) -> dict[str, Any]:
