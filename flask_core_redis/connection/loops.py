@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from redis.asyncio.client import Pipeline, Redis
@@ -91,16 +91,21 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-async def at_home(home: asyncio.AbstractEventLoop,
-                  method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
-                  **kwargs: Any) -> T:
-    """``await method(*args, **kwargs)`` on ``home``: directly when it is the
-    running loop, else handed over to it, this task waiting for the result.
-    Cancelling this task cancels the call on ``home`` and waits for it to
-    end there (its connection given back to the pool) before raising."""
+def at_home(home: asyncio.AbstractEventLoop, method: Callable[..., Coroutine[Any, Any, T]],
+            *args: Any, **kwargs: Any) -> Awaitable[T]:
+    """``method(*args, **kwargs)`` to await on ``home``: the call itself when
+    it is the running loop (no extra frame on the hot path), else handed over
+    to it, the awaiting task waiting for the result. Cancelling that task
+    cancels the call on ``home`` and waits for it to end there (its connection
+    given back to the pool) before raising."""
     if running_loop() is home:
-        return await method(*args, **kwargs)
-    call = HandedOverCall(home, method(*args, **kwargs))
+        return method(*args, **kwargs)
+    return _handed_over(home, method(*args, **kwargs))
+
+
+async def _handed_over(home: asyncio.AbstractEventLoop,
+                       coroutine: Coroutine[Any, Any, T]) -> T:
+    call = HandedOverCall(home, coroutine)
     try:
         return await asyncio.shield(call.ended)
     except asyncio.CancelledError:
@@ -205,8 +210,9 @@ class HomedClusterPipeline(HomeLoopBound, ClusterPipeline):  # type: ignore[misc
 class HomedRedis(HomeLoopBound, Redis):  # type: ignore[misc]
     """A ``redis.asyncio.Redis`` whose commands run on its home loop."""
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        return await at_home(self.home, super().execute_command, *args, **options)
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """The command, to await; run on the home loop."""
+        return at_home(self.home, super().execute_command, *args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
         pipe = HomedPipeline(self.connection_pool, self.response_callbacks, transaction,

@@ -101,10 +101,13 @@ class RetryPolicy:
     #: Seconds after the first try past which no retry starts; None: count.
     deadline: float | None = None
 
-    def _tries(self, is_retryable: Callable[[Exception], bool] | None,
+    def _tries(self, started: float, is_retryable: Callable[[Exception], bool] | None,
                fail: Callable[..., Any], with_failure_count: bool) -> Tries:
+        """The tries of a call that started at ``started`` (monotonic) and
+        failed once: made on the first failure, so that a call that succeeds
+        at once pays for nothing more."""
         self._backoff.reset()
-        return Tries(self, is_retryable, fail, with_failure_count)
+        return Tries(self, started, is_retryable, fail, with_failure_count)
 
     def _gives_up(self, failures: int, started: float) -> bool:
         if self.deadline is None:
@@ -120,13 +123,13 @@ class Tries:
     what that returned (awaited by an asyncio loop); :meth:`delay` then
     raises the error if no retry may follow, else says how long to wait."""
 
-    def __init__(self, policy: RetryPolicy,
+    def __init__(self, policy: RetryPolicy, started: float,
                  is_retryable: Callable[[Exception], bool] | None,
                  fail: Callable[..., Any], with_failure_count: bool) -> None:
         self._policy, self._is_retryable = policy, is_retryable
         self._fail, self._with_failure_count = fail, with_failure_count
         self._failures = 0
-        self._started = time.monotonic()
+        self._started = started
 
     def failed(self, error: Exception) -> Any:
         """Raise ``error`` at once if it is never retried; else count and report it."""
@@ -157,11 +160,12 @@ class PolicyRetry(RetryPolicy, Retry):
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> T:
-        tries = self._tries(is_retryable, fail, with_failure_count)
+        started, tries = time.monotonic(), None
         while True:
             try:
                 return do()
             except self._supported_errors as error:
+                tries = tries or self._tries(started, is_retryable, fail, with_failure_count)
                 tries.failed(error)
                 time.sleep(tries.delay(error))
 
@@ -174,11 +178,12 @@ class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
                               fail: Callable[..., Any],
                               is_retryable: Callable[[Exception], bool] | None = None,
                               with_failure_count: bool = False) -> T:
-        tries = self._tries(is_retryable, fail, with_failure_count)
+        started, tries = time.monotonic(), None
         while True:
             try:
                 return await do()
             except self._supported_errors as error:
+                tries = tries or self._tries(started, is_retryable, fail, with_failure_count)
                 reported = tries.failed(error)
                 if inspect.isawaitable(reported):
                     await reported
