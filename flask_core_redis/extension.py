@@ -180,7 +180,7 @@ class CoreRedis:
         on a client of its own, opened on the running event loop when the
         iteration starts and closed when it ends (``aclose()``, ``break``,
         cancellation); it subscribes again after a lost connection or a
-        failover (:mod:`~flask_core_redis.connection.async_pubsub`)."""
+        failover, as :meth:`subscribe` does."""
         state = self._state()
         prefix = state.settings.key_prefix
         return asubscribe(state.async_duplicate, *(prefix + channel for channel in channels),
