@@ -323,16 +323,28 @@ def test_credentials_never_show(make_app, auth_server, events_log):
 
 
 @pytest.mark.integration
-def test_tls(make_app, tls_server, tls_files, key):
-    app, ext = make_app({"REDIS_URL": f"rediss://localhost:{tls_server.port}",
-                         **tls_files.config()})
+@pytest.mark.parametrize("deployment", ["tls_server", "tls_sentinel", "tls_cluster"])
+def test_tls_on_every_topology(request, make_app, tls_files, key, deployment):
+    """The asyncio client over TLS: commands, a pipeline, the cache's async
+    forms and the health check, on one server, a Sentinel master and a Cluster."""
+    found = request.getfixturevalue(deployment)
+    url = (f"rediss://localhost:{found.port}" if deployment == "tls_server" else found.url)
+    app, ext = make_app({"REDIS_URL": url, **tls_files.config()})
 
     async def use():
         await ext.async_client.set(key, "secret-free")
-        return await ext.async_client.get(key)
+        async with ext.async_client.pipeline() as pipe:
+            pipe.get(key)
+            pipe.incr(f"{key}:n")
+            replies = await pipe.execute()
+        await ext.cache.aset(key, {"over": "tls"})
+        return replies, await ext.cache.aget(key), await ext.ahealth()
 
     with app.app_context():
-        assert run(use()) == "secret-free"
+        replies, cached, report = run(use())
+    assert replies == ["secret-free", 1]
+    assert cached == {"over": "tls"}
+    assert report["ok"] is True, report
 
 
 @pytest.mark.integration
