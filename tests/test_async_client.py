@@ -72,6 +72,31 @@ def test_concurrent_first_commands_on_a_cluster(make_app, cluster):
             assert run(burst()) == [str(i) for i in range(30)]
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["standalone", "cluster"])
+def test_a_full_pool_waits_under_pool_timeout_and_fails_at_once_without(
+        request, mode_app, mode, key):
+    """Four commands at once on a pool of one connection (per node): with
+    REDIS_POOL_TIMEOUT each waits for the connection and all succeed, on
+    Cluster too (redis-py's asyncio cluster nodes never wait); without it,
+    the others fail at once with MaxConnectionsError."""
+    def burst(config):
+        app, ext = mode_app({"REDIS_MAX_CONNECTIONS": "1", **config})
+
+        async def four_at_once():
+            await ext.async_client.ping()  # the slot map, on Cluster
+            return await asyncio.gather(
+                *(ext.async_client.blpop(f"{{{key}}}:{n}", 0.1) for n in range(4)),
+                return_exceptions=True)
+
+        with app.app_context():
+            return run(four_at_once())
+
+    assert burst({"REDIS_POOL_TIMEOUT": "5000"}) == [None] * 4
+    refused = burst({})
+    assert any(isinstance(outcome, redis.MaxConnectionsError) for outcome in refused)
+
+
 def _connects(app):
     """The connect events of ``app``'s registration, from now on."""
     seen = []

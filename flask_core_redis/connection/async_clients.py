@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from redis.asyncio.connection import (
 )
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import MaxConnectionsError
 
 from ..config import Settings
 from .async_connections import (
@@ -46,6 +48,9 @@ from .redis_py import (
 from .retry import AsyncPolicyRetry, build_async_retry
 from .sentinel import MasterWatch
 from .tls import ssl_kwargs
+
+#: How often a Cluster command that waits for a free connection looks again.
+FREE_CONNECTION_POLL_SECONDS = 0.005
 
 
 class AsyncPool(RedactedRepr, ConnectionPool):
@@ -94,8 +99,12 @@ class HomedRedisCluster(RedisCluster):
     home: asyncio.AbstractEventLoop
 
     def __init__(self, *args: Any, command_retry: AsyncPolicyRetry,
-                 connection_class: type[AbstractConnection], **kwargs: Any) -> None:
+                 connection_class: type[AbstractConnection], pool_timeout: float | None,
+                 **kwargs: Any) -> None:
         self.command_retry = command_retry
+        #: Seconds a command waits for a free connection of its node
+        #: (POOL_TIMEOUT); None: it fails at once, as redis-py's does.
+        self.pool_timeout = pool_timeout
         super().__init__(*args, **{**kwargs, "retry": Retry(NoBackoff(), 0)})
         # redis-py's asyncio cluster takes no connection class: it names its
         # own in the keywords every node is built from, and in the startup
@@ -109,7 +118,7 @@ class HomedRedisCluster(RedisCluster):
 
     async def _under_policy(self, *args: Any, **kwargs: Any) -> Any:
         run = functools.partial(as_redis_errors_async, self._initialized_then,
-                                super().execute_command, *args, **kwargs)
+                                self._with_a_free_connection, *args, **kwargs)
         if names_nodes(kwargs.get("target_nodes")):
             return await run()
         return await self.command_retry.call_with_retry(run, _ignore)
@@ -125,6 +134,21 @@ class HomedRedisCluster(RedisCluster):
         if self._initialize:
             await RedisCluster.initialize(self)
         return await call(*args, **kwargs)
+
+    async def _with_a_free_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """The command; with a pool timeout, sent again while its node has no
+        free connection, until the timeout (redis-py's asyncio cluster nodes
+        never wait). A command refused so was never sent."""
+        if self.pool_timeout is None:
+            return await RedisCluster.execute_command(self, *args, **kwargs)
+        gives_up = time.monotonic() + self.pool_timeout
+        while True:
+            try:
+                return await RedisCluster.execute_command(self, *args, **kwargs)
+            except MaxConnectionsError:
+                if time.monotonic() >= gives_up:
+                    raise
+                await asyncio.sleep(FREE_CONNECTION_POLL_SECONDS)
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
         super().pipeline(transaction, shard_hint)  # redis-py's checks of both
@@ -253,7 +277,7 @@ def _cluster(settings: Settings, events: ConnectionEvents,
         startup_nodes=[ClusterNode(h, p) for h, p in others],
         connection_class=evented_async_class(base, events),
         command_retry=build_async_retry(settings, events, RedisCluster.ERRORS_ALLOW_RETRY),
-        **tls, **kwargs)
+        pool_timeout=settings.pool_timeout, **tls, **kwargs)
 
 
 def _memory(settings: Settings, events: ConnectionEvents, kwargs: dict[str, Any]) -> Any:
