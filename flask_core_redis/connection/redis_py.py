@@ -211,6 +211,12 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "connections (7.x), so each waits for that read first (_initialized_then)",
         "RedisCluster's loop waits by its Retry's backoff between tries"),
     Workaround(
+        ".async_clients:HomedRedisCluster._with_a_free_connection", "all",
+        "the asyncio cluster's nodes take no pool class and never wait for a free "
+        "connection: a command is sent again until POOL_TIMEOUT while its node's "
+        "pool is full",
+        "redis.asyncio.RedisCluster's nodes take a blocking pool"),
+    Workaround(
         ".async_clients:RetriedClusterPipeline", "all",
         "the asyncio cluster pipeline reads its retry count from the client (zero "
         "here) and, retrying, closes the whole client and waits a fixed 0.25 s",
