@@ -156,15 +156,21 @@ def _port_is_free(port: int) -> bool:
 SHARED_PORTS = range(10000, 22768)
 
 
-def _port_parity() -> int | None:
-    """With PORTS_VARIABLE set, this session takes only the even or only
-    the odd ports of SHARED_PORTS: two sessions side by side never pick the
-    same one in the moment between probing it and a server listening on it."""
+def chosen_port_parity() -> int | None:
+    """With PORTS_VARIABLE set, this session takes only the even (0) or only
+    the odd (1) ports of SHARED_PORTS: two sessions side by side never pick
+    the same one in the moment between probing it and a server listening on
+    it. Read once, when this module is imported, as SERVER is: the session
+    fixture that isolates the tests removes the variable before any server
+    starts."""
     chosen = os.environ.get(PORTS_VARIABLE, "")
     if chosen not in ("", "even", "odd"):
         raise pytest.UsageError(f"{PORTS_VARIABLE}={chosen!r}: accepted are even, odd, "
                                 "or unset (any port)")
     return {"even": 0, "odd": 1}.get(chosen)
+
+
+PORT_PARITY = chosen_port_parity()
 
 
 def _candidate_port(parity: int | None) -> int:
@@ -178,9 +184,8 @@ def _candidate_port(parity: int | None) -> int:
 
 def free_port(*, cluster: bool = False) -> int:
     """A loopback port nobody listens on; for a cluster node, port + 10000 too."""
-    parity = _port_parity()
     for _ in range(400):
-        port = _candidate_port(parity)
+        port = _candidate_port(PORT_PARITY)
         if port in (0, 6379) or port in _handed_out:
             continue
         if cluster and (port > 55535 or not _port_is_free(port + 10000)):

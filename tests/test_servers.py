@@ -2,9 +2,25 @@
 or Valkey 8 with FLASK_CORE_REDIS_TEST_SERVER=valkey, on every topology, TLS
 included."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from .servers import SERVER, SERVERS, RedisProcess, free_port, server_name
+from .servers import (
+    PORTS_VARIABLE,
+    SERVER,
+    SERVERS,
+    SHARED_PORTS,
+    RedisProcess,
+    chosen_port_parity,
+    free_port,
+    server_name,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +59,26 @@ def test_a_server_that_is_not_the_chosen_one_fails_the_test(tmp_path):
 
 
 @pytest.mark.parametrize("parity", ["even", "odd"])
-def test_two_sessions_side_by_side_take_ports_of_their_own_parity(monkeypatch, parity):
+def test_two_sessions_side_by_side_take_ports_of_their_own_parity(parity):
     """scripts/test runs two passes at once, one on even ports, the other on
-    odd ones: neither can take a port the other probed but has not yet
-    started a server on."""
-    monkeypatch.setenv("FLASK_CORE_REDIS_TEST_PORTS", parity)
-    ports = [free_port() for _ in range(50)] + [free_port(cluster=True) for _ in range(5)]
+    odd ones below the kernel's ephemeral range: neither can take a port the
+    other probed but has not yet started a server on. The parity holds after
+    the variable is gone, as it is once the session's isolation has removed
+    every *REDIS* variable."""
+    script = "\n".join([
+        "import os",
+        "from tests.servers import PORTS_VARIABLE, free_port",
+        "del os.environ[PORTS_VARIABLE]",
+        "print(*[free_port() for _ in range(50)], *[free_port(cluster=True) for _ in range(5)])"])
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            env={**os.environ, PORTS_VARIABLE: parity}, text=True,
+                            timeout=60, check=True)
+    ports = [int(port) for port in result.stdout.split()]
+    assert len(ports) == 55 and all(port in SHARED_PORTS for port in ports)
     assert {port % 2 for port in ports} == {0 if parity == "even" else 1}
 
 
 def test_a_port_parity_of_another_kind_is_refused_by_name(monkeypatch):
-    monkeypatch.setenv("FLASK_CORE_REDIS_TEST_PORTS", "3")
+    monkeypatch.setenv(PORTS_VARIABLE, "3")
     with pytest.raises(pytest.UsageError, match=r"FLASK_CORE_REDIS_TEST_PORTS='3'.*even, odd"):
-        free_port()
+        chosen_port_parity()
