@@ -34,6 +34,11 @@ CLOSE_SECONDS = 5.0
 _own_loop: LoopThread | None = None
 _own_loop_pid = 0
 _own_loop_lock = threading.Lock()
+#: In a forked child, the parent's loops and clients, kept for the child's
+#: life and never closed or collected: their selector (epoll) is the one the
+#: parent's loops still use, and closing a transport or a loop here would
+#: take the parent's sockets out of it (its next command would wait for ever).
+_left_by_fork: list[Any] = []
 
 
 def own_loop() -> asyncio.AbstractEventLoop:
@@ -43,6 +48,7 @@ def own_loop() -> asyncio.AbstractEventLoop:
     if _own_loop is None or _own_loop_pid != os.getpid():
         with _own_loop_lock:
             if _own_loop is None or _own_loop_pid != os.getpid():
+                _left_by_fork.append(_own_loop)
                 _own_loop = LoopThread("flask-core-redis asyncio clients")
                 _own_loop_pid = os.getpid()
     return _own_loop.loop
@@ -74,7 +80,8 @@ class AsyncClients:
         return client
 
     def _home(self) -> asyncio.AbstractEventLoop:
-        if self._pid != os.getpid():  # a forked child
+        if self._pid != os.getpid():  # a forked child: see _left_by_fork
+            _left_by_fork.append(self._homes)
             self._homes, self._serving, self._pid = {}, set(), os.getpid()
         loop = running_loop()
         if loop is not None and loop in self._serving:
@@ -127,7 +134,8 @@ class AsyncClients:
     def _take_all(self) -> list[tuple[asyncio.AbstractEventLoop, dict[str, Any]]]:
         with self._lock:
             homes, self._homes = self._homes, {}
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # the parent's: see _left_by_fork
+            _left_by_fork.append(homes)
             return []
         return list(homes.items())
 
