@@ -40,6 +40,7 @@ from .memory import build_memory_client, memory_server
 from .pools import pool_class
 from .redis_py import (
     ASYNC_SSL_CONNECTION,
+    AsyncPoolFullIsMaxConnections,
     AsyncWaitsThenRaisesMaxConnections,
     RedactedRepr,
     as_redis_errors_async,
@@ -53,7 +54,7 @@ from .tls import ssl_kwargs
 FREE_CONNECTION_POLL_SECONDS = 0.005
 
 
-class AsyncPool(RedactedRepr, ConnectionPool):
+class AsyncPool(AsyncPoolFullIsMaxConnections, RedactedRepr, ConnectionPool):
     """redis-py's asyncio pool: a command that finds every connection in use fails."""
 
 

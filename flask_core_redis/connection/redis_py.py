@@ -199,6 +199,12 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "the other, and hears no announcement (as the blocking one)",
         "redis-py's Sentinel follows announcements and bounds a lookup"),
     Workaround(
+        ".redis_py:AsyncPoolFullIsMaxConnections", "6.4-7.1",
+        "the asyncio pool raises a bare ConnectionError('Too many connections') "
+        "when every connection is in use, which the retry policy takes for an "
+        "outage; matched by its text",
+        "the lowest supported redis-py is 7.2, which raises MaxConnectionsError"),
+    Workaround(
         ".redis_py:AsyncWaitsThenRaisesMaxConnections", "all",
         "the asyncio blocking pool's ended wait is a bare ConnectionError too",
         "redis-py raises MaxConnectionsError (or another subclass) there"),
@@ -332,6 +338,26 @@ class AsyncWaitsThenRaisesMaxConnections:
             return await super().get_connection(*args, **kwargs)  # type: ignore[misc]
         except ConnectionError as error:
             _raise_if_wait_ended(self, error)
+            raise
+
+
+#: What redis-py 6.4-7.1's asyncio pool raises when every connection is in use.
+_ASYNC_POOL_FULL = "Too many connections"
+
+
+class AsyncPoolFullIsMaxConnections:
+    """An asyncio pool that raises MaxConnectionsError when every connection
+    is in use, as the blocking one does: redis-py 6.4-7.1's raises a bare
+    ConnectionError, which the retry policy would take for an outage (and
+    retry until a connection is free). Goes when the lowest supported
+    redis-py is 7.2."""
+
+    def get_available_connection(self) -> Any:
+        try:
+            return super().get_available_connection()  # type: ignore[misc]
+        except ConnectionError as error:
+            if type(error) is ConnectionError and str(error) == _ASYNC_POOL_FULL:
+                raise MaxConnectionsError(_ASYNC_POOL_FULL) from None
             raise
 
 
