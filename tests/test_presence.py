@@ -2,6 +2,7 @@
 
 import re
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -154,12 +155,13 @@ def test_bad_input_is_refused(presence, call, complaint):
 
 
 def test_keys_stay_under_the_key_prefix(mode_app):
-    app, ext = mode_app({"REDIS_KEY_PREFIX": "shop-a:"})
+    prefix = f"shop-{uuid.uuid4().hex[:8]}:"  # the servers are shared: a prefix no other test has
+    app, ext = mode_app({"REDIS_KEY_PREFIX": prefix})
     with app.app_context():
         ext.presence.mark_online("u", 60, connection_id="c")
         ext.presence.mark_offline("v")
-        keys = list(ext.client.scan_iter(match="*shop-a*"))
-    assert keys and all(key.startswith("shop-a:{presence:") for key in keys), keys
+        keys = list(ext.client.scan_iter(match=f"*{prefix[:-1]}*"))
+    assert keys and all(key.startswith(prefix + "{presence:") for key in keys), keys
     names = sorted(re.sub(":replies:[0-9]+$", ":replies:*", key.split("}", 1)[1])
                    for key in keys)
     assert names == [":c:u", ":present", ":replies:*", ":users"]  # the open's, for retries
