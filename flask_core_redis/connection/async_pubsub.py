@@ -29,6 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
+from .async_clients import AsyncPool
 from .events import ConnectionEvents
 from .redis_py import as_redis_errors_async
 from .retry import LinearBackoff
@@ -207,8 +208,9 @@ class AsyncSubscription:
             node = await as_redis_errors_async(_node_of, client, channel)
             nodes[node.name] = node
             by_node.setdefault(node.name, set()).add(channel)
-        return [(frozenset(channels), ConnectionPool(connection_class=nodes[name].connection_class,
-                                                     **nodes[name].connection_kwargs))
+        # The project's pool: its repr shows no password (redis-py 6.4-7.3's does).
+        return [(frozenset(channels), AsyncPool(connection_class=nodes[name].connection_class,
+                                                **nodes[name].connection_kwargs))
                 for name, channels in by_node.items()]
 
     def _failed(self, error: RedisError) -> None:

@@ -200,9 +200,11 @@ class RedisState:
         await self._async_clients.stop_serving()
 
     async def aclose(self) -> None:
-        """:meth:`close`, the asyncio clients closed without blocking the loop."""
+        """:meth:`close` without blocking the running loop: the asyncio
+        clients closed on their homes, the rest (blocking pools, a Sentinel
+        watch's threads) in a worker thread."""
         await self._async_clients.aclose()
-        self.close()
+        await asyncio.to_thread(self.close)
 
     def _announce(self, client: AnyClient) -> AnyClient:
         """Tell the plugins of a new client; if one fails, close the client."""
