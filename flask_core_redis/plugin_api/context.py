@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config import ConfigSource, Key, Settings
 
 if TYPE_CHECKING:
-    from ..connection import AnyClient
+    from ..connection import AnyClient, KeyTracking, TrackingSink
 
 
 class Registration(Protocol):
@@ -28,6 +28,8 @@ class Registration(Protocol):
     def async_client(self) -> Any: ...
 
     def fail_fast_async_client(self) -> Any: ...
+
+    def track_keys(self, prefix: str, sink: TrackingSink, max_stale: float) -> KeyTracking: ...
 
 
 class PluginContext:
@@ -82,6 +84,17 @@ class PluginContext:
         """:meth:`fail_fast_client`'s asyncio counterpart, for the running
         event loop."""
         return self._registration.fail_fast_async_client()
+
+    def track_keys(self, prefix: str, sink: TrackingSink, max_stale: float) -> KeyTracking:
+        """Hear of every change to the keys under ``prefix`` (a full key name's
+        start, e.g. ``context.slot_tag("cache")`` without its closing brace),
+        by any client, on every master: ``sink.invalidated(keys)`` and
+        ``sink.flushed()`` are called from a thread of the extension's, and
+        the returned tracking's ``proven_at`` (``time.monotonic()``) says up
+        to when every change has been heard, renewed every third of
+        ``max_stale`` seconds. ``close()`` stops it; so does ``ext.close()``.
+        Not on the embedded server (memory://): a RuntimeError there."""
+        return self._registration.track_keys(prefix, sink, max_stale)
 
     def serializer(self) -> Any:
         """The serializer the first plugin in hook order supplies through

@@ -15,12 +15,15 @@ from ..config import ConfigSource, Settings
 from ..connection import (
     AnyClient,
     ConnectionEvents,
+    KeyTracking,
     MasterWatch,
+    TrackingSink,
     build_async_client,
     build_client,
     build_master_watch,
     log_event,
 )
+from ..connection.tracking import bounds, masters_of
 from ..plugin_api.manager import Plugins
 from .apps import current_app_object, is_quart
 
@@ -48,6 +51,7 @@ class RedisState:
         self._own_clients: dict[str, AnyClient] = {}
         self._watch: MasterWatch | None = None
         self._duplicates: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._trackings: list[KeyTracking] = []
         # Reentrant: a plugin's client_created hook may itself ask for a client.
         self._lock = threading.RLock()
         self.plugins = Plugins(self, source, app_name)
@@ -103,11 +107,12 @@ class RedisState:
         return client
 
     def own_client(self, name: str, *, duplicate: bool = False,
-                   **changes: Any) -> AnyClient:
+                   options: dict[str, Any] | None = None, **changes: Any) -> AnyClient:
         """A pooled client kept under ``name`` for a part that needs other
         settings (RQ's bytes, the health check's bounded reads ...): the
-        registration's settings with ``changes``, built once, closed with the
-        shared client. ``duplicate`` builds it as :meth:`duplicate` does."""
+        registration's settings with ``changes`` (and redis-py ``options``
+        over the app's), built once, closed with the shared client.
+        ``duplicate`` builds it as :meth:`duplicate` does."""
         client = self._own_clients.get(name)  # the hot path takes no lock
         if client is not None:
             return client
@@ -116,7 +121,7 @@ class RedisState:
             if client is None:
                 settings = dataclasses.replace(self.settings, **changes)
                 client = self._own_clients[name] = self._announce(
-                    self._build(settings, duplicate=duplicate))
+                    self._build(settings, duplicate=duplicate, options=options))
             return client
 
     def decoding_client(self, decode_responses: bool) -> AnyClient:
@@ -140,11 +145,35 @@ class RedisState:
         self._duplicates.add(client)
         return client
 
-    def _build(self, settings: Settings, duplicate: bool = False) -> AnyClient:
+    def _build(self, settings: Settings, duplicate: bool = False,
+               options: dict[str, Any] | None = None) -> AnyClient:
         """A new client; in Sentinel mode, following the registration's one
         watch on the master."""
-        return build_client(settings, self.events, self.options, duplicate=duplicate,
-                            watch=self._master_watch())
+        return build_client(settings, self.events, {**self.options, **(options or {})},
+                            duplicate=duplicate, watch=self._master_watch())
+
+    def track_keys(self, prefix: str, sink: TrackingSink, max_stale: float) -> KeyTracking:
+        """Start hearing, in ``sink``, of every change to a key under
+        ``prefix`` on every master, with delivery proven at least every
+        ``max_stale`` seconds (:mod:`~flask_core_redis.connection.tracking`).
+        The connections are RESP2 whatever the app's ``protocol``, and their
+        reads wait at most CONNECT_TIMEOUT; ``close()`` stops it."""
+        if self.settings.mode == "memory":
+            raise RuntimeError("the embedded server (memory://) has no CLIENT TRACKING")
+
+        def client() -> AnyClient:
+            return self.own_client(
+                "tracking", options={"protocol": 2}, decode_responses=False,
+                health_check_interval=0, socket_timeout_ms=self.settings.connect_timeout_ms)
+
+        cluster = self.settings.mode == "cluster"
+        tracking = KeyTracking(
+            masters_of(client), prefix, sink,
+            **bounds(max_stale, self.settings.connect_timeout),
+            topology_seconds=max_stale if cluster else None, name=self.settings.prefix)
+        with self._lock:
+            self._trackings = [*(t for t in self._trackings if t.running), tracking]
+        return tracking
 
     def _master_watch(self) -> MasterWatch | None:
         """In Sentinel mode, the registration's one watch on the master, made
@@ -240,9 +269,12 @@ class RedisState:
             # Kept: a client made before this close may start it again, and
             # the next close stops it then.
             watch = self._watch
+            trackings, self._trackings = self._trackings, []
             self._client = None
             self._own_clients = {}
             self._duplicates = weakref.WeakSet()
+        for tracking in trackings:
+            tracking.close()
         for client in clients:
             if client is not None:
                 client.close()

@@ -78,21 +78,23 @@ class Codec:
         """The value held in ``raw``, or :data:`MISS` if there is none, it
         belongs to another namespace version, it is not an entry at all
         (written by something else than the cache), or it cannot be read."""
-        fields = _fields(raw, version)
-        return MISS if fields is None else self._loads(fields[3])
+        parts = fields(raw, version)
+        return MISS if parts is None else self.loads(parts[3])
 
     def decode(self, raw: bytes | None, version: bytes) -> Entry | None:
         """The entry held in ``raw``, with its times, or None where
         :meth:`value` gives :data:`MISS`."""
-        fields = _fields(raw, version)
-        if fields is None:
+        parts = fields(raw, version)
+        if parts is None:
             return None
-        value = self._loads(fields[3])
+        value = self.loads(parts[3])
         if value is MISS:
             return None
-        return Entry(value, float(fields[1]), float(fields[2]))
+        return Entry(value, float(parts[1]), float(parts[2]))
 
-    def _loads(self, payload: bytes) -> Any:
+    def loads(self, payload: bytes) -> Any:
+        """The value serialized in ``payload``, or :data:`MISS` if the
+        serializer cannot read it."""
         serializer = self._serializer()
         try:
             return serializer.loads(payload)
@@ -110,15 +112,15 @@ class Codec:
                            type(error).__name__)
 
 
-def _fields(raw: bytes | None, version: bytes) -> list[bytes] | None:
+def fields(raw: bytes | None, version: bytes) -> list[bytes] | None:
     """``[version, compute ms, expiry ms, serialized value]`` of the entry in
     ``raw``, or None if there is none, it belongs to another namespace version,
     or it is not an entry."""
     if raw is None:
         return None
-    fields = raw.split(b":", 3)
-    if len(fields) != 4 or fields[0] != version:
+    parts = raw.split(b":", 3)
+    if len(parts) != 4 or parts[0] != version:
         return None
-    if not (fields[1].isdigit() and fields[2].isdigit()):  # not the cache's times
+    if not (parts[1].isdigit() and parts[2].isdigit()):  # not the cache's times
         return None
-    return fields
+    return parts

@@ -13,13 +13,18 @@ written once: the sync method runs it with the blocking client, its async
 form (``aget``, ``aset`` ...) with the asyncio one, so both give the same
 guarantees and share the breaker.
 
-A hit is the cache's hot path: ``get`` is one MGET, builds no list and no
+A hit is the cache's hot path: ``get`` is one MGET, builds no
 :class:`~.entries.Entry`, and parses no times (only ``get_or_set``'s XFetch
-needs them); key names are formatted once per namespace."""
+needs them); key names are formatted once per namespace. With the near
+cache on (``CACHE_LOCAL_ENTRIES``), a hit held locally makes no round trip
+at all (:mod:`.near`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -40,11 +45,21 @@ from ...plugin_api import (
 from .decorator import DEFAULT_NAMESPACE, CacheOfCurrentApp, Decorator, KeySpec, cached_through
 from .entries import MISS, Codec
 from .guard import Guard
+from .near import ITEM_OVERHEAD_BYTES, NearCache
 from .recompute import Recompute
 from .scripts import SET_MANY, NamespaceKeys, mget, run_script
 from .serializers import JsonSerializer, Serializer
 
 T = TypeVar("T")
+
+logger = logging.getLogger("flask_core_redis")
+
+
+def namespace_names(value: Any) -> tuple[str, ...]:
+    """A list of namespaces, or names separated by commas."""
+    items = value if isinstance(value, list | tuple | set | frozenset) else str(value).split(",")
+    names = tuple(str(item).strip() for item in items)
+    return tuple(name for name in names if name)
 
 class ClientOnUse:
     """The client ``resolve()`` gives, asked for at each command, so inside
@@ -79,6 +94,18 @@ CONFIG_KEYS = (
     Key("CACHE_LOCK_TIMEOUT", 10, parsers.integer(1, MAX_TTL_SECONDS), "Cache: seconds "
         "a recompute lock lives unless renewed; the caller computing renews it, so the "
         "others wait as long as it computes, and take over this long after it dies."),
+    Key("CACHE_LOCAL_ENTRIES", 0, parsers.integer(0, 100_000_000), "Cache: the most "
+        "entries the near cache holds in each process's memory, served without a round "
+        "trip and kept correct by the server's invalidations; 0 turns it off."),
+    Key("CACHE_LOCAL_BYTES", 64 * 1024 * 1024, parsers.integer(1024), "Cache: the most "
+        "bytes the near cache holds in each process (keys and serialized values, plus "
+        f"{ITEM_OVERHEAD_BYTES} per entry); the least recently used go first."),
+    Key("CACHE_LOCAL_MAX_STALE", 1000, parsers.integer(10, 60_000), "Cache: milliseconds. "
+        "The near cache serves a local copy only while it has proven this recently that "
+        "every invalidation sent before has reached it: another process's change is "
+        "seen at most this late."),
+    Key("CACHE_LOCAL_NAMESPACES", (), namespace_names, "Cache: the namespaces the near "
+        "cache holds (a list, or names separated by commas); empty: every namespace."),
 )
 
 
@@ -93,7 +120,8 @@ class CachePlugin:
     def core_redis_setup(self, app: Flask, context: PluginContext) -> None:
         """Read the ``CACHE_*`` keys."""
         self.context = context
-        self.default_ttl, self.fail_open, self.breaker_seconds, self.lock_timeout = (
+        (self.default_ttl, self.fail_open, self.breaker_seconds, self.lock_timeout,
+         local_entries, local_bytes, max_stale_ms, local_namespaces) = (
             context.setting(key) for key in CONFIG_KEYS)
         self._serializer: Serializer | None = None
         self._namespaces: dict[str, NamespaceKeys] = {}
@@ -105,6 +133,16 @@ class CachePlugin:
         self._aclient = ClientOnUse(context.fail_fast_async_client)
         self._codec = Codec(self.serializer)
         self._recompute = Recompute(self._guard, self._codec, self.lock_timeout)
+        #: The near cache, or None when it is off.
+        self.near: NearCache | None = None
+        if local_entries and context.mode == "memory":
+            logger.warning("cache: %s_CACHE_LOCAL_ENTRIES is set, but the embedded server "
+                           "(memory://) has no CLIENT TRACKING: the near cache is off",
+                           context.config_prefix)
+        elif local_entries:
+            self.near = NearCache(context, self._codec, max_entries=local_entries,
+                                  max_bytes=local_bytes, max_stale_ms=max_stale_ms,
+                                  namespaces=frozenset(local_namespaces) or None)
 
     def serializer(self) -> Serializer:
         """The first serializer a plugin supplies, else JSON. (A method, not a
@@ -125,28 +163,42 @@ class CachePlugin:
     def _resolve_ttl(self, ttl: float | None) -> int:
         return ttl_ms(self.default_ttl if ttl is None else ttl)
 
+    def _near_of(self, namespace: str) -> NearCache | None:
+        near = self.near
+        return near if near is not None and near.covers(namespace) else None
+
     # Operations: each call's logic, once ----------------------------------
 
     def _get(self, key: str, default: Any, namespace: str) -> Operation[Any]:
-        keys = self._keys(namespace)
-        return self._guard.guarded(self._read(keys.version, keys.entry(key), default), default)
-
-    def _read(self, version_key: str, entry_key: str, default: Any) -> Operation[Any]:
-        version, raw = yield mget(version_key, entry_key)
-        value = self._codec.value(raw, version or b"0")
-        return default if value is MISS else value
+        found = yield from self._get_many([key], namespace)
+        return found.get(key, default)
 
     def _get_many(self, keys: Iterable[str], namespace: str) -> Operation[dict[str, Any]]:
-        wanted = list(keys)
-        if not wanted:  # nothing to ask Redis: no probe, no breaker news
-            return {}
+        """The hits among ``keys``: those held by the near cache, then the
+        others in one MGET (with their namespace's version)."""
         names = self._keys(namespace)
-        read = self._read_many(wanted, [names.version, *map(names.entry, wanted)])
-        return (yield from self._guard.guarded(read, {}))
+        near = self._near_of(namespace)
+        found: dict[str, Any] = {}
+        wanted: list[str] = []
+        for key in keys:
+            value = MISS if near is None else near.value(names.version, names.entry(key))
+            if value is MISS:
+                wanted.append(key)
+            else:
+                found[key] = value
+        if wanted:  # else nothing to ask Redis: no probe, no breaker news
+            read = self._read_many(wanted, names.version, list(map(names.entry, wanted)), near)
+            found.update((yield from self._guard.guarded(read, {})))
+        return found
 
-    def _read_many(self, wanted: list[str], names: list[str]) -> Operation[dict[str, Any]]:
-        version, *raws = yield mget(*names)
-        values = (self._codec.value(raw, version or b"0") for raw in raws)
+    def _read_many(self, wanted: list[str], version_key: str, entry_keys: list[str],
+                   near: NearCache | None) -> Operation[dict[str, Any]]:
+        marks = None if near is None else near.begin(version_key, entry_keys)
+        version, *raws = yield mget(version_key, *entry_keys)
+        version = version or b"0"
+        values = [self._codec.value(raw, version) for raw in raws]
+        if marks is not None:
+            near.keep(marks, version_key, version, entry_keys, raws, values)  # type: ignore[union-attr]
         return {key: value for key, value in zip(wanted, values, strict=True)
                 if value is not MISS}
 
@@ -157,21 +209,43 @@ class CachePlugin:
             return
         bodies = [self._codec.encode(value, ttl_ms, 0) for value in mapping.values()]
         keys = self._keys(namespace)
-        names = [keys.version, *map(keys.entry, mapping)]
-        yield from self._guard.guarded(run_script(SET_MANY, names, [ttl_ms, *bodies]), None)
+        entry_keys = list(map(keys.entry, mapping))
+        with self._forgetting(namespace, entry_keys):
+            yield from self._guard.guarded(
+                run_script(SET_MANY, [keys.version, *entry_keys], [ttl_ms, *bodies]), None)
 
     def _delete(self, key: str, namespace: str) -> Operation[bool]:
         name = self._keys(namespace).entry(key)
-        return bool((yield from self._guard.raising(_command("DEL", name))))
+        with self._forgetting(namespace, [name]):
+            return bool((yield from self._guard.raising(_command("DEL", name))))
 
     def _invalidate_namespace(self, namespace: str) -> Operation[int]:
         key = self._keys(namespace).version
-        return int((yield from self._guard.raising(_command("INCR", key))))
+        with self._forgetting(namespace, [key]):
+            return int((yield from self._guard.raising(_command("INCR", key))))
 
     def _get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None,
                     namespace: str) -> Operation[T]:
         names = self._keys(namespace).names(key)
-        return self._recompute.get_or_set(names, compute, self._resolve_ttl(ttl))
+        near = self._near_of(namespace)
+        if near is not None:
+            entry = near.entry(names.version, names.entry)
+            if entry is not None and not entry.due(time.time() * 1000):
+                return entry.value  # type: ignore[no-any-return]
+        return (yield from self._recompute.get_or_set(names, compute, self._resolve_ttl(ttl),
+                                                      near))
+
+    @contextlib.contextmanager
+    def _forgetting(self, namespace: str, names: list[str]) -> Iterator[None]:
+        """This process's local copies of ``names`` dropped once the write in
+        the block returns or fails (it may have happened): its next read
+        sees its own write without waiting for the invalidation."""
+        try:
+            yield
+        finally:
+            near = self._near_of(namespace)
+            if near is not None:
+                near.forget(names)
 
     # Public API ------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import TypeVar
 from ...plugin_api import OUTAGE_ERRORS, Call, CallRenewing, Operation, Pause
 from .entries import Codec, Entry
 from .guard import Guard
+from .near import NearCache
 from .scripts import CLAIM, RENEW, STORE_COMPUTED, UNLOCK, Names, mget, run_script
 
 T = TypeVar("T")
@@ -56,8 +57,9 @@ class Recompute:
         self._lock_timeout = lock_timeout
         self._lock_ms = round(lock_timeout * 1000)
 
-    def get_or_set(self, names: Names, compute: Callable[[], T], ttl_ms: int) -> Operation[T]:
-        seen = yield from self._guard.guarded(self._look(names), None)
+    def get_or_set(self, names: Names, compute: Callable[[], T], ttl_ms: int,
+                   near: NearCache | None = None) -> Operation[T]:
+        seen = yield from self._guard.guarded(self._look(names, near), None)
         if seen is None:  # Redis is down: compute, store nothing
             return (yield Call(compute))  # type: ignore[no-any-return]
         entry = self._entry(seen)
@@ -75,8 +77,12 @@ class Recompute:
                     yield from self._unlock(names, token)
                 return entry.value  # type: ignore[no-any-return]
             if taken:
-                return (yield from self._compute_holding(names, token, now.version,
-                                                         compute, ttl_ms))
+                try:
+                    return (yield from self._compute_holding(names, token, now.version,
+                                                             compute, ttl_ms))
+                finally:  # this process's next read sees what it stored
+                    if near is not None:
+                        near.forget([names.entry])
             waited = yield from self._wait_while_locked(names)
             if waited is None:
                 return (yield Call(compute))  # type: ignore[no-any-return]
@@ -88,9 +94,16 @@ class Recompute:
     def _entry(self, snapshot: Snapshot) -> Entry | None:
         return self._codec.decode(snapshot.raw, snapshot.version)
 
-    def _look(self, names: Names) -> Operation[Snapshot]:
+    def _look(self, names: Names, near: NearCache | None = None) -> Operation[Snapshot]:
+        """The entry's state; one the near cache may keep, if ``near``."""
+        marks = None if near is None else near.begin(names.version, [names.entry])
         version, raw, lock = yield mget(*names.all())
-        return Snapshot(version, raw, lock is not None)
+        seen = Snapshot(version, raw, lock is not None)
+        if marks is not None:
+            value = self._codec.value(seen.raw, seen.version)
+            near.keep(marks, names.version, seen.version, [names.entry],  # type: ignore[union-attr]
+                      [seen.raw], [value])
+        return seen
 
     def _claim(self, names: Names, token: str) -> Operation[tuple[bool, Snapshot]]:
         taken, version, raw = yield from run_script(CLAIM, names.all(), [token, self._lock_ms])
