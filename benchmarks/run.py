@@ -6,6 +6,7 @@ with "met" or "MISSED", and a summary lists every MISSED goal.
 
     bash scripts/bench            # or: PYTHONPATH=. .venv/bin/python benchmarks/run.py
     bash scripts/bench --only async   # the figures whose name starts with "async"
+    bash scripts/bench --only near    # the near cache's (benchmarks/near_cache.py)
 
 Server time per operation comes from INFO commandstats (see benchmarks/measure.py):
 CONFIG RESETSTAT on every master, the operations, then the usec of the
@@ -34,7 +35,7 @@ import redis
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).absolute().parent.parent))
 
-from benchmarks import async_client, async_serving, cache, presence
+from benchmarks import async_client, async_serving, cache, near_cache, presence
 from benchmarks.measure import Report
 from benchmarks.topologies import (
     Topology,
@@ -80,7 +81,13 @@ def plan(name: str) -> list[tuple[str, Figure]]:
                     ("async connections", lambda top, report, rng:
                         async_serving.connections(top, report)),
                     ("async cache hit",
-                     lambda top, report, rng: async_client.cache_hit(top, report))]
+                     lambda top, report, rng: async_client.cache_hit(top, report)),
+                    ("near hit", near_cache.hit),
+                    ("near invalidation delivery", near_cache.delivery),
+                    ("near mix", near_cache.mix),
+                    ("near memory", near_cache.memory)]
+    if name == "cluster":
+        figures.append(("near hit", near_cache.hit))
     return figures
 
 
