@@ -6,6 +6,7 @@ test uses a real second process."""
 
 import asyncio
 import logging
+import math
 import signal
 import subprocess
 import threading
@@ -13,6 +14,9 @@ import time
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from flask_core_redis.plugins.cache.near import ITEM_OVERHEAD_BYTES, LocalEntries
 
@@ -21,6 +25,11 @@ from .tcp_proxy import FaultProxy
 
 SERVER_MODES = [pytest.param(mode, marks=pytest.mark.integration)
                 for mode in ("standalone", "sentinel", "cluster")]
+
+
+#: Reads that give up quickly on a server that does not answer.
+FAIL_FAST = {"REDIS_SOCKET_TIMEOUT": 200, "REDIS_CONNECT_TIMEOUT": 500, "REDIS_MAX_RETRIES": 0,
+             "REDIS_CACHE_BREAKER_SECONDS": 1}
 
 
 def near_config(max_stale: int = 1000, **more):
@@ -324,7 +333,7 @@ def test_with_its_invalidations_delayed_no_local_copy_is_served_past_the_bound(
         make_app, redis_server):
     max_stale = 300
     shared = {"REDIS_KEY_PREFIX": f"near{uuid.uuid4().hex[:8]}:", **near_config(max_stale),
-              "REDIS_SOCKET_TIMEOUT": 200, "REDIS_CACHE_BREAKER_SECONDS": 0.1}
+              **FAIL_FAST}
     with FaultProxy(redis_server.port) as proxy:
         app_a, a = make_app({"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0", **shared})
         app_b, b = make_app({"REDIS_URL": f"redis://{redis_server.address}/0", **shared})
@@ -340,6 +349,7 @@ def test_with_its_invalidations_delayed_no_local_copy_is_served_past_the_bound(
                 stale_late.append(round((started - written) * 1000))
             time.sleep(0.01)
         proxy.latency = 0
+        proxy.drop_connections()  # and the replies queued behind the delay with them
         assert not stale_late, f"the old value was served {stale_late} ms after the write"
         wait_until(lambda: read(app_a, a, "k") == "new", 20, "the new value")
 
@@ -365,8 +375,7 @@ def test_a_cut_invalidation_connection_flushes_the_local_copies(make_app, redis_
 def test_a_paused_server_stops_local_hits_within_the_bound(make_app, own_redis_server):
     max_stale = 300
     app, ext = make_app({"REDIS_URL": f"redis://{own_redis_server.address}/0",
-                         "REDIS_SOCKET_TIMEOUT": 200, "REDIS_CACHE_BREAKER_SECONDS": 0.1,
-                         **near_config(max_stale)})
+                         **FAIL_FAST, **near_config(max_stale)})
     write(app, ext, "k", "v")
     served_locally(app, ext, "k", "v")
     own_redis_server.signal(signal.SIGSTOP)
@@ -467,3 +476,90 @@ def test_cluster_slot_migration_and_master_kill_keep_local_copies_correct(make_a
     wait_until(lambda: near.flushes > flushes, 30, "the lost master's flush")
     write_landing(app_b, b, "k", "v3")
     served_locally(app_a, a, "k", "v3", timeout=30)
+
+
+# The whole rule, as a model ------------------------------------------------
+
+#: The bound the model allows, in ms: small, so that waits cross it, and
+#: long enough for a loaded machine to prove delivery within it.
+MODEL_MAX_STALE = 200
+
+
+@pytest.mark.integration
+def test_reads_from_two_processes_lag_no_change_by_more_than_the_bound(make_app, redis_server):
+    """Writes, deletions and namespace invalidations from two processes,
+    each process's reads checked against the changes made: a read returns
+    a value current at some moment from ``MAX_STALE`` before it started to
+    its end, and a process's own last change exactly."""
+    shared = {"REDIS_URL": f"redis://{redis_server.address}/0",
+              "REDIS_KEY_PREFIX": f"near{uuid.uuid4().hex[:8]}:", **near_config(MODEL_MAX_STALE)}
+    processes = [make_app(shared), make_app(shared)]
+    for app, ext in processes:
+        with app.app_context():
+            wait_until(ext.cache.near.proven, 10, "the invalidation connection")
+    bound = MODEL_MAX_STALE / 1000
+    keys = st.sampled_from(["a", "b"])
+    who = st.sampled_from([0, 1])
+
+    class TwoProcesses(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.namespace = uuid.uuid4().hex
+            #: Per key: (monotonic time the change returned, value), oldest first.
+            self.changes = {key: [(-math.inf, None)] for key in "ab"}
+            self.changed_by = {}
+
+        def _run(self, process, call):
+            app, ext = processes[process]
+            with app.app_context():
+                return call(ext.cache)
+
+        def _changed(self, process, key, value):
+            self.changes[key].append((time.monotonic(), value))
+            self.changed_by[key] = process
+
+        @rule(process=who, key=keys, value=st.integers(0, 5) | st.text(max_size=3))
+        def set(self, process, key, value):
+            self._run(process, lambda cache: cache.set(key, value, namespace=self.namespace))
+            self._changed(process, key, value)
+
+        @rule(process=who, key=keys)
+        def delete(self, process, key):
+            self._run(process, lambda cache: cache.delete(key, namespace=self.namespace))
+            self._changed(process, key, None)
+
+        @rule(process=who)
+        def invalidate(self, process):
+            self._run(process, lambda cache: cache.invalidate_namespace(self.namespace))
+            for key in "ab":
+                self._changed(process, key, None)
+
+        @rule(ms=st.integers(0, 3 * MODEL_MAX_STALE // 2))
+        def wait(self, ms):
+            time.sleep(ms / 1000)
+
+        @rule(process=who, key=keys, asynchronous=st.booleans())
+        def get(self, process, key, asynchronous):
+            started = time.monotonic()
+            got = self._run(process, lambda cache: asyncio.run(
+                cache.aget(key, namespace=self.namespace)) if asynchronous
+                else cache.get(key, namespace=self.namespace))
+            ended = time.monotonic()
+            history = self.changes[key]
+            if self.changed_by.get(key) == process:
+                allowed = [history[-1][1]]
+            else:
+                since = started - bound
+                allowed = [value for (at, value), (after, _) in zip(
+                    history, [*history[1:], (math.inf, None)], strict=True)
+                    if at <= ended and after > since]
+            assert got in allowed, (got, allowed)
+
+    run_state_machine_as_test(TwoProcesses, settings=settings(
+        max_examples=10, stateful_step_count=25, deadline=None,
+        suppress_health_check=list(HealthCheck)))
+    hits = 0
+    for app, ext in processes:
+        with app.app_context():
+            hits += ext.cache.near.hits
+    assert hits, "no read was served locally: the model checked nothing of the near cache"

@@ -182,8 +182,9 @@ class KeyTracking:
 
     @property
     def running(self) -> bool:
-        """False once closed, and in a child forked from the process that started it."""
-        return not self._stopping.is_set() and self._pid == os.getpid()
+        """False once closed, and in a child forked from the process that
+        started it (the fork handler stops it there)."""
+        return not self._stopping.is_set()
 
     def close(self) -> None:
         """Stop the thread and close its connections; the sink is flushed."""

@@ -170,7 +170,7 @@ class RedisState:
         tracking = KeyTracking(
             masters_of(client), prefix, sink,
             **bounds(max_stale, self.settings.connect_timeout),
-            topology_seconds=max_stale if cluster else None, name=self.settings.prefix)
+            topology_seconds=max_stale / 2 if cluster else None, name=self.settings.prefix)
         with self._lock:
             self._trackings = [*(t for t in self._trackings if t.running), tracking]
         return tracking

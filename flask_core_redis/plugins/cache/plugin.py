@@ -167,6 +167,14 @@ class CachePlugin:
         near = self.near
         return near if near is not None and near.covers(namespace) else None
 
+    def _local(self, key: str, namespace: str) -> Any:
+        """The value the near cache holds for ``key``, or :data:`MISS`."""
+        near = self.near
+        if near is None or not near.covers(namespace):
+            return MISS
+        names = self._keys(namespace)
+        return near.value(names.version, names.entry(key))
+
     # Operations: each call's logic, once ----------------------------------
 
     def _get(self, key: str, default: Any, namespace: str) -> Operation[Any]:
@@ -181,7 +189,7 @@ class CachePlugin:
         found: dict[str, Any] = {}
         wanted: list[str] = []
         for key in keys:
-            value = MISS if near is None else near.value(names.version, names.entry(key))
+            value = self._local(key, namespace)
             if value is MISS:
                 wanted.append(key)
             else:
@@ -252,12 +260,16 @@ class CachePlugin:
     def get(self, key: str, default: Any = None, *, namespace: str = DEFAULT_NAMESPACE) -> Any:
         """The cached value, or ``default`` on a miss: one MGET of the entry and
         of its namespace's version."""
-        return run(self._get(key, default, namespace), self._client)
+        value = self._local(key, namespace)  # the near cache's hit: no operation to run
+        return value if value is not MISS else run(self._get(key, default, namespace),
+                                                   self._client)
 
     async def aget(self, key: str, default: Any = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> Any:
         """:meth:`get` from async code."""
-        return await arun(self._get(key, default, namespace), self._aclient)
+        value = self._local(key, namespace)
+        return value if value is not MISS else await arun(self._get(key, default, namespace),
+                                                          self._aclient)
 
     def get_many(self, keys: Iterable[str], *,
                  namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
