@@ -350,6 +350,13 @@ class CachePlugin:
         return CacheOfCurrentApp(resolve)
 
     @hookimpl
+    def core_redis_health(self, context: PluginContext) -> dict[str, Any] | None:
+        """With the near cache on, its figures under ``near_cache``: entries
+        and bytes held, the bound, how long ago delivery was last proven
+        (None: not proven), local hits and flushes since start."""
+        return None if self.near is None else {"near_cache": self.near.stats()}
+
+    @hookimpl
     def core_redis_commands(self, context: PluginContext, group: click.Group) -> None:
         """``flask redis cache clear NAMESPACE``."""
 
