@@ -212,12 +212,14 @@ class KeyTracking:
                 failures += 1
                 if outage is None:
                     outage = describe_error(error)
-                    logger.warning("cache: near cache off until its invalidation connection "
-                                   "is back (%s)", outage)
+                    logger.warning("[%s] key tracking of %s*: invalidations lost, local "
+                                   "copies dropped and not served until it is back: %s",
+                                   self._name, self._prefix, outage)
                 self._stopping.wait(min(RECONNECT_CAP_SECONDS, 0.05 * 2 ** min(failures, 6)))
                 continue
             if outage is not None and self._links and self.proven_at > -math.inf:
-                logger.info("cache: near cache invalidations are back")
+                logger.info("[%s] key tracking of %s*: invalidations are back",
+                            self._name, self._prefix)
                 outage, failures = None, 0
         self._lose()
 

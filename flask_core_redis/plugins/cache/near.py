@@ -81,10 +81,11 @@ class LocalEntries:
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._reset()
-        _LIVE.add(self)
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
+        """Empty, with a new lock (in a forked child, the old one may be held
+        by a thread that is not there)."""
         self._items: OrderedDict[str, Any] = OrderedDict()
         self.bytes = 0
         self._lock = threading.Lock()
@@ -175,6 +176,7 @@ class NearCache:
         self._tracking: Any = None
         self._starting = threading.Lock()
         self.hits = self.flushes = 0
+        _LIVE.add(self)
 
     def covers(self, namespace: str) -> bool:
         return self._namespaces is None or namespace in self._namespaces
@@ -279,15 +281,20 @@ class NearCache:
                 "max_stale_ms": round(self.max_stale * 1000),
                 "proven_ms_ago": proven_ms, "hits": self.hits, "flushes": self.flushes}
 
+    def _after_fork(self) -> None:
+        # The parent's copies were proven by the parent's tracking, not this
+        # process's; the locks may have been held by threads it does not have.
+        self.entries.reset()
+        self._starting = threading.Lock()
+        self._tracking = None
 
-_LIVE: weakref.WeakSet[LocalEntries] = weakref.WeakSet()
+
+_LIVE: weakref.WeakSet[NearCache] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    # The parent's copies were proven by the parent's tracking, not ours,
-    # and its lock may have been held by a thread this process does not have.
-    for entries in list(_LIVE):
-        entries._reset()
+    for near in list(_LIVE):
+        near._after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -350,6 +350,13 @@ class CachePlugin:
         return CacheOfCurrentApp(resolve)
 
     @hookimpl
+    def core_redis_closing(self, context: PluginContext) -> None:
+        """Stop the near cache's tracking and drop its copies (the next read
+        starts it again)."""
+        if self.near is not None:
+            self.near.close()
+
+    @hookimpl
     def core_redis_health(self, context: PluginContext) -> dict[str, Any] | None:
         """With the near cache on, its figures under ``near_cache``: entries
         and bytes held, the bound, how long ago delivery was last proven
