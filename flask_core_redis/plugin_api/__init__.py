@@ -19,6 +19,7 @@ from ..connection.operations import (
     run,
 )
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
+from ..connection.tracking import KeyTracking, TrackingSink
 from ..errors import OUTAGE_ERRORS, ConfigurationError, RedisUnavailable, describe_error
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidValue",
     "Key",
+    "KeyTracking",
     "LuaScript",
     "Operation",
     "Pause",
@@ -53,6 +55,7 @@ __all__ = [
     "PluginContext",
     "RedisUnavailable",
     "Step",
+    "TrackingSink",
     "arun",
     "as_text",
     "describe_error",
