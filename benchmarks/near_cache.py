@@ -499,17 +499,17 @@ def memory(top: Topology, report: Report, rng: random.Random) -> None:
                        "(info)", "not measured")
             return
         counted = near.entries.bytes / count
-        key_and_payload = counted - ITEM_OVERHEAD_BYTES
+        objects = counted - ITEM_OVERHEAD_BYTES
         report.row("near memory per local entry (tracemalloc)",
-                   f"{held / count:.0f} B = {held / count - key_and_payload:.0f} B overhead "
-                   f"+ {key_and_payload:.0f} key + payload", "(info)")
+                   f"{held / count:.0f} B = {held / count - objects:.0f} B overhead "
+                   f"+ {objects:.0f} key and value objects", "(info)")
         report.row("near bytes counted per entry (the byte bound)",
                    f"{counted:.0f} B = {ITEM_OVERHEAD_BYTES} B (ITEM_OVERHEAD_BYTES) + "
-                   f"{key_and_payload:.0f} key + payload", "(info)")
+                   f"{objects:.0f} key and value objects (sys.getsizeof)", "(info)")
         report.note(f"{count} entries held (the namespace version among them), "
-                    f"{held:,} B traced while filling them, garbage collected; the payload "
-                    f"is {len(cache.serializer().dumps(VALUE))} B, the key name's length is "
-                    "counted in characters")
+                    f"{held:,} B traced while filling them, garbage collected; the value "
+                    f"serializes to {len(cache.serializer().dumps(VALUE))} B and is held "
+                    "serialized (a dict)")
         per_site = [(site.size_diff / count, site.traceback[0]) for site in sites[:8]
                     if site.size_diff / count >= 4]
         report.note("per entry by allocation site: " + ", ".join(

@@ -5,10 +5,12 @@ has its own local entries and its own invalidation connection); the fork
 test uses a real second process."""
 
 import asyncio
+import json
 import logging
 import math
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from flask_core_redis.plugins.cache.near import ITEM_OVERHEAD_BYTES, LocalEntries
+from flask_core_redis.plugins.cache.near import ITEM_OVERHEAD_BYTES, Held, LocalEntries
 
 from .servers import SERVER, run_forked, server_binaries, wait_until
 from .tcp_proxy import FaultProxy
@@ -47,6 +49,12 @@ def two_processes(mode_app):
     """Two apps with the near cache on, sharing one key prefix on one server."""
     shared = {"REDIS_KEY_PREFIX": f"near{uuid.uuid4().hex[:8]}:", **near_config()}
     return mode_app(shared), mode_app(shared)
+
+
+@pytest.fixture
+def long_bound_app(mode_app):
+    """One app whose PINGs are 20 s apart (MAX_STALE one minute)."""
+    return mode_app(near_config(60_000))
 
 
 def served_locally(app, ext, key, expected, namespace="default", timeout=10):
@@ -94,14 +102,21 @@ def test_the_least_recently_used_go_first_within_the_entry_bound():
     assert {key for key in "abcd" if entries.pair("v", key)[1] is not None} == {"a", "c", "d"}
 
 
-def test_the_byte_bound_counts_keys_values_and_a_fixed_cost():
-    entries = LocalEntries(max_entries=1000, max_bytes=3 * (ITEM_OVERHEAD_BYTES + 101))
+def test_the_byte_bound_counts_key_and_value_objects_and_a_fixed_cost():
+    one = ITEM_OVERHEAD_BYTES + sys.getsizeof("a") + sys.getsizeof(b"x" * 100)
+    entries = LocalEntries(max_entries=1000, max_bytes=3 * one)
     for key in "abcdef":
         entries.fill(key, entries.begin(key, [])[0], b"x" * 100)
-    assert entries.bytes <= 3 * (ITEM_OVERHEAD_BYTES + 101)
-    assert len(entries) == 3
+    assert (len(entries), entries.bytes) == (3, 3 * one)
     entries.discard(["e", "f", "nothing"])
-    assert (len(entries), entries.bytes) == (1, ITEM_OVERHEAD_BYTES + 101)
+    assert (len(entries), entries.bytes) == (1, one)
+
+
+def test_a_value_handed_out_as_it_is_is_counted_once_by_its_own_size():
+    text = "é" * 10_000  # 10,000 characters, 20,000 bytes of UTF-8, as JSON 60,002 bytes
+    held = Held("k", [b"0", b"1", b"2", json.dumps(text).encode()], text)
+    assert held.payload == b""  # not kept twice
+    assert held.size == ITEM_OVERHEAD_BYTES + sys.getsizeof("k") + sys.getsizeof(text)
 
 
 def test_a_reply_whose_mark_an_invalidation_removed_is_not_kept():
@@ -324,6 +339,51 @@ def test_close_stops_the_tracking_and_the_next_use_starts_it_again(two_processes
     served_locally(app_a, a, "k", "v")
     write(app_b, b, "k", "w")
     served_locally(app_a, a, "k", "w")
+
+
+@pytest.mark.integration
+def test_a_key_encoding_other_than_utf8_is_invalidated_all_the_same(make_app, redis_server):
+    shared = {"REDIS_URL": f"redis://{redis_server.address}/0",
+              "REDIS_KEY_PREFIX": f"near{uuid.uuid4().hex[:8]}:", **near_config()}
+    app_a, a = make_app(shared, encoding="latin-1")
+    app_b, b = make_app(shared, encoding="latin-1")
+    write(app_a, a, "café", "old")
+    served_locally(app_a, a, "café", "old")
+    write(app_b, b, "café", "new")
+    wait_until(lambda: read(app_a, a, "café") == "new", 10, "the other process's write")
+
+
+@pytest.mark.integration
+def test_a_key_name_the_encoding_changes_is_never_held_locally(make_app, redis_server):
+    """With ``encoding_errors="ignore"``, ``"k\udc80"`` is the key ``k`` in
+    Redis, and its invalidations name ``k``: a copy held under the first
+    name would never be dropped."""
+    shared = {"REDIS_URL": f"redis://{redis_server.address}/0",
+              "REDIS_KEY_PREFIX": f"near{uuid.uuid4().hex[:8]}:", **near_config()}
+    app_a, a = make_app(shared, encoding_errors="ignore")
+    app_b, b = make_app(shared, encoding_errors="ignore")
+    write(app_a, a, "plain", 1)
+    served_locally(app_a, a, "plain", 1)  # the near cache is on and proven
+    write(app_a, a, "k\udc80", "old")
+    with app_a.app_context():
+        for _ in range(5):
+            assert a.cache.get("k\udc80") == "old"
+        near = a.cache.near
+        held = near.entries.pair(f"{near.prefix}default}}#version",
+                                 f"{near.prefix}default}}:k\udc80")[1]
+        assert not isinstance(held, Held)
+    write(app_b, b, "k", "new")  # the same key in Redis
+    assert read(app_a, a, "k\udc80") == "new"
+
+
+def test_close_ends_the_tracking_thread_even_with_a_long_bound(long_bound_app):
+    app, ext = long_bound_app
+    write(app, ext, "k", "v")
+    served_locally(app, ext, "k", "v")
+    with app.app_context():
+        tracking = ext.cache.near._tracking
+        ext.close()
+    assert not tracking._thread.is_alive()
 
 
 # Faults: one server ---------------------------------------------------------

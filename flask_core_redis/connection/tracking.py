@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import select
+import socket
 import threading
 import time
 import weakref
@@ -119,7 +120,7 @@ class _Link:
     def fileno(self) -> int:
         return self.connection._sock.fileno()  # type: ignore[no-any-return]
 
-    def drain(self, sink: TrackingSink) -> None:
+    def drain(self, sink: TrackingSink, encoding: str) -> None:
         """Hand every message already here to ``sink``, in order."""
         while self.connection.can_read(timeout=0):
             kind, *rest = self.connection.read_response()
@@ -128,7 +129,7 @@ class _Link:
                 if keys is None:  # FLUSHALL, FLUSHDB: everything
                     sink.flushed()
                 else:
-                    sink.invalidated([key.decode("utf-8", "surrogateescape") for key in keys])
+                    sink.invalidated([key.decode(encoding, "surrogateescape") for key in keys])
             elif kind == b"pong":
                 self.proven_at = self._pings.pop(0)
 
@@ -157,8 +158,12 @@ class KeyTracking:
 
     def __init__(self, masters: Masters, prefix: str, sink: TrackingSink, *,
                  ping_seconds: float, dead_seconds: float,
-                 topology_seconds: float | None = None, name: str = "") -> None:
+                 topology_seconds: float | None = None, name: str = "",
+                 encoding: str = "utf-8", encoding_errors: str = "strict") -> None:
         self._masters = masters
+        self._encoding, self._encoding_errors = encoding, encoding_errors
+        # Written to by close(), so that a wait on the connections ends at once.
+        self._wake_read, self._wake_write = socket.socketpair()
         self._prefix = prefix
         self._sink = sink
         self._ping_seconds = ping_seconds
@@ -186,9 +191,22 @@ class KeyTracking:
         started it (the fork handler stops it there)."""
         return not self._stopping.is_set()
 
+    def heard_as(self, name: str) -> str:
+        """How an invalidation of the key ``name`` is reported: ``name``
+        itself, unless the client's ``encoding_errors`` changes it on the way
+        to Redis (then a copy kept under ``name`` would never be dropped)."""
+        return name.encode(self._encoding, self._encoding_errors).decode(
+            self._encoding, "surrogateescape")
+
     def close(self) -> None:
-        """Stop the thread and close its connections; the sink is flushed."""
+        """Stop the thread and close its connections; the sink is flushed.
+        Waits for the thread at most :data:`STOP_SECONDS` (a connect under
+        way ends by its own timeout)."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"x")
         if self._thread is not threading.current_thread() and self._pid == os.getpid():
             self._thread.join(STOP_SECONDS)
 
@@ -198,6 +216,8 @@ class KeyTracking:
         self._stopping.set()
         self._links = {}
         self.proven_at = -math.inf
+        self._wake_read.close()
+        self._wake_write.close()
 
     # The thread ------------------------------------------------------------
 
@@ -222,6 +242,8 @@ class KeyTracking:
                             self._name, self._prefix)
                 outage, failures = None, 0
         self._lose()
+        self._wake_read.close()
+        self._wake_write.close()
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -234,7 +256,7 @@ class KeyTracking:
                 link.ping(now)
         self._wait(self._next_due(now) - time.monotonic())
         for link in self._links.values():
-            link.drain(self._sink)
+            link.drain(self._sink, self._encoding)
         proofs = [link.proven_at for link in self._links.values()]
         if self._topology_seconds is not None:
             proofs.append(self._topology_at)
@@ -267,9 +289,11 @@ class KeyTracking:
         return due
 
     def _wait(self, seconds: float) -> None:
-        """Until a connection has something to read, or ``seconds`` pass."""
+        """Until a connection has something to read, close() is called, or
+        ``seconds`` pass."""
         if seconds > 0 and self._links:
-            select.select([link.fileno() for link in self._links.values()], [], [],
+            readable = [link.fileno() for link in self._links.values()]
+            select.select([self._wake_read.fileno(), *readable], [], [],
                           min(seconds, self._ping_seconds))
 
     def _lose(self) -> None:

@@ -110,9 +110,9 @@ class RedisState:
                    options: dict[str, Any] | None = None, **changes: Any) -> AnyClient:
         """A pooled client kept under ``name`` for a part that needs other
         settings (RQ's bytes, the health check's bounded reads ...): the
-        registration's settings with ``changes`` (and redis-py ``options``
-        over the app's), built once, closed with the shared client.
-        ``duplicate`` builds it as :meth:`duplicate` does."""
+        registration's settings with ``changes`` (and ``options`` in place
+        of the app's redis-py options), built once, closed with the shared
+        client. ``duplicate`` builds it as :meth:`duplicate` does."""
         client = self._own_clients.get(name)  # the hot path takes no lock
         if client is not None:
             return client
@@ -149,7 +149,7 @@ class RedisState:
                options: dict[str, Any] | None = None) -> AnyClient:
         """A new client; in Sentinel mode, following the registration's one
         watch on the master."""
-        return build_client(settings, self.events, {**self.options, **(options or {})},
+        return build_client(settings, self.events, self.options if options is None else options,
                             duplicate=duplicate, watch=self._master_watch())
 
     def track_keys(self, prefix: str, sink: TrackingSink, max_stale: float) -> KeyTracking:
@@ -161,16 +161,22 @@ class RedisState:
         if self.settings.mode == "memory":
             raise RuntimeError("the embedded server (memory://) has no CLIENT TRACKING")
 
+        # redis-py's own client-side cache needs RESP3: not on these connections.
+        options = {**{name: value for name, value in self.options.items()
+                      if name not in ("cache", "cache_config")}, "protocol": 2}
+
         def client() -> AnyClient:
             return self.own_client(
-                "tracking", options={"protocol": 2}, decode_responses=False,
+                "tracking", options=options, decode_responses=False,
                 health_check_interval=0, socket_timeout_ms=self.settings.connect_timeout_ms)
 
         cluster = self.settings.mode == "cluster"
         tracking = KeyTracking(
             masters_of(client), prefix, sink,
             **bounds(max_stale, self.settings.connect_timeout),
-            topology_seconds=max_stale / 2 if cluster else None, name=self.settings.prefix)
+            topology_seconds=max_stale / 2 if cluster else None, name=self.settings.prefix,
+            encoding=self.options.get("encoding", "utf-8"),
+            encoding_errors=self.options.get("encoding_errors", "strict"))
         with self._lock:
             self._trackings = [*(t for t in self._trackings if t.running), tracking]
         return tracking

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -41,10 +42,10 @@ from .entries import MISS, Codec, Entry, fields
 
 logger = logging.getLogger("flask_core_redis")
 
-#: What one held item costs beyond its key's and its value's bytes (the
-#: dict slot, the record, the key and bytes objects), as the benchmark
-#: measures it with tracemalloc on CPython 3.11 (about 340 bytes).
-ITEM_OVERHEAD_BYTES = 340
+#: What one held item costs beyond its key's and its value's objects (the
+#: dict slot, the record, its times), as the benchmark measures it with
+#: tracemalloc on CPython 3.11.
+ITEM_OVERHEAD_BYTES = 260
 
 #: Values handed out as they are: they cannot be changed by the caller.
 SHARED_TYPES = frozenset({str, int, float, bool, type(None), bytes})
@@ -57,21 +58,26 @@ class Pending:
 
 
 class Held:
-    """One entry held locally: its version, its times and its value."""
+    """One entry held locally: its version, its times, and its value (as it
+    is for a :data:`SHARED_TYPES` value, else serialized)."""
 
     __slots__ = ("compute_ms", "expires_ms", "payload", "shared", "size", "version")
 
-    def __init__(self, raw_fields: list[bytes], value: Any, size: int) -> None:
-        self.version, compute, expires, self.payload = raw_fields
+    def __init__(self, key: str, raw_fields: list[bytes], value: Any) -> None:
+        self.version, compute, expires, payload = raw_fields
         self.compute_ms, self.expires_ms = float(compute), float(expires)
-        self.shared = value if type(value) in SHARED_TYPES else MISS
-        self.size = size
+        shared = type(value) in SHARED_TYPES
+        self.shared = value if shared else MISS
+        self.payload = b"" if shared else payload
+        self.size = _size(key, value if shared else payload)
 
 
 def _size(key: str, item: Any) -> int:
+    """What holding ``item`` under ``key`` costs, as the byte bound counts it."""
     if isinstance(item, Held):
         return item.size
-    return len(key) + (len(item) if isinstance(item, bytes) else 0) + ITEM_OVERHEAD_BYTES
+    value = 0 if isinstance(item, Pending) else sys.getsizeof(item)
+    return ITEM_OVERHEAD_BYTES + sys.getsizeof(key) + value
 
 
 class LocalEntries:
@@ -242,13 +248,17 @@ class NearCache:
         version, and each entry of that version whose value was readable."""
         if marks is None:
             return
+        tracking = self._tracking
+        if tracking is None:  # closed meanwhile
+            return
         version_mark, *entry_marks = marks
-        self.entries.fill(version_key, version_mark, version)
+        if tracking.heard_as(version_key) == version_key:
+            self.entries.fill(version_key, version_mark, version)
         for key, mark, raw, value in zip(entry_keys, entry_marks, raws, values, strict=True):
             raw_fields = fields(raw, version)
-            if raw_fields is not None and value is not MISS:
-                size = len(key) + len(raw_fields[3]) + ITEM_OVERHEAD_BYTES
-                self.entries.fill(key, mark, Held(raw_fields, value, size))
+            # A name the client's encoding changes would never be invalidated.
+            if raw_fields is not None and value is not MISS and tracking.heard_as(key) == key:
+                self.entries.fill(key, mark, Held(key, raw_fields, value))
 
     def forget(self, keys: Iterable[str]) -> None:
         """Drop the local copies of keys this process just wrote."""

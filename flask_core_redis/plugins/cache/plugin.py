@@ -98,7 +98,7 @@ CONFIG_KEYS = (
         "entries the near cache holds in each process's memory, served without a round "
         "trip and kept correct by the server's invalidations; 0 turns it off."),
     Key("CACHE_LOCAL_BYTES", 64 * 1024 * 1024, parsers.integer(1024), "Cache: the most "
-        "bytes the near cache holds in each process (keys and serialized values, plus "
+        "bytes the near cache holds in each process (the key and value objects, plus "
         f"{ITEM_OVERHEAD_BYTES} per entry); the least recently used go first."),
     Key("CACHE_LOCAL_MAX_STALE", 1000, parsers.integer(10, 60_000), "Cache: milliseconds. "
         "The near cache serves a local copy only while it has proven this recently that "
