@@ -117,6 +117,13 @@ class _Link:
     def last_ping(self) -> float:
         return self._pings[-1] if self._pings else self.proven_at
 
+    def on_the_master(self) -> bool | None:
+        """Whether the connection is open to the master its pool serves
+        (None: the pool cannot say now). Always True but on Sentinel, whose
+        pools know where the sentinels put the master."""
+        check = getattr(self.pool, "serves_the_master", None)
+        return True if check is None else check(self.connection)
+
     def fileno(self) -> int:
         return self.connection._sock.fileno()  # type: ignore[no-any-return]
 
@@ -257,10 +264,20 @@ class KeyTracking:
         self._wait(self._next_due(now) - time.monotonic())
         for link in self._links.values():
             link.drain(self._sink, self._encoding)
-        proofs = [link.proven_at for link in self._links.values()]
+        proofs = [self._proof(link) for link in self._links.values()]
         if self._topology_seconds is not None:
             proofs.append(self._topology_at)
         self.proven_at = min(proofs, default=-math.inf)
+
+    def _proof(self, link: _Link) -> float:
+        """What ``link``'s PINGs prove, if it is on the master: a link left on
+        a former master (a Sentinel failover) hears nothing of the writes
+        that matter, and is opened again; while the master is unconfirmed,
+        it proves nothing."""
+        on_the_master = link.on_the_master()
+        if on_the_master is False:
+            raise OSError("the master moved: the invalidation connection follows it")
+        return link.proven_at if on_the_master else -math.inf
 
     def _topology_due(self, now: float) -> bool:
         return (self._topology_seconds is not None

@@ -105,6 +105,15 @@ class FollowsTheMaster:
         """The master's address, as the watch last heard it."""
         return self.sentinel_manager.address
 
+    def serves_the_master(self, connection: Any) -> bool | None:
+        """Whether ``connection`` is open to the master: True while the
+        sentinels vouch for its address, False once they name another (or it
+        is closed), None while they confirm none (a failover under way)."""
+        at = _address_of(connection)
+        if at is None or at != self.sentinel_manager.address:
+            return False
+        return True if self.sentinel_manager.vouches_for(at) else None
+
     def owns_connection(self, connection: Any) -> bool:
         """Whether ``connection`` is this process's (redis-py's sentinel pool
         also wants it on the master's address, and on redis-py 6.4-8.0
