@@ -207,7 +207,7 @@ class KeyTracking:
 
     def close(self) -> None:
         """Stop the thread and close its connections; the sink is flushed.
-        Waits for the thread at most :data:`STOP_SECONDS` (a connect under
+        Waits for the thread at most ``STOP_SECONDS`` (a connect under
         way ends by its own timeout)."""
         if self._stopping.is_set():
             return
