@@ -79,10 +79,28 @@ def masters_of(client: Callable[[], Any]) -> Masters:
             return {"": built.connection_pool}
         if refresh:
             as_redis_errors(built.nodes_manager.initialize)
-        return {node.name: node.redis_connection.connection_pool
+        return {node.name: _NodeConnections(node.redis_connection.connection_pool)
                 for node in built.get_primaries()}
 
     return masters
+
+
+class _NodeConnections:
+    """A Cluster node's connections for tracking, made like its pool's but
+    kept out of it: redis-py 6.4's slot-map refresh disconnects the pools of
+    the nodes it asks, connections in use included."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def get_connection(self) -> Any:
+        # Not make_connection(): that counts against the pool's limit for good.
+        connection = self._pool.connection_class(**self._pool.connection_kwargs)
+        connection.connect()
+        return connection
+
+    def release(self, connection: Any) -> None:
+        connection.disconnect()
 
 
 class _Link:
