@@ -598,12 +598,14 @@ def test_reads_from_two_processes_lag_no_change_by_more_than_the_bound(make_app,
         def wait(self, ms):
             time.sleep(ms / 1000)
 
-        @rule(process=who, key=keys, asynchronous=st.booleans(), times=st.integers(1, 3))
+        @rule(process=who, key=keys, asynchronous=st.booleans(), times=st.integers(2, 3))
         def get(self, process, key, asynchronous, times):
             app, ext = processes[process]
             with app.app_context():  # on a loaded machine a proof may lapse: not the point
                 wait_until(ext.cache.near.proven, 10, "the invalidation connection")
-            for _ in range(times):  # a read again is where a local copy is served
+            # A read again is where a local copy is served (and hypothesis on CI
+            # is derandomized: a rule that may read once often does).
+            for _ in range(times):
                 self._get(process, key, asynchronous)
 
         def _get(self, process, key, asynchronous):
