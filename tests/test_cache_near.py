@@ -494,8 +494,33 @@ def test_a_sentinel_failover_flushes_and_the_new_master_is_tracked(make_app, own
         admin.execute_command("SENTINEL", "FAILOVER", own_sentinel.master_name)
     wait_until(lambda: own_sentinel.master_port() != old_port, 30, "the promotion")
     wait_until(lambda: near.flushes > flushes, 30, "the failover's flush")
+    # Until the sentinels demote it, the old master takes writes and loses
+    # them when it is demoted: write once it can no longer take one.
+    old = own_sentinel.process_on(old_port)
+    wait_until(lambda: old.client().info("replication")["role"] == "slave", 30,
+               "the old master to be demoted")
     write_landing(app_b, b, "k", "after")
     served_locally(app_a, a, "k", "after", timeout=30)
+
+
+@pytest.mark.integration
+def test_cluster_slot_map_refreshes_keep_the_invalidation_connections(make_app, cluster):
+    """The slot map is read again every half MAX_STALE; that must not cost
+    the invalidation connections (redis-py 6.4's refresh disconnects the
+    node pools it asks)."""
+    app, ext = make_app({"REDIS_URL": cluster.url,
+                         "REDIS_KEY_PREFIX": f"near{uuid.uuid4().hex[:8]}:", **near_config(200)})
+    write(app, ext, "k", "v")
+    served_locally(app, ext, "k", "v")
+    with app.app_context():
+        near = ext.cache.near
+        flushes, hits = near.flushes, near.hits
+        ends = time.monotonic() + 1.0  # ten refreshes
+        while time.monotonic() < ends:
+            assert ext.cache.get("k") == "v"
+            time.sleep(0.01)
+        assert near.flushes == flushes
+        assert near.hits > hits
 
 
 def _move_slot(cluster, key, target):
