@@ -18,7 +18,12 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+    run_state_machine_as_test,
+)
 
 from flask_core_redis.plugins.cache.near import ITEM_OVERHEAD_BYTES, Held, LocalEntries
 
@@ -602,6 +607,13 @@ def test_reads_from_two_processes_lag_no_change_by_more_than_the_bound(make_app,
         def _changed(self, process, key, value):
             self.changes[key].append((time.monotonic(), value))
             self.changed_by[key] = process
+
+        @initialize()
+        def both_keys_hold_values(self):
+            # Misses are not held locally: without values, no read would be
+            # served from memory, and the model would check nothing of it.
+            for key in "ab":
+                self.set(0, key, "initial")
 
         @rule(process=who, key=keys, value=st.integers(0, 5) | st.text(max_size=3))
         def set(self, process, key, value):
