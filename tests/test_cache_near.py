@@ -25,6 +25,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from flask_core_redis import ConfigurationError
 from flask_core_redis.plugins.cache.near import ITEM_OVERHEAD_BYTES, Held, LocalEntries
 
 from .servers import SERVER, run_forked, server_binaries, wait_until
@@ -169,7 +170,7 @@ def test_the_embedded_server_has_no_tracking_so_the_near_cache_is_off_with_one_w
 ])
 def test_bad_settings_are_refused_naming_the_key_and_what_is_accepted(
         make_app, memory_url, key, value, accepted):
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(ConfigurationError) as raised:
         make_app({"REDIS_URL": memory_url, key: value})
     assert key in str(raised.value) and accepted in str(raised.value)
 
@@ -336,11 +337,10 @@ def test_close_stops_the_tracking_and_the_next_use_starts_it_again(two_processes
     served_locally(app_a, a, "k", "v")
     with app_a.app_context():
         near = a.cache.near
+        tracking = near._tracking
         a.close()
         assert len(near.entries) == 0
-        assert not [t for t in threading.enumerate()
-                    if t.name.startswith("flask-core-redis tracking") and t.is_alive()
-                    and near._tracking is not None]
+        assert not tracking.running and not tracking._thread.is_alive()
     served_locally(app_a, a, "k", "v")
     write(app_b, b, "k", "w")
     served_locally(app_a, a, "k", "w")

@@ -178,14 +178,13 @@ class CachePlugin:
     # Operations: each call's logic, once ----------------------------------
 
     def _get(self, key: str, default: Any, namespace: str) -> Operation[Any]:
-        found = yield from self._get_many([key], namespace)
+        """``get`` once the near cache did not hold ``key``."""
+        found = yield from self._fetch([key], namespace)
         return found.get(key, default)
 
     def _get_many(self, keys: Iterable[str], namespace: str) -> Operation[dict[str, Any]]:
         """The hits among ``keys``: those held by the near cache, then the
         others in one MGET (with their namespace's version)."""
-        names = self._keys(namespace)
-        near = self._near_of(namespace)
         found: dict[str, Any] = {}
         wanted: list[str] = []
         for key in keys:
@@ -195,9 +194,15 @@ class CachePlugin:
             else:
                 found[key] = value
         if wanted:  # else nothing to ask Redis: no probe, no breaker news
-            read = self._read_many(wanted, names.version, list(map(names.entry, wanted)), near)
-            found.update((yield from self._guard.guarded(read, {})))
+            found.update((yield from self._fetch(wanted, namespace)))
         return found
+
+    def _fetch(self, wanted: list[str], namespace: str) -> Operation[dict[str, Any]]:
+        """The hits among ``wanted``, read from Redis in one MGET."""
+        names = self._keys(namespace)
+        read = self._read_many(wanted, names.version, list(map(names.entry, wanted)),
+                               self._near_of(namespace))
+        return (yield from self._guard.guarded(read, {}))
 
     def _read_many(self, wanted: list[str], version_key: str, entry_keys: list[str],
                    near: NearCache | None) -> Operation[dict[str, Any]]:
