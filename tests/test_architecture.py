@@ -19,16 +19,18 @@ LAYERS = {
     f"{NAME}.key_text": 0,
     f"{NAME}.config": 1,
     f"{NAME}.connection": 2,
-    f"{NAME}.plugin_api": 3,
-    f"{NAME}.plugins": 4,
-    f"{NAME}.state": 4,
-    f"{NAME}.integrations": 5,
-    f"{NAME}.routes": 6,
-    f"{NAME}.cli": 6,
-    f"{NAME}.extension": 7,
-    NAME: 8,
+    f"{NAME}.telemetry": 3,
+    f"{NAME}.plugin_api": 4,
+    f"{NAME}.plugins": 5,
+    f"{NAME}.state": 5,
+    f"{NAME}.integrations": 6,
+    f"{NAME}.routes": 7,
+    f"{NAME}.cli": 7,
+    f"{NAME}.extension": 8,
+    NAME: 9,
 }
-CORE = ("config", "connection", "state", "cli", "routes", "errors", "values", "key_text",
+CORE = ("config", "connection", "telemetry", "state", "cli", "routes", "errors", "values",
+        "key_text",
         "extension", "integrations", "plugin_api")
 
 

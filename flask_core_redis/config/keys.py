@@ -208,6 +208,9 @@ KEYS: tuple[Key, ...] = (
         "JSON (e.g. `/healthz/redis`): 200 when ok, 503 when not; unset: no route."),
     Key("ERROR_HANDLER", False, parsers.boolean, "Turns a Redis connection error or "
         "timeout that escapes a view into a 503 JSON response instead of a 500."),
+    Key("OTEL", False, parsers.boolean, "Records OpenTelemetry metrics and spans for "
+        "this registration and its plugins (the `otel` extra), and redis-py's own metrics "
+        "where the installed redis-py has them (7.2+; process-wide). See Observability."),
     Key("MEMORY_WARNING_RATIO", 0.9, parsers.number(0, 1, "expected a number above 0 "
         "and at most 1, e.g. 0.9"), "`health()` warns when used memory reaches this "
         "share of `maxmemory` (on Cluster, on any primary); no warning where "

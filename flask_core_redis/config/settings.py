@@ -60,6 +60,7 @@ class Settings:
     disabled_plugins: tuple[str, ...]
     health_route: str | None
     error_handler: bool
+    otel: bool
     memory_warning_ratio: float
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ from .async_connections import (
     evented_async_class,
 )
 from .clients import client_kwargs
+from .cluster import report_master_changes
 from .events import ConnectionEvents
 from .loops import HomedClusterPipeline, HomedRedis, at_home, homed
 from .memory import build_memory_client, memory_server
@@ -273,12 +274,14 @@ def _cluster(settings: Settings, events: ConnectionEvents,
     tls = {"ssl": True, **ssl_kwargs(settings)} if settings.ssl else {}
     base = ASYNC_SSL_CONNECTION if settings.ssl else Connection
     kwargs.pop("connection_pool_class", None)
-    return HomedRedisCluster(
+    client = HomedRedisCluster(
         host=host, port=port, require_full_coverage=False,
         startup_nodes=[ClusterNode(h, p) for h, p in others],
         connection_class=evented_async_class(base, events),
         command_retry=build_async_retry(settings, events, RedisCluster.ERRORS_ALLOW_RETRY),
         pool_timeout=settings.pool_timeout, **tls, **kwargs)
+    report_master_changes(client.nodes_manager, events, settings.address)
+    return client
 
 
 def _memory(settings: Settings, events: ConnectionEvents, kwargs: dict[str, Any]) -> Any:

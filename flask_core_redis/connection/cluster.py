@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import PRIMARY, ClusterNode, RedisCluster
 from redis.connection import Connection, SSLConnection
 from redis.retry import Retry
 
@@ -54,12 +55,50 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     command_retry = build_retry(settings, events, RedisCluster.ERRORS_ALLOW_RETRY)
 
     def connect() -> RedisCluster:
-        return as_redis_errors(RetryingRedisCluster, command_retry=command_retry,
-                               **cluster_kwargs(settings, events, kwargs))
+        client = as_redis_errors(RetryingRedisCluster, command_retry=command_retry,
+                                 **cluster_kwargs(settings, events, kwargs))
+        report_master_changes(client.nodes_manager, events, settings.address)
+        return client
 
     # RedisCluster reads the slot map while it is constructed; a cluster that
     # is down is retried like any command, then reported as a ConnectionError.
     return command_retry.call_with_retry(connect, lambda error: None)
+
+
+def report_master_changes(nodes_manager: Any, events: ConnectionEvents, address: str) -> None:
+    """Emit a ``failover`` event (outcome ``moved``) each time a read of the
+    slot map (``nodes_manager.initialize``, blocking or asyncio) finds other
+    masters than the read before it did: a failover the client followed."""
+    initialize = nodes_manager.initialize
+
+    def masters() -> frozenset[str]:
+        return frozenset(node.name for node in list(nodes_manager.nodes_cache.values())
+                         if node.server_type == PRIMARY)
+
+    def compare(before: frozenset[str]) -> None:
+        after = masters()
+        if before and after and after != before:
+            events.emit("failover", address=address, outcome="moved",
+                        detail=f"the Cluster's masters changed: {len(before - after)} "
+                               f"left, {len(after - before)} came")
+
+    if inspect.iscoroutinefunction(initialize):
+        async def initialize_reporting(*args: Any, **kwargs: Any) -> Any:
+            before = masters()
+            result = await initialize(*args, **kwargs)
+            compare(before)
+            return result
+
+        nodes_manager.initialize = initialize_reporting
+        return
+
+    def initialize_reporting_sync(*args: Any, **kwargs: Any) -> Any:
+        before = masters()
+        result = initialize(*args, **kwargs)
+        compare(before)
+        return result
+
+    nodes_manager.initialize = initialize_reporting_sync
 
 
 def cluster_kwargs(settings: Settings, events: ConnectionEvents,

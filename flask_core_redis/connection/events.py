@@ -13,8 +13,10 @@ from typing import Any, Literal
 from ..errors import describe_error
 
 #: ``sentinel``: a Sentinel subscription opened or lost; ``failover``: the
-#: master moved, or a failover of it started or ended without a promotion.
-EventKind = Literal["connect", "disconnect", "error", "retry", "sentinel", "failover"]
+#: master moved, or a failover of it started or ended without a promotion;
+#: ``retried``: the retries of one call ended.
+EventKind = Literal["connect", "disconnect", "error", "retry", "retried", "sentinel",
+                    "failover"]
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -24,8 +26,9 @@ class ConnectionEvent:
     """Something happened to a connection of one registration (``prefix``)."""
 
     #: What happened: ``connect``, ``disconnect``, ``error``, ``retry``,
-    #: ``sentinel`` (a Sentinel subscription opened or lost) or ``failover``
-    #: (the master moved, or a failover of it started or ended).
+    #: ``retried`` (the retries of one call ended), ``sentinel`` (a Sentinel
+    #: subscription opened or lost) or ``failover`` (a master moved, or a
+    #: failover of it started or ended).
     kind: EventKind
     #: The config prefix of the registration whose connection it was (``REDIS``).
     prefix: str
@@ -36,14 +39,20 @@ class ConnectionEvent:
     #: manager's listener; empty when no one address applies.
     address: str = ""
     #: The error, for ``error``, for a ``disconnect`` that a failure caused,
-    #: and for a ``sentinel`` subscription lost; None otherwise.
+    #: for a ``sentinel`` subscription lost, and for ``retried`` (the last
+    #: failure); None otherwise.
     error: BaseException | None = None
-    #: For ``retry``: which retry this is, from 1.
+    #: For ``retry``: which retry this is, from 1; for ``retried``: how many
+    #: retries the call made.
     attempt: int | None = None
     #: For ``retry``: the delay before it, in milliseconds.
     delay_ms: float | None = None
     #: For ``sentinel`` and ``failover``: what happened, in words.
     detail: str | None = None
+    #: For ``retried``: ``recovered`` (a retry succeeded) or ``gave_up``; for
+    #: ``failover``: ``moved`` (a Sentinel master moved, or a Cluster's
+    #: masters changed), ``started`` or ``ended`` (without a promotion).
+    outcome: str | None = None
 
 
 Subscriber = Callable[[ConnectionEvent], None]
@@ -101,5 +110,7 @@ def log_event(event: ConnectionEvent) -> None:
         logger.warning("%s: %s: %s", where, event.detail, describe_error(event.error))
     elif event.kind == "sentinel":
         logger.info("%s: %s", where, event.detail)
+    elif event.kind == "retried":
+        logger.debug("%s: %s after %s retries", where, event.outcome, event.attempt)
     else:
         logger.info("%s: retry %s in %.0f ms", where, event.attempt, event.delay_ms)

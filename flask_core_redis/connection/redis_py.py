@@ -243,6 +243,11 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "socket without closing it, and the embedded server keeps a closed "
         "connection's subscriptions",
         "fakeredis closes the socket in its asyncio disconnect()"),
+    Workaround(
+        ".redis_py:pool_usage", "all",
+        "redis-py's pools give no public count of the connections in use and idle "
+        "(the counts of its own metrics, 7.2+, go to the global meter only)",
+        "redis-py's pools count their connections publicly"),
     # Integrations (outside the connection core) --------------------------------
     Workaround(
         "flask_core_redis.integrations.worker:_STOP_WAITS", "6.4-8.1",
@@ -505,3 +510,34 @@ def socket_of(connection: AsyncConnection) -> Any:
     connected."""
     writer = _stream_writer(connection)
     return writer.transport.get_extra_info("socket") if writer is not None else None
+
+
+# Pools -------------------------------------------------------------------------------
+
+def pool_usage(client: Any) -> tuple[int, int]:
+    """How many connections of ``client``'s pools are in use and how many
+    idle: one pool, or every node's on a Cluster, blocking or asyncio."""
+    nodes_manager = getattr(client, "nodes_manager", None)
+    if nodes_manager is None:
+        return _pool_usage(getattr(client, "connection_pool", None))
+    used = idle = 0
+    for node in list(nodes_manager.nodes_cache.values()):
+        if hasattr(node, "_free"):  # an asyncio Cluster node: its own connections
+            node_idle = len(node._free)
+            node_used = len(node._connections) - node_idle
+        else:
+            node_used, node_idle = _pool_usage(
+                getattr(node.redis_connection, "connection_pool", None))
+        used, idle = used + node_used, idle + node_idle
+    return used, idle
+
+
+def _pool_usage(pool: Any) -> tuple[int, int]:
+    if pool is None:
+        return 0, 0
+    if hasattr(pool, "_in_use_connections"):
+        return len(pool._in_use_connections), len(pool._available_connections)
+    # A blocking pool: every connection made, and a queue of the idle ones
+    # among placeholders (None).
+    idle = sum(connection is not None for connection in list(pool.pool.queue))
+    return len(pool._connections) - idle, idle

@@ -87,6 +87,12 @@ class ReportingBackoff(AbstractBackoff):
                          delay_ms=delay * 1000)
         return delay
 
+    def ended(self, outcome: str, retries: int, error: BaseException) -> None:
+        """Report that the retries of one call ended: ``recovered`` or
+        ``gave_up``, after ``retries`` retries, the last failure ``error``."""
+        self.events.emit("retried", address=self.address, attempt=retries, error=error,
+                         outcome=outcome)
+
 
 class RetryPolicy:
     """The decisions of the project's retry loops, sync and asyncio alike: a
@@ -130,13 +136,16 @@ class Tries:
         self._fail, self._with_failure_count = fail, with_failure_count
         self._failures = 0
         self._started = started
+        self._last: Exception | None = None
 
     def failed(self, error: Exception) -> Any:
         """Raise ``error`` at once if it is never retried; else count and report it."""
         if isinstance(error, NOT_AN_OUTAGE) or (
                 self._is_retryable is not None and not self._is_retryable(error)):
+            self._ended("gave_up", error, self._failures)
             raise error
         self._failures += 1
+        self._last = error
         if self._with_failure_count:
             return self._fail(error, self._failures)
         return self._fail(error)
@@ -145,8 +154,21 @@ class Tries:
         """Raise ``error`` if the policy gives up; else the delay before the
         next try, in seconds."""
         if self._policy._gives_up(self._failures, self._started):
+            self._ended("gave_up", error, self._failures - 1)
             raise error
         return float(self._policy._backoff.compute(self._failures))
+
+    def recovered(self) -> None:
+        """The call succeeded after its retries."""
+        if self._last is not None:
+            self._ended("recovered", self._last, self._failures)
+
+    def _ended(self, outcome: str, error: Exception, retries: int) -> None:
+        """Tell the backoff, if it reports, how the ``retries`` retries
+        ended; nothing when no retry was made."""
+        ended = getattr(self._policy._backoff, "ended", None)
+        if retries > 0 and ended is not None:
+            ended(outcome, retries, error)
 
 
 class PolicyRetry(RetryPolicy, Retry):
@@ -163,11 +185,15 @@ class PolicyRetry(RetryPolicy, Retry):
         started, tries = time.monotonic(), None
         while True:
             try:
-                return do()
+                result = do()
             except self._supported_errors as error:
                 tries = tries or self._tries(started, is_retryable, fail, with_failure_count)
                 tries.failed(error)
                 time.sleep(tries.delay(error))
+            else:
+                if tries is not None:
+                    tries.recovered()
+                return result
 
 
 class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
@@ -181,13 +207,17 @@ class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
         started, tries = time.monotonic(), None
         while True:
             try:
-                return await do()
+                result = await do()
             except self._supported_errors as error:
                 tries = tries or self._tries(started, is_retryable, fail, with_failure_count)
                 reported = tries.failed(error)
                 if inspect.isawaitable(reported):
                     await reported
                 await asyncio.sleep(tries.delay(error))
+            else:
+                if tries is not None:
+                    tries.recovered()
+                return result
 
 
 def build_retry(settings: Settings, events: ConnectionEvents,

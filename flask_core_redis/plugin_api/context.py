@@ -9,6 +9,7 @@ from ..config import ConfigSource, Key, Settings
 
 if TYPE_CHECKING:
     from ..connection import AnyClient, KeyTracking, TrackingSink
+    from ..telemetry import Telemetry
 
 
 class Registration(Protocol):
@@ -17,6 +18,9 @@ class Registration(Protocol):
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def telemetry(self) -> Telemetry: ...
 
     @property
     def client(self) -> AnyClient: ...
@@ -95,6 +99,15 @@ class PluginContext:
         ``max_stale`` seconds. ``close()`` stops it; so does ``ext.close()``.
         Not on the embedded server (memory://): a RuntimeError there."""
         return self._registration.track_keys(prefix, sink, max_stale)
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """The registration's OpenTelemetry instruments and spans: declare
+        yours with ``counter``, ``histogram``, ``gauge`` and ``span``, named
+        after the plugin (``"leaderboard.scores"`` becomes
+        ``flask_core_redis.leaderboard.scores``), each with the attributes
+        it may carry. With the ``OTEL`` key off they do nothing."""
+        return self._registration.telemetry
 
     def serializer(self) -> Any:
         """The serializer the first plugin in hook order supplies through

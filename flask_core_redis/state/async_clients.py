@@ -79,6 +79,11 @@ class AsyncClients:
                     client = clients[kind] = self._build(changes, home)
         return client
 
+    def built(self) -> list[tuple[str, Any]]:
+        """Every client built and not closed, with its kind, on every home."""
+        with self._lock:
+            return [item for clients in self._homes.values() for item in clients.items()]
+
     def _home(self) -> asyncio.AbstractEventLoop:
         if self._pid != os.getpid():  # a forked child: see _left_by_fork
             _left_by_fork.append(self._homes)

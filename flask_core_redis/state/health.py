@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..config import Settings
 from ..connection import AnyClient
 from ..connection.health import acheck_health, check_health, failed_report
 from ..plugin_api.manager import Plugins
+from ..telemetry import ConnectionTelemetry
 
 #: What health() may take beyond CONNECT_TIMEOUT.
 HEALTH_MARGIN_SECONDS = 0.5
@@ -25,14 +27,34 @@ class HealthCheck:
 
     def __init__(self, settings: Settings, plugins: Plugins,
                  own_client: Callable[..., AnyClient],
-                 async_client: Callable[..., Any]) -> None:
+                 async_client: Callable[..., Any],
+                 telemetry: ConnectionTelemetry | None = None) -> None:
         self._settings = settings
+        self._telemetry = telemetry
         self._plugins = plugins
         self._own_client = own_client
         self._async_client = async_client
         self._running = threading.Lock()
 
     def run(self) -> dict[str, Any]:
+        """The core report plus each plugin's part; ok only if all parts are
+        (:meth:`_run`), recorded when telemetry is on."""
+        started = time.monotonic()
+        return self._recorded(self._run(), started)
+
+    async def arun(self) -> dict[str, Any]:
+        """:meth:`run` on the asyncio client of the running loop: the same
+        report, within the same bound, the core's check on the loop and the
+        plugins' parts (their hooks block) in a worker thread."""
+        started = time.monotonic()
+        return self._recorded(await self._arun(), started)
+
+    def _recorded(self, report: dict[str, Any], started: float) -> dict[str, Any]:
+        if self._telemetry is not None:
+            self._telemetry.health_checked(bool(report["ok"]), time.monotonic() - started)
+        return report
+
+    def _run(self) -> dict[str, Any]:
         """The core report plus each plugin's part; ok only if all parts are.
 
         Bounded: it answers within ``CONNECT_TIMEOUT`` plus half a second,
@@ -60,10 +82,7 @@ class HealthCheck:
             return answers[0]
         return failed_report(self._settings, f"no answer within {limit * 1000:.0f} ms")
 
-    async def arun(self) -> dict[str, Any]:
-        """:meth:`run` on the asyncio client of the running loop: the same
-        report, within the same bound, the core's check on the loop and the
-        plugins' parts (their hooks block) in a worker thread."""
+    async def _arun(self) -> dict[str, Any]:
         limit = self._settings.connect_timeout + HEALTH_MARGIN_SECONDS
         try:
             return await asyncio.wait_for(self._areport(), limit)

@@ -23,8 +23,10 @@ from ..connection import (
     build_master_watch,
     log_event,
 )
+from ..connection.redis_py import pool_usage
 from ..connection.tracking import bounds, masters_of
 from ..plugin_api.manager import Plugins
+from ..telemetry import OFF, ConnectionTelemetry, Telemetry, enable_redis_py_metrics
 from .apps import current_app_object, is_quart
 
 if TYPE_CHECKING:
@@ -35,6 +37,12 @@ from .lifecycle import close_at_exit
 from .unit_of_work import Closeable, UnitOfWork
 
 EXTENSION_KEY = "core_redis"
+
+#: The kinds of client a registration builds, as its pool gauge names them:
+#: the shared one, those kept by name, duplicates, and the asyncio ones.
+CLIENT_KINDS = ("shared", "fail-fast", "health", "tracking", "text", "bytes", "rq",
+                "duplicate", "async:shared", "async:fail-fast", "async:health",
+                "async:text", "async:bytes")
 
 
 class RedisState:
@@ -47,6 +55,12 @@ class RedisState:
         self.options = options
         self.events = ConnectionEvents(settings.prefix)
         self.events.subscribe(log_event)
+        #: The registration's telemetry (:data:`~flask_core_redis.telemetry.OFF`
+        #: unless ``OTEL`` is on).
+        self.telemetry: Telemetry = OFF
+        self._connection_telemetry: ConnectionTelemetry | None = None
+        if settings.otel:
+            self._start_telemetry()
         self._client: AnyClient | None = None
         self._own_clients: dict[str, AnyClient] = {}
         self._watch: MasterWatch | None = None
@@ -58,11 +72,42 @@ class RedisState:
         self._async_clients = AsyncClients(self._build_async)
         self._unit_of_work = UnitOfWork(settings.prefix)
         self._health = HealthCheck(settings, self.plugins, self.own_client,
-                                   self._async_clients.get)
+                                   self._async_clients.get, self._connection_telemetry)
         close_at_exit(self)
 
     def __repr__(self) -> str:
         return f"<RedisState {self.settings.prefix} {self.settings.mode} {self.settings.address}>"
+
+    def _start_telemetry(self) -> None:
+        """Record the connection's instruments, and redis-py's own metrics.
+        The pool gauge holds this registration weakly: an app dropped
+        without ``ext.close()`` is not kept by the meter."""
+        self.telemetry = Telemetry(True, self.settings.prefix)
+        enable_redis_py_metrics()
+        me = weakref.ref(self)
+
+        def pools() -> list[tuple[str, int, int]] | None:
+            state = me()
+            return None if state is None else state.pool_usage()
+
+        self._connection_telemetry = ConnectionTelemetry(self.telemetry, self.settings.mode,
+                                                         pools, CLIENT_KINDS)
+        self.events.subscribe(self._connection_telemetry.event)
+
+    def pool_usage(self) -> list[tuple[str, int, int]]:
+        """``(client kind, in use, idle)`` for each kind of client built and
+        not closed, the connections of every client of a kind added up."""
+        with self._lock:
+            built = [("shared", self._client), *self._own_clients.items(),
+                     *(("duplicate", client) for client in list(self._duplicates))]
+        built += [(f"async:{kind}", client) for kind, client in self._async_clients.built()]
+        usage: dict[str, tuple[int, int]] = {}
+        for kind, client in built:
+            if client is not None:
+                used, idle = pool_usage(client)
+                was_used, was_idle = usage.get(kind, (0, 0))
+                usage[kind] = (was_used + used, was_idle + idle)
+        return [(kind, used, idle) for kind, (used, idle) in usage.items()]
 
     def start(self, app: AnyApp) -> None:
         """Set the plugins up for ``app``, feed them connection events, and close

@@ -285,15 +285,15 @@ class MasterWatch:
             self._moved(old.address, new.address)
         elif new.paused_until > old.paused_until:
             self._emit("failover", new.address, f"a failover of master {self.master!r} "
-                       "started: connections wait for its outcome")
+                       "started: connections wait for its outcome", outcome="started")
         elif new.paused_until < old.paused_until and new.paused_until <= time.monotonic():
             self._emit("failover", new.address, f"the failover of master {self.master!r} "
-                       "ended without a promotion")
+                       "ended without a promotion", outcome="ended")
 
     def _moved(self, old: Address | None, new: Address) -> None:
         if old is not None:
             self._emit("failover", new, f"master {self.master!r} moved here from "
-                       f"{old[0]}:{old[1]}")
+                       f"{old[0]}:{old[1]}", outcome="moved")
         for listener in list(self._listeners):
             listener.master_moved(old, new)
 
@@ -368,10 +368,10 @@ class MasterWatch:
         return describe_error(error), isinstance(error, ResponseError)
 
     def _emit(self, kind: EventKind, address: Address | None, detail: str,
-              error: BaseException | None = None) -> None:
+              error: BaseException | None = None, outcome: str | None = None) -> None:
         where = "" if address is None else f"{address[0]}:{address[1]}"
         self._relay.emit(kind, address=f"sentinel {where}" if kind == "sentinel" else where,
-                         detail=detail, error=error)
+                         detail=detail, error=error, outcome=outcome)
 
 
 def _is_pong(reply: Any) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 from ...plugin_api import OUTAGE_ERRORS, Operation, describe_error
@@ -75,20 +76,25 @@ class Guard:
     operations themselves, so sync and async callers share them and the
     breaker."""
 
-    def __init__(self, fail_open: bool, breaker_seconds: float) -> None:
+    def __init__(self, fail_open: bool, breaker_seconds: float,
+                 fell_open: Callable[[], None] = lambda: None) -> None:
         self.fail_open = fail_open
         self.breaker = Breaker(breaker_seconds)
+        #: Called each time an operation gives its fallback.
+        self.fell_open = fell_open
 
     def guarded(self, operation: Operation[T], fallback: T) -> Operation[T]:
         """``operation``'s result, or ``fallback``."""
         if not self.fail_open:
             return (yield from operation)
         if not self.breaker.allows():
+            self.fell_open()
             return fallback
         try:
             result = yield from operation
         except OUTAGE_ERRORS as error:
             self.breaker.failed(error)
+            self.fell_open()
             return fallback
         self.breaker.succeeded()
         return result

@@ -94,6 +94,8 @@ class LocalEntries:
         by a thread that is not there)."""
         self._items: OrderedDict[str, Any] = OrderedDict()
         self.bytes = 0
+        #: Entries dropped to stay within the bounds, since start.
+        self.evictions = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -163,6 +165,7 @@ class LocalEntries:
         while items and (len(items) > self.max_entries or self.bytes > self.max_bytes):
             key, item = items.popitem(last=False)
             self.bytes -= _size(key, item)
+            self.evictions += 1
 
 
 class NearCache:
@@ -183,6 +186,11 @@ class NearCache:
         self._starting = threading.Lock()
         self.hits = self.flushes = 0
         _LIVE.add(self)
+
+    @property
+    def evictions(self) -> int:
+        """Entries dropped to stay within the bounds, since start."""
+        return self.entries.evictions
 
     def covers(self, namespace: str) -> bool:
         return self._namespaces is None or namespace in self._namespaces

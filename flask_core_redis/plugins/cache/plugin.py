@@ -49,6 +49,7 @@ from .near import ITEM_OVERHEAD_BYTES, NearCache
 from .recompute import Recompute
 from .scripts import SET_MANY, NamespaceKeys, mget, run_script
 from .serializers import JsonSerializer, Serializer
+from .telemetry import CacheTelemetry
 
 T = TypeVar("T")
 
@@ -106,6 +107,9 @@ CONFIG_KEYS = (
         "seen at most this late."),
     Key("CACHE_LOCAL_NAMESPACES", (), namespace_names, "Cache: the namespaces the near "
         "cache holds (a list, or names separated by commas); empty: every namespace."),
+    Key("CACHE_OTEL_NAMESPACES", (), namespace_names, "Cache: with `OTEL` on, the "
+        "namespaces named in the cache's metrics and spans (a list, or names separated by "
+        "commas); `default` always is, every other is recorded as `other`."),
 )
 
 
@@ -121,18 +125,22 @@ class CachePlugin:
         """Read the ``CACHE_*`` keys."""
         self.context = context
         (self.default_ttl, self.fail_open, self.breaker_seconds, self.lock_timeout,
-         local_entries, local_bytes, max_stale_ms, local_namespaces) = (
+         local_entries, local_bytes, max_stale_ms, local_namespaces, otel_namespaces) = (
             context.setting(key) for key in CONFIG_KEYS)
         self._serializer: Serializer | None = None
         self._namespaces: dict[str, NamespaceKeys] = {}
-        self._guard = Guard(self.fail_open, self.breaker_seconds)
+        self._telemetry = CacheTelemetry(context, otel_namespaces)
+        self._spans = self._telemetry.spans
+        self._guard = Guard(self.fail_open, self.breaker_seconds,
+                            fell_open=self._telemetry.fail_open.add)
         # Every command, the lock renewals' included, on a client whose reads
         # are bounded: on a hung server a warm connection of the shared client,
         # with no SOCKET_TIMEOUT, would wait for ever, and fail-open never happen.
         self._client = ClientOnUse(context.fail_fast_client)
         self._aclient = ClientOnUse(context.fail_fast_async_client)
         self._codec = Codec(self.serializer)
-        self._recompute = Recompute(self._guard, self._codec, self.lock_timeout)
+        self._recompute = Recompute(self._guard, self._codec, self.lock_timeout,
+                                    self._telemetry)
         #: The near cache, or None when it is off.
         self.near: NearCache | None = None
         if local_entries and context.mode == "memory":
@@ -143,6 +151,7 @@ class CachePlugin:
             self.near = NearCache(context, self._codec, max_entries=local_entries,
                                   max_bytes=local_bytes, max_stale_ms=max_stale_ms,
                                   namespaces=frozenset(local_namespaces) or None)
+            self._telemetry.watch_near_cache(context, self.near)
 
     def serializer(self) -> Serializer:
         """The first serializer a plugin supplies, else JSON. (A method, not a
@@ -202,7 +211,14 @@ class CachePlugin:
         names = self._keys(namespace)
         read = self._read_many(wanted, names.version, list(map(names.entry, wanted)),
                                self._near_of(namespace))
-        return (yield from self._guard.guarded(read, {}))
+        found = yield from self._guard.guarded(read, None)
+        if found is None:  # answered without Redis
+            return {}
+        hits = len(found)
+        self._telemetry.requests.add(hits, result="hit", namespace=namespace)
+        self._telemetry.requests.add(len(wanted) - hits, result="miss", namespace=namespace)
+        self._spans["get"].note(result="hit" if hits else "miss")
+        return found
 
     def _read_many(self, wanted: list[str], version_key: str, entry_keys: list[str],
                    near: NearCache | None) -> Operation[dict[str, Any]]:
@@ -229,11 +245,13 @@ class CachePlugin:
 
     def _delete(self, key: str, namespace: str) -> Operation[bool]:
         name = self._keys(namespace).entry(key)
+        self._telemetry.invalidations.add(1, scope="key", namespace=namespace)
         with self._forgetting(namespace, [name]):
             return bool((yield from self._guard.raising(_command("DEL", name))))
 
     def _invalidate_namespace(self, namespace: str) -> Operation[int]:
         key = self._keys(namespace).version
+        self._telemetry.invalidations.add(1, scope="namespace", namespace=namespace)
         with self._forgetting(namespace, [key]):
             return int((yield from self._guard.raising(_command("INCR", key))))
 
@@ -244,9 +262,10 @@ class CachePlugin:
         if near is not None:
             entry = near.entry(names.version, names.entry)
             if entry is not None and not entry.due(time.time() * 1000):
+                self._spans["get_or_set"].note(result="hit", computed=False)
                 return entry.value  # type: ignore[no-any-return]
         return (yield from self._recompute.get_or_set(names, compute, self._resolve_ttl(ttl),
-                                                      near))
+                                                      namespace, near))
 
     @contextlib.contextmanager
     def _forgetting(self, namespace: str, names: list[str]) -> Iterator[None]:
@@ -266,78 +285,87 @@ class CachePlugin:
         """The cached value, or ``default`` on a miss: one MGET of the entry and
         of its namespace's version."""
         value = self._local(key, namespace)  # the near cache's hit: no operation to run
-        return value if value is not MISS else run(self._get(key, default, namespace),
-                                                   self._client)
+        return value if value is not MISS else run(
+            self._spans["get"].traced(self._get(key, default, namespace)), self._client)
 
     async def aget(self, key: str, default: Any = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> Any:
         """:meth:`get` from async code."""
         value = self._local(key, namespace)
-        return value if value is not MISS else await arun(self._get(key, default, namespace),
-                                                          self._aclient)
+        return value if value is not MISS else await arun(
+            self._spans["get"].traced(self._get(key, default, namespace)), self._aclient)
 
     def get_many(self, keys: Iterable[str], *,
                  namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         """The hits among ``keys``, in one round trip."""
-        return run(self._get_many(keys, namespace), self._client)
+        return run(self._spans["get_many"].traced(self._get_many(keys, namespace)),
+                   self._client)
 
     async def aget_many(self, keys: Iterable[str], *,
                         namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         """:meth:`get_many` from async code."""
-        return await arun(self._get_many(keys, namespace), self._aclient)
+        return await arun(self._spans["get_many"].traced(self._get_many(keys, namespace)),
+                          self._aclient)
 
     def set(self, key: str, value: Any, ttl: float | None = None, *,
             namespace: str = DEFAULT_NAMESPACE) -> None:
         """Cache ``value`` (JSON-serializable) for ``ttl`` seconds."""
-        run(self._set_many({key: value}, ttl, namespace), self._client)
+        run(self._spans["set"].traced(self._set_many({key: value}, ttl, namespace)),
+            self._client)
 
     async def aset(self, key: str, value: Any, ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> None:
         """:meth:`set` from async code."""
-        await arun(self._set_many({key: value}, ttl, namespace), self._aclient)
+        await arun(self._spans["set"].traced(self._set_many({key: value}, ttl, namespace)),
+                   self._aclient)
 
     def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
                  namespace: str = DEFAULT_NAMESPACE) -> None:
         """Cache every item of ``mapping`` for ``ttl`` seconds, in one round trip."""
-        run(self._set_many(mapping, ttl, namespace), self._client)
+        run(self._spans["set"].traced(self._set_many(mapping, ttl, namespace)), self._client)
 
     async def aset_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
                         namespace: str = DEFAULT_NAMESPACE) -> None:
         """:meth:`set_many` from async code."""
-        await arun(self._set_many(mapping, ttl, namespace), self._aclient)
+        await arun(self._spans["set"].traced(self._set_many(mapping, ttl, namespace)),
+                   self._aclient)
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Remove one entry; True if it was there. With Redis down, the
         error is raised: a deletion never fails open."""
-        return run(self._delete(key, namespace), self._client)
+        return run(self._spans["delete"].traced(self._delete(key, namespace)), self._client)
 
     async def adelete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """:meth:`delete` from async code."""
-        return await arun(self._delete(key, namespace), self._aclient)
+        return await arun(self._spans["delete"].traced(self._delete(key, namespace)),
+                          self._aclient)
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version.
         With Redis down, the error is raised: an invalidation never fails open."""
-        return run(self._invalidate_namespace(namespace), self._client)
+        return run(self._spans["invalidate_namespace"].traced(
+            self._invalidate_namespace(namespace)), self._client)
 
     async def ainvalidate_namespace(self, namespace: str) -> int:
         """:meth:`invalidate_namespace` from async code."""
-        return await arun(self._invalidate_namespace(namespace), self._aclient)
+        return await arun(self._spans["invalidate_namespace"].traced(
+            self._invalidate_namespace(namespace)), self._aclient)
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> T:
         """The cached value, or ``compute()``'s, cached. On a miss one caller,
         across all processes, computes while the others wait for its result; near
         expiry one caller refreshes early while the others keep the old value."""
-        return run(self._get_or_set(key, compute, ttl, namespace), self._client)
+        return run(self._spans["get_or_set"].traced(
+            self._get_or_set(key, compute, ttl, namespace)), self._client)
 
     async def aget_or_set(self, key: str, compute: Callable[[], T | Awaitable[T]],
                           ttl: float | None = None, *,
                           namespace: str = DEFAULT_NAMESPACE) -> T:
         """:meth:`get_or_set` from async code; ``compute`` may be a coroutine
         function. Sync and async callers of one key share one computation."""
-        return await arun(self._get_or_set(key, compute, ttl, namespace),  # type: ignore[arg-type]
-                          self._aclient)
+        return await arun(self._spans["get_or_set"].traced(  # type: ignore[arg-type]
+            self._get_or_set(key, compute, ttl, namespace)), self._aclient)
 
     def cached(self, ttl: float | None = None, key: KeySpec = None, *,
                namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:

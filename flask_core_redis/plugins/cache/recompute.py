@@ -32,6 +32,7 @@ from .entries import Codec, Entry
 from .guard import Guard
 from .near import NearCache
 from .scripts import CLAIM, RENEW, STORE_COMPUTED, UNLOCK, Names, mget, run_script
+from .telemetry import CacheTelemetry
 
 T = TypeVar("T")
 
@@ -51,45 +52,62 @@ class Snapshot:
 class Recompute:
     """``get_or_set`` for one cache, as an operation: see the module's docstring."""
 
-    def __init__(self, guard: Guard, codec: Codec, lock_timeout: float) -> None:
+    def __init__(self, guard: Guard, codec: Codec, lock_timeout: float,
+                 telemetry: CacheTelemetry) -> None:
         self._guard = guard
         self._codec = codec
+        self._telemetry = telemetry
+        self._note = telemetry.spans["get_or_set"].note
         self._lock_timeout = lock_timeout
         self._lock_ms = round(lock_timeout * 1000)
 
     def get_or_set(self, names: Names, compute: Callable[[], T], ttl_ms: int,
-                   near: NearCache | None = None) -> Operation[T]:
+                   namespace: str, near: NearCache | None = None) -> Operation[T]:
         seen = yield from self._guard.guarded(self._look(names, near), None)
         if seen is None:  # Redis is down: compute, store nothing
-            return (yield Call(compute))  # type: ignore[no-any-return]
+            return (yield from self._compute_without_redis(compute, namespace))
         entry = self._entry(seen)
         if entry is not None and (seen.locked or not entry.due(time.time() * 1000)):
+            self._note(result="hit", computed=False)
             return entry.value  # type: ignore[no-any-return]
+        reason = "missing" if entry is None else "early"
         while True:
             token = secrets.token_hex(8)
             claim = yield from self._guard.guarded(self._claim(names, token), None)
             if claim is None:
-                return (yield Call(compute))  # type: ignore[no-any-return]
+                return (yield from self._compute_without_redis(compute, namespace))
             taken, now = claim
             entry = self._entry(now)
             if entry is not None and (not taken or now.raw != seen.raw):
                 if taken:  # stored since we looked: no need to compute
                     yield from self._unlock(names, token)
+                self._note(result="hit", computed=False)
                 return entry.value  # type: ignore[no-any-return]
             if taken:
+                self._telemetry.recomputations.add(1, reason=reason, namespace=namespace)
+                self._note(result="hit" if reason == "early" else "miss", computed=True)
                 try:
                     return (yield from self._compute_holding(names, token, now.version,
                                                              compute, ttl_ms))
                 finally:  # this process's next read sees what it stored
                     if near is not None:
                         near.forget([names.entry])
+            started = time.monotonic()
             waited = yield from self._wait_while_locked(names)
+            self._telemetry.waits.record(time.monotonic() - started, namespace=namespace)
             if waited is None:
-                return (yield Call(compute))  # type: ignore[no-any-return]
+                return (yield from self._compute_without_redis(compute, namespace))
             seen, entry = waited
             if entry is not None:
+                self._note(result="miss", computed=False)
                 return entry.value  # type: ignore[no-any-return]
             # The lock went without a value: compete for it again.
+
+    def _compute_without_redis(self, compute: Callable[[], T], namespace: str) -> Operation[T]:
+        """Redis is down: compute, store nothing."""
+        self._telemetry.recomputations.add(1, reason="fail_open", namespace=namespace)
+        self._note(result="miss", computed=True)
+        return (yield Call(compute))  # type: ignore[no-any-return]
 
     def _entry(self, snapshot: Snapshot) -> Entry | None:
         return self._codec.decode(snapshot.raw, snapshot.version)

@@ -1,0 +1,267 @@
+"""The extension's OpenTelemetry instruments and spans, declared with the
+attributes they may carry.
+
+Every instrument and every span is declared with its attributes and, for
+each, the values it may take: a set of words, ``bool``, or the names an
+app declared (its cache namespaces, say). A value outside its set is
+recorded as ``other``; an attribute not declared is a programming error
+(a ValueError). So no key, user id, code or value can reach a metric or a
+span, and each attribute has a bounded number of values, whatever the
+callers pass.
+
+With telemetry off (:data:`OFF`), instruments and spans are shared objects
+whose methods do nothing, and :meth:`Telemetry.traced` hands an operation
+back unchanged: the cost of switching it off is one method call.
+
+OpenTelemetry is imported only when telemetry is on: it is the ``otel``
+extra's. Instruments are made once per process through the global meter
+(``opentelemetry.metrics.get_meter``), so whatever SDK and exporter the
+app sets up, before or after, receives them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
+
+from ..connection.operations import Operation
+
+#: Every instrument's and span's name starts with this.
+NAMESPACE = "flask_core_redis"
+#: What a value outside its attribute's declared set is recorded as.
+OTHER = "other"
+
+#: What an attribute may be: a set of words, ``bool``, or ``int``.
+Allowed = Collection[str] | type[bool] | type[int]
+#: Declared attributes: each name, and what its values may be.
+Attributes = Mapping[str, Allowed]
+
+
+def checked(name: str, declared: Attributes, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` with every value that is not allowed replaced by ``other``;
+    a ValueError for an attribute ``name`` does not declare."""
+    attributes: dict[str, Any] = {}
+    for key, value in given.items():
+        allowed = declared.get(key)
+        if allowed is None:
+            raise ValueError(f"{name} declares no attribute {key!r}: it declares "
+                             f"{', '.join(sorted(declared)) or 'none'}")
+        attributes[key] = _allowed(value, allowed)
+    return attributes
+
+
+def _allowed(value: Any, allowed: Allowed) -> Any:
+    if allowed is bool:
+        return value if isinstance(value, bool) else OTHER
+    if allowed is int:
+        return value if type(value) is int else OTHER
+    return value if isinstance(value, str) and value in allowed else OTHER  # type: ignore[operator]
+
+
+class Instrument:
+    """A counter or a histogram: ``add``/``record`` a number with attributes
+    (keywords; names with a dot as ``**{"error.type": ...}``)."""
+
+    __slots__ = ("_base", "_declared", "_measure", "name")
+
+    def __init__(self, name: str, measure: Callable[[float, dict[str, Any]], None],
+                 declared: Attributes, base: Mapping[str, Any]) -> None:
+        #: The full name (``flask_core_redis.cache.requests``).
+        self.name = name
+        self._measure = measure
+        self._declared = declared
+        self._base = dict(base)
+
+    def add(self, amount: float = 1, **attributes: Any) -> None:
+        """Count ``amount`` (a counter)."""
+        self._measure(amount, {**self._base, **checked(self.name, self._declared, attributes)})
+
+    record = add
+    """Record ``amount`` (a histogram)."""
+
+
+class _OffInstrument:
+    __slots__ = ()
+
+    def add(self, amount: float = 1, **attributes: Any) -> None:
+        """Nothing: telemetry is off."""
+
+    record = add
+
+
+class Span:
+    """A declared span: :meth:`Telemetry.traced` runs an operation in it,
+    :meth:`note` sets its attributes from inside that operation."""
+
+    __slots__ = ("_declared", "_telemetry", "name")
+
+    def __init__(self, telemetry: Telemetry, name: str, declared: Attributes) -> None:
+        self.name = name
+        self._declared = declared
+        self._telemetry = telemetry
+
+    def traced(self, operation: Operation[Any]) -> Operation[Any]:
+        """``operation`` run inside a new span of this name, current while it
+        runs: the command spans of an instrumented redis-py nest under it."""
+        tracer = self._telemetry.tracer()
+        with tracer.start_as_current_span(self.name, attributes=self._telemetry.base):
+            return (yield from operation)
+
+    def note(self, **attributes: Any) -> None:
+        """Set ``attributes`` on the current span, if it is one of this name's."""
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        if span.is_recording() and getattr(span, "name", self.name) == self.name:
+            span.set_attributes(checked(self.name, self._declared, attributes))
+
+
+class _OffSpan:
+    __slots__ = ()
+
+    def traced(self, operation: Operation[Any]) -> Operation[Any]:
+        """``operation`` as it is: telemetry is off."""
+        return operation
+
+    def note(self, **attributes: Any) -> None:
+        """Nothing: telemetry is off."""
+
+
+_OFF_INSTRUMENT = _OffInstrument()
+_OFF_SPAN = _OffSpan()
+
+#: Callbacks of the observable instruments, by name: one instrument per
+#: process, each registration adding a callback, dropped once it returns None.
+_observed: dict[str, list[Callable[[], list[tuple[float, dict[str, Any]]] | None]]] = {}
+_made: dict[tuple[str, str], Any] = {}
+_making = threading.Lock()
+
+
+class Telemetry:
+    """One registration's telemetry: its instruments and spans, each
+    carrying ``registration`` (the config prefix). ``on`` False: every
+    instrument and span does nothing (:data:`OFF` is such a one)."""
+
+    def __init__(self, on: bool, registration: str = "") -> None:
+        #: Whether anything is recorded.
+        self.on = on
+        #: The attributes every measurement and span of this registration carries.
+        self.base: dict[str, Any] = {"registration": registration} if on else {}
+
+    def __repr__(self) -> str:
+        return f"<Telemetry {'on' if self.on else 'off'} {self.base.get('registration', '')}>"
+
+    def counter(self, name: str, unit: str, description: str,
+                attributes: Attributes | None = None) -> Instrument | _OffInstrument:
+        """A counter named ``flask_core_redis.<name>``, e.g. ``cache.requests``."""
+        return self._instrument("counter", name, unit, description, attributes)
+
+    def histogram(self, name: str, unit: str, description: str,
+                  attributes: Attributes | None = None) -> Instrument | _OffInstrument:
+        """A histogram named ``flask_core_redis.<name>``."""
+        return self._instrument("histogram", name, unit, description, attributes)
+
+    def gauge(self, name: str, unit: str, description: str,
+              observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
+              attributes: Attributes | None = None) -> None:
+        """An observable gauge named ``flask_core_redis.<name>``, read when the
+        app's metric reader collects: ``observe()`` gives ``(value,
+        attributes)`` pairs, checked against ``attributes``, or None once
+        what it watches is gone (it is not called again)."""
+        self._observable("gauge", name, unit, description, observe, attributes)
+
+    def total(self, name: str, unit: str, description: str,
+              observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
+              attributes: Attributes | None = None) -> None:
+        """An observable counter named ``flask_core_redis.<name>``: as
+        :meth:`gauge`, ``observe()`` giving running totals. For counts kept
+        on a hot path as plain integers, which cost nothing to bump."""
+        self._observable("total", name, unit, description, observe, attributes)
+
+    def _observable(self, kind: str, name: str, unit: str, description: str,
+                    observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
+                    attributes: Attributes | None) -> None:
+        if not self.on:
+            return
+        full = f"{NAMESPACE}.{name}"
+        declared = attributes or {}
+
+        def checked_observe() -> list[tuple[float, dict[str, Any]]] | None:
+            observed = observe()
+            if observed is None:
+                return None
+            return [(value, {**self.base, **checked(full, declared, given)})
+                    for value, given in observed]
+
+        with _making:
+            sources = _observed.get(full)
+            if sources is None:
+                sources = _observed[full] = []
+                create = (_meter().create_observable_gauge if kind == "gauge"
+                          else _meter().create_observable_counter)
+                create(full, callbacks=[lambda options: _observations(full)],
+                       unit=unit, description=description)
+            sources.append(checked_observe)
+
+    def span(self, name: str, attributes: Attributes | None = None) -> Span | _OffSpan:
+        """A span named ``flask_core_redis.<name>``, e.g. ``cache.get_or_set``."""
+        if not self.on:
+            return _OFF_SPAN
+        return Span(self, f"{NAMESPACE}.{name}", attributes or {})
+
+    def tracer(self) -> Any:
+        """The extension's tracer, from the global tracer provider (a proxy
+        until the app sets one, which then serves it)."""
+        tracer = _made.get(("tracer", NAMESPACE))
+        if tracer is None:
+            from opentelemetry import trace
+
+            tracer = _made[("tracer", NAMESPACE)] = trace.get_tracer(NAMESPACE, _version())
+        return tracer
+
+    def _instrument(self, kind: str, name: str, unit: str, description: str,
+                    attributes: Attributes | None) -> Instrument | _OffInstrument:
+        if not self.on:
+            return _OFF_INSTRUMENT
+        full = f"{NAMESPACE}.{name}"
+        with _making:
+            made = _made.get((kind, full))
+            if made is None:
+                create = (_meter().create_counter if kind == "counter"
+                          else _meter().create_histogram)
+                made = _made[(kind, full)] = create(full, unit=unit, description=description)
+        measure = made.add if kind == "counter" else made.record
+        return Instrument(full, measure, attributes or {}, self.base)
+
+
+def _observations(name: str) -> Any:
+    from opentelemetry.metrics import Observation
+
+    sources = _observed.get(name, [])
+    for observe in list(sources):
+        observed = observe()
+        if observed is None:
+            with _making:
+                sources.remove(observe)
+            continue
+        for value, attributes in observed:
+            yield Observation(value, attributes)
+
+
+def _meter() -> Any:
+    from opentelemetry import metrics
+
+    return metrics.get_meter(NAMESPACE, _version())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flask-core-redis")
+    except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "0"
+
+
+#: Telemetry that is off: what a registration without ``OTEL`` has.
+OFF = Telemetry(False)
