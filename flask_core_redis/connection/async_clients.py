@@ -34,7 +34,7 @@ from .async_connections import (
     evented_async_class,
 )
 from .clients import client_kwargs
-from .cluster import report_master_changes
+from .cluster import MasterChanges
 from .events import ConnectionEvents
 from .loops import HomedClusterPipeline, HomedRedis, at_home, homed
 from .memory import build_memory_client, memory_server
@@ -102,8 +102,9 @@ class HomedRedisCluster(RedisCluster):
 
     def __init__(self, *args: Any, command_retry: AsyncPolicyRetry,
                  connection_class: type[AbstractConnection], pool_timeout: float | None,
-                 **kwargs: Any) -> None:
+                 master_changes: MasterChanges, **kwargs: Any) -> None:
         self.command_retry = command_retry
+        self.master_changes = master_changes
         #: Seconds a command waits for a free connection of its node
         #: (POOL_TIMEOUT); None: it fails at once, as redis-py's does.
         self.pool_timeout = pool_timeout
@@ -126,7 +127,14 @@ class HomedRedisCluster(RedisCluster):
         return await self.command_retry.call_with_retry(run, _ignore)
 
     async def initialize(self) -> Any:
-        return await at_home(self.home, super().initialize)
+        return await at_home(self.home, self._initialize_reporting)
+
+    async def _initialize_reporting(self) -> Any:
+        """Read the slot map, if it is due, and report masters that changed."""
+        before = self.master_changes.masters(self.nodes_manager)
+        result = await RedisCluster.initialize(self)
+        self.master_changes.compare(self.nodes_manager, before)
+        return result
 
     async def _initialized_then(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """``call(...)`` once the slot map is read. Every caller waits for it
@@ -134,7 +142,7 @@ class HomedRedisCluster(RedisCluster):
         read of the map, closes connections other commands are using
         ("'NoneType' object has no attribute 'writelines'")."""
         if self._initialize:
-            await RedisCluster.initialize(self)
+            await self._initialize_reporting()
         return await call(*args, **kwargs)
 
     async def _with_a_free_connection(self, *args: Any, **kwargs: Any) -> Any:
@@ -274,14 +282,13 @@ def _cluster(settings: Settings, events: ConnectionEvents,
     tls = {"ssl": True, **ssl_kwargs(settings)} if settings.ssl else {}
     base = ASYNC_SSL_CONNECTION if settings.ssl else Connection
     kwargs.pop("connection_pool_class", None)
-    client = HomedRedisCluster(
+    return HomedRedisCluster(
         host=host, port=port, require_full_coverage=False,
         startup_nodes=[ClusterNode(h, p) for h, p in others],
         connection_class=evented_async_class(base, events),
         command_retry=build_async_retry(settings, events, RedisCluster.ERRORS_ALLOW_RETRY),
-        pool_timeout=settings.pool_timeout, **tls, **kwargs)
-    report_master_changes(client.nodes_manager, events, settings.address)
-    return client
+        pool_timeout=settings.pool_timeout,
+        master_changes=MasterChanges(events, settings.address), **tls, **kwargs)
 
 
 def _memory(settings: Settings, events: ConnectionEvents, kwargs: dict[str, Any]) -> Any:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any
 
 from redis.backoff import NoBackoff
@@ -57,7 +56,7 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     def connect() -> RedisCluster:
         client = as_redis_errors(RetryingRedisCluster, command_retry=command_retry,
                                  **cluster_kwargs(settings, events, kwargs))
-        report_master_changes(client.nodes_manager, events, settings.address)
+        MasterChanges(events, settings.address).watch(client.nodes_manager)
         return client
 
     # RedisCluster reads the slot map while it is constructed; a cluster that
@@ -65,40 +64,41 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
     return command_retry.call_with_retry(connect, lambda error: None)
 
 
-def report_master_changes(nodes_manager: Any, events: ConnectionEvents, address: str) -> None:
-    """Emit a ``failover`` event (outcome ``moved``) each time a read of the
-    slot map (``nodes_manager.initialize``, blocking or asyncio) finds other
-    masters than the read before it did: a failover the client followed."""
-    initialize = nodes_manager.initialize
+class MasterChanges:
+    """Emits a ``failover`` event (outcome ``moved``) when a read of a
+    Cluster's slot map finds other masters than before it: a failover the
+    client followed."""
 
-    def masters() -> frozenset[str]:
+    def __init__(self, events: ConnectionEvents, address: str) -> None:
+        self._events = events
+        self._address = address
+
+    @staticmethod
+    def masters(nodes_manager: Any) -> frozenset[str]:
+        """The masters ``nodes_manager`` knows of now, by name."""
         return frozenset(node.name for node in list(nodes_manager.nodes_cache.values())
                          if node.server_type == PRIMARY)
 
-    def compare(before: frozenset[str]) -> None:
-        after = masters()
+    def compare(self, nodes_manager: Any, before: frozenset[str]) -> None:
+        """Emit the event if the masters are not ``before`` (and were known)."""
+        after = self.masters(nodes_manager)
         if before and after and after != before:
-            events.emit("failover", address=address, outcome="moved",
-                        detail=f"the Cluster's masters changed: {len(before - after)} "
-                               f"left, {len(after - before)} came")
+            self._events.emit("failover", address=self._address, outcome="moved",
+                              detail=f"the Cluster's masters changed: {len(before - after)} "
+                                     f"left, {len(after - before)} came")
 
-    if inspect.iscoroutinefunction(initialize):
-        async def initialize_reporting(*args: Any, **kwargs: Any) -> Any:
-            before = masters()
-            result = await initialize(*args, **kwargs)
-            compare(before)
+    def watch(self, nodes_manager: Any) -> None:
+        """Compare around every ``initialize`` of a blocking client's nodes
+        manager. (The asyncio one's has slots: its client compares instead.)"""
+        initialize = nodes_manager.initialize
+
+        def initialize_reporting(*args: Any, **kwargs: Any) -> Any:
+            before = self.masters(nodes_manager)
+            result = initialize(*args, **kwargs)
+            self.compare(nodes_manager, before)
             return result
 
         nodes_manager.initialize = initialize_reporting
-        return
-
-    def initialize_reporting_sync(*args: Any, **kwargs: Any) -> Any:
-        before = masters()
-        result = initialize(*args, **kwargs)
-        compare(before)
-        return result
-
-    nodes_manager.initialize = initialize_reporting_sync
 
 
 def cluster_kwargs(settings: Settings, events: ConnectionEvents,

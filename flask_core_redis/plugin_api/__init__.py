@@ -21,6 +21,8 @@ from ..connection.operations import (
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
 from ..connection.tracking import KeyTracking, TrackingSink
 from ..errors import OUTAGE_ERRORS, ConfigurationError, RedisUnavailable, describe_error
+from ..telemetry import Attributes as TelemetryAttributes
+from ..telemetry import Telemetry
 from ..values import MAX_TTL_SECONDS, as_text, ttl_ms
 from .context import PluginContext
 from .hookspecs import hookimpl, hookspec
@@ -55,6 +57,8 @@ __all__ = [
     "PluginContext",
     "RedisUnavailable",
     "Step",
+    "Telemetry",
+    "TelemetryAttributes",
     "TrackingSink",
     "arun",
     "as_text",

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..connection.operations import Operation
+
+T = TypeVar("T")
 
 #: Every instrument's and span's name starts with this.
 NAMESPACE = "flask_core_redis"
@@ -100,7 +102,7 @@ class Span:
         self._declared = declared
         self._telemetry = telemetry
 
-    def traced(self, operation: Operation[Any]) -> Operation[Any]:
+    def traced(self, operation: Operation[T]) -> Operation[T]:
         """``operation`` run inside a new span of this name, current while it
         runs: the command spans of an instrumented redis-py nest under it."""
         tracer = self._telemetry.tracer()
@@ -119,7 +121,7 @@ class Span:
 class _OffSpan:
     __slots__ = ()
 
-    def traced(self, operation: Operation[Any]) -> Operation[Any]:
+    def traced(self, operation: Operation[T]) -> Operation[T]:
         """``operation`` as it is: telemetry is off."""
         return operation
 

@@ -364,8 +364,9 @@ class CachePlugin:
                           namespace: str = DEFAULT_NAMESPACE) -> T:
         """:meth:`get_or_set` from async code; ``compute`` may be a coroutine
         function. Sync and async callers of one key share one computation."""
-        return await arun(self._spans["get_or_set"].traced(  # type: ignore[arg-type]
-            self._get_or_set(key, compute, ttl, namespace)), self._aclient)
+        return await arun(self._spans["get_or_set"].traced(
+            self._get_or_set(key, compute, ttl, namespace)),  # type: ignore[arg-type]
+            self._aclient)
 
     def cached(self, ttl: float | None = None, key: KeySpec = None, *,
                namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:

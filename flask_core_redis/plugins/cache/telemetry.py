@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Collection
 from typing import Any
 
-from ...plugin_api import PluginContext
+from ...plugin_api import PluginContext, TelemetryAttributes
 from .decorator import DEFAULT_NAMESPACE
 from .near import NearCache
 
@@ -41,7 +41,7 @@ class CacheTelemetry:
         self.invalidations = telemetry.counter(
             "cache.invalidations", "{invalidation}", "Deletions of one entry and "
             "invalidations of a namespace", {"scope": ("key", "namespace"), **namespace})
-        span_attributes = {"result": RESULTS, "computed": bool, **namespace}
+        span_attributes: TelemetryAttributes = {"result": RESULTS, "computed": bool, **namespace}
         self.spans = {name: telemetry.span(f"cache.{name}", span_attributes)
                       for name in ("get", "get_many", "set", "delete", "invalidate_namespace",
                                    "get_or_set")}

@@ -37,6 +37,7 @@ from ...plugin_api import (
 )
 from .digits import normalize_code, normalize_phone
 from .scripts import CHECK, ISSUE
+from .telemetry import OtpTelemetry
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -117,6 +118,7 @@ class OtpPlugin:
         self.ttl, self.max_attempts, self.cooldown, self.max_sends, self.window = (
             context.setting(key) for key in CONFIG_KEYS)
         self._replay_ms = replay_window_ms(context.settings)
+        self._telemetry = OtpTelemetry(context)
         self._config = app.config  # SECRET_KEY is read at each use: it may come later
         if not self._config.get("SECRET_KEY"):  # the app starts; OTP refuses to work
             logger.warning("[%s] one-time passwords are unavailable until SECRET_KEY is "
@@ -141,13 +143,17 @@ class OtpPlugin:
     def _digest(key: bytes, phone: str, code: str) -> str:
         return hmac.new(key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _run(self, operation: Operation[T]) -> T:
-        """``operation`` with the blocking fail-fast client."""
-        return run(operation, self.context.fail_fast_client())
+    def _run(self, span: str, operation: Operation[T]) -> T:
+        """``operation`` in the span ``otp.<span>``, with the blocking
+        fail-fast client."""
+        return run(self._telemetry.spans[span].traced(operation),
+                   self.context.fail_fast_client())
 
-    async def _arun(self, operation: Operation[T]) -> T:
-        """``operation`` with the asyncio fail-fast client of the running loop."""
-        return await arun(operation, self.context.fail_fast_async_client())
+    async def _arun(self, span: str, operation: Operation[T]) -> T:
+        """``operation`` in the span ``otp.<span>``, with the asyncio fail-fast
+        client of the running loop."""
+        return await arun(self._telemetry.spans[span].traced(operation),
+                          self.context.fail_fast_async_client())
 
     def _script_op(self, script: LuaScript, number: str, names: list[str],
                    args: list[Any]) -> Operation[tuple[Any, int]]:
@@ -159,6 +165,7 @@ class OtpPlugin:
         try:
             status, count = yield from script.operation(keys, args)
         except RedisError as error:
+            self._telemetry.outages.add(1, operation="check" if script is CHECK else "issue")
             raise OtpUnavailable(f"the OTP store is unavailable: "
                                  f"{describe_error(error)}") from error
         return as_text(status), int(count)
@@ -167,11 +174,11 @@ class OtpPlugin:
         """A new 6-digit code for ``phone`` (send it yourself); the previous one
         stops working. Raises OtpRateLimited within the cooldown or past the
         send limit."""
-        return self._run(self._issue_op(phone, ttl))
+        return self._run("issue", self._issue_op(phone, ttl))
 
     async def aissue(self, phone: str, ttl: float | None = None) -> str:
         """:meth:`issue` from async code."""
-        return await self._arun(self._issue_op(phone, ttl))
+        return await self._arun("issue", self._issue_op(phone, ttl))
 
     def _issue_op(self, phone: str, ttl: float | None) -> Operation[str]:
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -181,11 +188,11 @@ class OtpPlugin:
     def store_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """Store ``code`` for ``phone`` for ``ttl`` seconds, under the same limits
         as :meth:`issue`."""
-        self._run(self._store_op(phone, code, ttl))
+        self._run("issue", self._store_op(phone, code, ttl))
 
     async def astore_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """:meth:`store_otp` from async code."""
-        await self._arun(self._store_op(phone, code, ttl))
+        await self._arun("issue", self._store_op(phone, code, ttl))
 
     def _store_op(self, phone: str, code: str, ttl: float | None) -> Operation[None]:
         key = self._digest_key()
@@ -196,7 +203,11 @@ class OtpPlugin:
             self._digest(key, number, code), lifetime_ms, self.cooldown * 1000,
             self.max_sends, self.window * 1000, EXPIRED_GRACE_MS, len(code)])
         if status != "ok":
+            self._telemetry.refused.add(1, reason=status)
+            self._telemetry.spans["issue"].note(outcome=status)
             raise OtpRateLimited(status, wait_ms / 1000)
+        self._telemetry.issued.add(1)
+        self._telemetry.spans["issue"].note(outcome="issued")
 
     def check(self, phone: str, code: str) -> OtpCheck:
         """``ok`` (and the code is used up), ``invalid`` (wrong code or unknown
@@ -204,11 +215,11 @@ class OtpPlugin:
         that is not one is a ValueError, and costs no attempt; so is a code
         with another number of digits than the stored one (an unknown phone
         expects as many as :meth:`issue` gives)."""
-        return self._run(self._check_op(phone, code))
+        return self._run("verify", self._check_op(phone, code))
 
     async def acheck(self, phone: str, code: str) -> OtpCheck:
         """:meth:`check` from async code."""
-        return await self._arun(self._check_op(phone, code))
+        return await self._arun("verify", self._check_op(phone, code))
 
     def _check_op(self, phone: str, code: str) -> Operation[OtpCheck]:
         key = self._digest_key()
@@ -218,13 +229,18 @@ class OtpPlugin:
             EXPIRED_GRACE_MS, CODE_DIGITS])
         if status == "digits":
             raise ValueError(f"invalid code: expected {count} digits, not {len(code)}")
+        if status == "lockout":  # this wrong attempt was the last one allowed
+            self._telemetry.lockouts.add(1)
+            status = "locked"
+        self._telemetry.verifications.add(1, outcome=status)
+        self._telemetry.spans["verify"].note(outcome=status)
         return OtpCheck(status, count)
 
     def verify_otp(self, phone: str, code: str) -> bool:
         """True once for the right code; False otherwise. Fails closed:
         OtpUnavailable when Redis cannot be reached, never True."""
-        return self._run(self._check_op(phone, code)).ok
+        return self._run("verify", self._check_op(phone, code)).ok
 
     async def averify_otp(self, phone: str, code: str) -> bool:
         """:meth:`verify_otp` from async code; fails closed as it does."""
-        return (await self._arun(self._check_op(phone, code))).ok
+        return (await self._arun("verify", self._check_op(phone, code))).ok

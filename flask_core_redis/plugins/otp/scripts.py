@@ -72,6 +72,6 @@ if record[1] ~= '' and record[1] == ARGV[3] then
   return remember({'ok', max - attempts})
 end
 attempts = redis.call('HINCRBY', KEYS[3], 'attempts', 1)
-if attempts >= max then return remember({'locked', 0}) end
+if attempts >= max then return remember({'lockout', 0}) end
 return remember({'invalid', max - attempts})
 """)

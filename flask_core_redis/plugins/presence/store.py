@@ -52,6 +52,7 @@ from .errors import TooManyConnections
 from .scripts import CLOSE, DEFAULT_CONNECTION, ONLINE_MANY, OPEN, SWEEP
 from .shards import Shard, Shards
 from .socketio_binding import bind_socketio
+from .telemetry import PresenceTelemetry
 
 logger = logging.getLogger("flask_core_redis")
 
@@ -146,6 +147,7 @@ class PresencePlugin:
         self._offline_listeners: list[Callable[[str], None]] = []
         self._replay_ms = replay_window_ms(context.settings)
         self._bindings_stop = threading.Event()
+        self._telemetry = PresenceTelemetry(context)
 
     @hookimpl
     def core_redis_closing(self, context: PluginContext) -> None:
@@ -154,12 +156,18 @@ class PresencePlugin:
         self._bindings_stop.set()
         self._bindings_stop = threading.Event()  # for a later bind_socketio
 
-    def _run(self, operation: Operation[T]) -> T:
-        """``operation`` with the blocking fail-fast client."""
+    def _run(self, operation: Operation[T], span: str | None = None) -> T:
+        """``operation`` with the blocking fail-fast client, in the span
+        ``presence.<span>`` if one is named."""
+        if span is not None:
+            operation = self._telemetry.spans[span].traced(operation)
         return run(operation, self.context.fail_fast_client())
 
-    async def _arun(self, operation: Operation[T]) -> T:
-        """``operation`` with the asyncio fail-fast client of the running loop."""
+    async def _arun(self, operation: Operation[T], span: str | None = None) -> T:
+        """``operation`` with the asyncio fail-fast client of the running loop,
+        in the span ``presence.<span>`` if one is named."""
+        if span is not None:
+            operation = self._telemetry.spans[span].traced(operation)
         return await arun(operation, self.context.fail_fast_async_client())
 
     def _once(self, shard: Shard, keys: list[str],
@@ -176,22 +184,22 @@ class PresencePlugin:
     def mark_online(self, user_id: object, ttl: float | None = None, *,
                     connection_id: str = DEFAULT_CONNECTION) -> None:
         """Open (or renew) one connection of the user for ``ttl`` seconds."""
-        self._run(self._open_op(user_id, connection_id, ttl))
+        self._run(self._open_op(user_id, connection_id, ttl), "open")
 
     async def amark_online(self, user_id: object, ttl: float | None = None, *,
                            connection_id: str = DEFAULT_CONNECTION) -> None:
         """:meth:`mark_online` from async code."""
-        await self._arun(self._open_op(user_id, connection_id, ttl))
+        await self._arun(self._open_op(user_id, connection_id, ttl), "open")
 
     def connect(self, user_id: object, connection_id: str, ttl: float | None = None) -> bool:
         """Open a connection; True if the user was offline until now (one round
         trip: what a Socket.IO connect needs to decide on a broadcast)."""
-        return self._run(self._connect_op(user_id, connection_id, ttl))
+        return self._run(self._connect_op(user_id, connection_id, ttl), "open")
 
     async def aconnect(self, user_id: object, connection_id: str,
                        ttl: float | None = None) -> bool:
         """:meth:`connect` from async code."""
-        return await self._arun(self._connect_op(user_id, connection_id, ttl))
+        return await self._arun(self._connect_op(user_id, connection_id, ttl), "open")
 
     def _connect_op(self, user_id: object, connection_id: str,
                     ttl: float | None) -> Operation[bool]:
@@ -207,11 +215,16 @@ class PresencePlugin:
             shard, [shard.users, shard.present, shard.seen, shard.held(user)],
             [user, connection, now, now + self._ttl_ms(ttl), self.max_connections,
              shard.held_prefix, SWEEP_PER_OPEN, self.seen_ms]))
+        note = self._telemetry.spans["open"].note
         if reply[0] == -1:
+            self._telemetry.refused.add(1)
+            note(refused=True)
             raise TooManyConnections(
                 f"user {user!r:.80} already holds {self.max_connections} live connections "
                 "(PRESENCE_MAX_CONNECTIONS); close one, or let it time out, first")
         alive, online, gone = reply
+        self._telemetry.opens.add(1, came_online=not online)
+        note(refused=False, came_online=not online)
         self._announce_offline(gone)
         return bool(alive), bool(online)
 
@@ -294,21 +307,21 @@ class PresencePlugin:
     def mark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """Close one connection (or all of them); True if the user is still
         online through another connection."""
-        return self._run(self._close_op(user_id, connection_id)) == 1
+        return self._run(self._close_op(user_id, connection_id), "close") == 1
 
     async def amark_offline(self, user_id: object, connection_id: str | None = None) -> bool:
         """:meth:`mark_offline` from async code."""
-        return await self._arun(self._close_op(user_id, connection_id)) == 1
+        return await self._arun(self._close_op(user_id, connection_id), "close") == 1
 
     def disconnect(self, user_id: object, connection_id: str) -> bool:
         """Close a connection; True if this made the user go offline (False if
         they are still online, or were already offline): what a Socket.IO
         disconnect needs to decide on a broadcast."""
-        return self._run(self._close_op(user_id, connection_id)) == 0
+        return self._run(self._close_op(user_id, connection_id), "close") == 0
 
     async def adisconnect(self, user_id: object, connection_id: str) -> bool:
         """:meth:`disconnect` from async code."""
-        return await self._arun(self._close_op(user_id, connection_id)) == 0
+        return await self._arun(self._close_op(user_id, connection_id), "close") == 0
 
     def _close_op(self, user_id: object, connection_id: str | None) -> Operation[int]:
         """One script: 1 if the user is still online, 0 if this made them
@@ -317,9 +330,15 @@ class PresencePlugin:
         connection = "" if connection_id is None else _identifier("connection_id",
                                                                   connection_id)
         shard = self._shards.of(user)
-        return int((yield from CLOSE.operation(*self._once(
+        still = int((yield from CLOSE.operation(*self._once(
             shard, [shard.users, shard.present, shard.seen, shard.held(user)],
             [user, connection, _now_ms()]))))
+        if still >= 0:
+            self._telemetry.closes.add(1, went_offline=still == 0)
+            self._telemetry.spans["close"].note(went_offline=still == 0)
+        if still == 0:
+            self._telemetry.offline.add(1, reason="closed")
+        return still
 
     # Users gone offline without a close ---------------------------------------
 
@@ -334,11 +353,11 @@ class PresencePlugin:
         """Drop the users whose every connection has expired, on every shard (up
         to ``SWEEP_PER_CALL`` each, one round trip per master), tell the
         ``on_offline`` listeners, and return them."""
-        return self._run(self._sweep_op())
+        return self._run(self._sweep_op(), "sweep")
 
     async def asweep(self) -> list[str]:
         """:meth:`sweep` from async code."""
-        return await self._arun(self._sweep_op())
+        return await self._arun(self._sweep_op(), "sweep")
 
     def _sweep_op(self) -> Operation[list[str]]:
         now = _now_ms()
@@ -347,12 +366,16 @@ class PresencePlugin:
                                 [now, SWEEP_PER_CALL, self.seen_ms, shard.held_prefix]))
             for shard in self._shards.all])
         gone = [user for reply in replies for user in reply]
+        self._telemetry.sweeps.add(1)
+        self._telemetry.spans["sweep"].note(users=len(gone))
         self._announce_offline(gone)
         return [as_text(user) for user in gone]
 
     def _announce_offline(self, gone: list[Any]) -> None:
         """Tell every listener of every user; a listener that raises is logged,
         and the others are still told."""
+        if gone:
+            self._telemetry.offline.add(len(gone), reason="swept")
         for user in gone:
             for listener in self._offline_listeners:
                 try:
