@@ -27,6 +27,7 @@ from .servers import (
     free_port,
     refusing_default_port,
 )
+from .telemetry_support import Recorded, fresh_providers, reset_opentelemetry
 
 ACL_USER, ACL_PASSWORD = "app", "acl-s3cret-pw"
 REQUIRE_PASSWORD = "requirepass-s3cret"
@@ -92,6 +93,21 @@ def outside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     checkout, in /tmp or anywhere above is ever read."""
     (tmp_path / ".env").touch()
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def opentelemetry_reset() -> Iterator[None]:
+    """No test leaves a global meter or tracer provider, or the extension's
+    instruments made for one, to the next (a docs example sets its own)."""
+    yield
+    reset_opentelemetry()
+
+
+@pytest.fixture
+def otel() -> Iterator[Recorded]:
+    """Fresh global OpenTelemetry providers that keep what they record:
+    build the app after asking for it."""
+    yield fresh_providers()
 
 
 @pytest.fixture

@@ -106,8 +106,16 @@ class Span:
         """``operation`` run inside a new span of this name, current while it
         runs: the command spans of an instrumented redis-py nest under it."""
         tracer = self._telemetry.tracer()
-        with tracer.start_as_current_span(self.name, attributes=self._telemetry.base):
-            return (yield from operation)
+        with tracer.start_as_current_span(self.name, attributes=self._telemetry.base,
+                                          record_exception=False,
+                                          set_status_on_exception=False) as span:
+            try:
+                return (yield from operation)
+            except BaseException as error:
+                # The error's type only: its message may quote a key or an id.
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(_error_status())
+                raise
 
     def note(self, **attributes: Any) -> None:
         """Set ``attributes`` on the current span, if it is one of this name's."""
@@ -234,6 +242,12 @@ class Telemetry:
                 made = _made[(kind, full)] = create(full, unit=unit, description=description)
         measure = made.add if kind == "counter" else made.record
         return Instrument(full, measure, attributes or {}, self.base)
+
+
+def _error_status() -> Any:
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR)
 
 
 def _observations(name: str) -> Any:
