@@ -35,7 +35,7 @@ import redis
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).absolute().parent.parent))
 
-from benchmarks import async_client, async_serving, cache, near_cache, presence
+from benchmarks import async_client, async_serving, cache, near_cache, presence, telemetry
 from benchmarks.measure import Report
 from benchmarks.topologies import (
     Topology,
@@ -85,9 +85,11 @@ def plan(name: str) -> list[tuple[str, Figure]]:
                     ("near hit", near_cache.hit),
                     ("near invalidation delivery", near_cache.delivery),
                     ("near mix", near_cache.mix),
-                    ("near memory", near_cache.memory)]
+                    ("near memory", near_cache.memory),
+                    ("telemetry", telemetry.overhead)]
     if name == "cluster":
-        figures.append(("near hit", near_cache.hit))
+        figures += [("near hit", near_cache.hit),
+                    ("telemetry", telemetry.overhead)]
     return figures
 
 
