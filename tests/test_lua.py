@@ -139,3 +139,16 @@ def test_a_call_never_gets_another_calls_reply(calls, data, made):
     for nonce, reply in made:
         assert once.run(once.call(nonce, reply)) == COMMON[reply]  # sent again
     assert once.count() == len(made) + len(probes)
+
+
+def test_a_script_is_named_as_given_else_by_the_constant_that_holds_it():
+    from flask_core_redis.plugins.cache import scripts as cache_scripts
+
+    named = LuaScript(f"return '{uuid.uuid4().hex}'", name="greeting")
+    made_here = LuaScript(f"return '{uuid.uuid4().hex}'")
+    assert lua.script_name(named.sha) == "greeting"
+    assert lua.script_name(COUNTED.sha) == f"{__name__}.COUNTED"
+    assert (lua.script_name(cache_scripts.CLAIM.sha)
+            == "flask_core_redis.plugins.cache.scripts.CLAIM")
+    assert lua.script_name(made_here.sha) is None  # held by no module constant
+    assert lua.script_name("0" * 40) is None

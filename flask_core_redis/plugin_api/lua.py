@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -15,16 +16,27 @@ from redis.exceptions import NoScriptError
 from ..connection.operations import Command, Operation, Pipeline, run
 from ..connection.retry import CAP_SECONDS as RETRY_DELAY_CAP_SECONDS
 
+#: Each script's name, by SHA1: given to LuaScript, or found by script_name().
+_NAMES: dict[str, str] = {}
+#: The module that made each script given no name, by SHA1.
+_MADE_IN: dict[str, str] = {}
+
 
 class LuaScript:
     """One Lua script: EVALSHA, falling back to EVAL when the server lacks it.
-    In Cluster every key of one call must be in one slot (use a hash tag)."""
+    In Cluster every key of one call must be in one slot (use a hash tag).
+    ``name`` is what tools that show the commands sent call it (the debug
+    toolbar's Redis panel); without one, ``script_name()`` finds it."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, name: str | None = None) -> None:
         #: The script's Lua source.
         self.source = source
         #: Its SHA1, as EVALSHA and SCRIPT LOAD name it.
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        if name is not None:
+            _NAMES[self.sha] = name
+        else:
+            _MADE_IN.setdefault(self.sha, sys._getframe(1).f_globals.get("__name__", ""))
 
     def __call__(self, client: Any, keys: list[str], args: list[Any],
                  **options: Any) -> Any:
@@ -43,6 +55,19 @@ class LuaScript:
     def command(self, keys: list[str], args: list[Any], **options: Any) -> Command:
         """Its EVALSHA, to send in a pipeline."""
         return Command("EVALSHA", self.sha, len(keys), *keys, *args, **options)
+
+
+def script_name(sha: str) -> str | None:
+    """The name of the script whose SHA1 is ``sha``: the one given to
+    :class:`LuaScript`, else ``module.CONSTANT`` where the module that made it
+    holds it in a constant; None for a script of neither kind."""
+    module = sys.modules.get(_MADE_IN.get(sha, "")) if sha not in _NAMES else None
+    if module is not None:
+        for constant, value in list(vars(module).items()):
+            if isinstance(value, LuaScript) and value.sha == sha:
+                _NAMES[sha] = f"{module.__name__}.{constant}"
+                break
+    return _NAMES.get(sha)
 
 
 #: The shortest time a call's reply is remembered (see :func:`once_prelude`).
