@@ -27,8 +27,9 @@ CHAINS = chains(BLOCKS)
 #: The libraries of the ecosystem extra, and the integrations that need them,
 #: left out of the passes without it.
 _ECOSYSTEM = re.compile(r"^\s*(from|import)\s+(flask_session|flask_caching|flask_limiter|"
-                        r"celery|kombu|rq_dashboard|flask_core_redis\.integrations\."
-                        r"(sessions|limiter|kombu_broker|rq_dashboard))\b", re.M)
+                        r"flask_debugtoolbar|celery|kombu|rq_dashboard|flask_core_redis\."
+                        r"integrations\.(sessions|limiter|kombu_broker|rq_dashboard|"
+                        r"debug_toolbar))\b", re.M)
 #: Quart (Flask >= 3), left out of the lowest versions' pass.
 _QUART = re.compile(r"^\s*(from|import)\s+quart\b", re.M)
 

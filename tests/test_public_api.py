@@ -35,7 +35,8 @@ INTEGRATIONS = sorted(
 
 #: Integrations that import their library as they are imported: their tests
 #: run only where the ecosystem extra is installed.
-NEEDS_ECOSYSTEM = {"flask_core_redis.integrations.sessions"}
+NEEDS_ECOSYSTEM = {"flask_core_redis.integrations.sessions",
+                   "flask_core_redis.integrations.debug_toolbar"}
 
 
 def importable(names):

@@ -250,6 +250,12 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "redis-py's pools count their connections publicly"),
     # Integrations (outside the connection core) --------------------------------
     Workaround(
+        "flask_core_redis.integrations._command_log:_stacked_commands", "all",
+        "a Cluster pipeline, blocking or asyncio, gives no public list of the commands "
+        "it holds: the debug toolbar's panel reads its execution strategy's private "
+        "_command_queue",
+        "redis-py's Cluster pipelines list their commands publicly"),
+    Workaround(
         "flask_core_redis.integrations.worker:_STOP_WAITS", "6.4-8.1",
         "PubSubWorkerThread.stop() takes a timeout and joins the thread from 8.2; "
         "before, it returns at once",
