@@ -4,7 +4,7 @@ process back as it was, for the next test.
 
 The global providers can be set once per process, and the extension makes
 its instruments once per process: both are reset here through private names
-(of opentelemetry-api 1.27 to 1.45, and of the extension)."""
+(of opentelemetry-api 1.30 to 1.45, and of the extension)."""
 
 from __future__ import annotations
 

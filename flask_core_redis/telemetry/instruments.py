@@ -30,6 +30,10 @@ T = TypeVar("T")
 
 #: Every instrument's and span's name starts with this.
 NAMESPACE = "flask_core_redis"
+#: The bucket boundaries of every histogram, in seconds: a Redis round trip
+#: to a computation others wait for.
+SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
 #: What a value outside its attribute's declared set is recorded as.
 OTHER = "other"
 
@@ -168,7 +172,8 @@ class Telemetry:
 
     def histogram(self, name: str, unit: str, description: str,
                   attributes: Attributes | None = None) -> Instrument | _OffInstrument:
-        """A histogram named ``flask_core_redis.<name>``."""
+        """A histogram named ``flask_core_redis.<name>``; in seconds (unit
+        ``s``), with buckets from 0.5 ms to 10 s (:data:`SECONDS_BUCKETS`)."""
         return self._instrument("histogram", name, unit, description, attributes)
 
     def gauge(self, name: str, unit: str, description: str,
@@ -237,9 +242,11 @@ class Telemetry:
         with _making:
             made = _made.get((kind, full))
             if made is None:
-                create = (_meter().create_counter if kind == "counter"
-                          else _meter().create_histogram)
-                made = _made[(kind, full)] = create(full, unit=unit, description=description)
+                made = _made[(kind, full)] = (
+                    _meter().create_counter(full, unit=unit, description=description)
+                    if kind == "counter" else _meter().create_histogram(
+                        full, unit=unit, description=description,
+                        explicit_bucket_boundaries_advisory=SECONDS_BUCKETS))
         measure = made.add if kind == "counter" else made.record
         return Instrument(full, measure, attributes or {}, self.base)
 
