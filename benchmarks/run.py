@@ -7,6 +7,7 @@ with "met" or "MISSED", and a summary lists every MISSED goal.
     bash scripts/bench            # or: PYTHONPATH=. .venv/bin/python benchmarks/run.py
     bash scripts/bench --only async   # the figures whose name starts with "async"
     bash scripts/bench --only near    # the near cache's (benchmarks/near_cache.py)
+    bash scripts/bench --only telemetry   # REDIS_OTEL's cost (benchmarks/telemetry.py)
 
 Server time per operation comes from INFO commandstats (see benchmarks/measure.py):
 CONFIG RESETSTAT on every master, the operations, then the usec of the

@@ -74,7 +74,7 @@ LABELS = {"client": "ext.client.get", "cache": "ext.cache.get hit",
           "near": "near cache hit"}
 #: The operations each side's worker times (``off2``: a second ``off``).
 SIDES = {"off": ("client", "cache", "near"), "on": ("client", "cache", "near"),
-         "spans": ("client", "cache", "near"), "off2": ("client", "cache"),
+         "spans": ("client", "cache", "near"), "off2": ("client", "cache", "near"),
          "before": ("client", "cache")}
 CLUSTER_SIDES = ("off", "on")
 CLIENT_KEY = "bench:telemetry"
@@ -364,7 +364,7 @@ def informative(report: Report, timed: Stretches) -> None:
     for operation in ("client", "cache"):
         compared(report, timed, "spans", "off", operation, None)
     compared(report, timed, "on", "off", "near", None)
-    for operation in ("client", "cache"):
+    for operation in LABELS:
         compared(report, timed, "off2", "off", operation, None)
 
 
