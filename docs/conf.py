@@ -96,4 +96,8 @@ nitpick_ignore_regex = [
     # The libraries the integrations wrap; RQ, python-socketio,
     # Flask-Session and kombu publish inventories too.
     (r"py:.*", r"(rq|socketio|flask_session|kombu)\..*"),
+    # Flask-DebugToolbar's panel base class, and the Jinja environment it takes.
+    (r"py:.*", r"(flask_debugtoolbar|jinja2)\..*"),
+    # The type variable of generic operations.
+    (r"py:class", r"T"),
 ]

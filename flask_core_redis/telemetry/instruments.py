@@ -86,8 +86,11 @@ class Instrument:
     """Record ``amount`` (a histogram)."""
 
 
-class _OffInstrument:
+class _OffInstrument(Instrument):
     __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
 
     def add(self, amount: float = 1, **attributes: Any) -> None:
         """Nothing: telemetry is off."""
@@ -96,8 +99,8 @@ class _OffInstrument:
 
 
 class Span:
-    """A declared span: :meth:`Telemetry.traced` runs an operation in it,
-    :meth:`note` sets its attributes from inside that operation."""
+    """A declared span: :meth:`traced` runs an operation in it, :meth:`note`
+    sets its attributes from inside that operation."""
 
     __slots__ = ("_declared", "_telemetry", "name")
 
@@ -130,8 +133,11 @@ class Span:
             span.set_attributes(checked(self.name, self._declared, attributes))
 
 
-class _OffSpan:
+class _OffSpan(Span):
     __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
 
     def traced(self, operation: Operation[T]) -> Operation[T]:
         """``operation`` as it is: telemetry is off."""
@@ -154,7 +160,7 @@ _making = threading.Lock()
 class Telemetry:
     """One registration's telemetry: its instruments and spans, each
     carrying ``registration`` (the config prefix). ``on`` False: every
-    instrument and span does nothing (:data:`OFF` is such a one)."""
+    instrument and span does nothing (``OFF`` is such a one)."""
 
     def __init__(self, on: bool, registration: str = "") -> None:
         #: Whether anything is recorded.
@@ -166,14 +172,14 @@ class Telemetry:
         return f"<Telemetry {'on' if self.on else 'off'} {self.base.get('registration', '')}>"
 
     def counter(self, name: str, unit: str, description: str,
-                attributes: Attributes | None = None) -> Instrument | _OffInstrument:
+                attributes: Attributes | None = None) -> Instrument:
         """A counter named ``flask_core_redis.<name>``, e.g. ``cache.requests``."""
         return self._instrument("counter", name, unit, description, attributes)
 
     def histogram(self, name: str, unit: str, description: str,
-                  attributes: Attributes | None = None) -> Instrument | _OffInstrument:
+                  attributes: Attributes | None = None) -> Instrument:
         """A histogram named ``flask_core_redis.<name>``; in seconds (unit
-        ``s``), with buckets from 0.5 ms to 10 s (:data:`SECONDS_BUCKETS`)."""
+        ``s``), with buckets from 0.5 ms to 10 s (``SECONDS_BUCKETS``)."""
         return self._instrument("histogram", name, unit, description, attributes)
 
     def gauge(self, name: str, unit: str, description: str,
@@ -218,7 +224,7 @@ class Telemetry:
                        unit=unit, description=description)
             sources.append(checked_observe)
 
-    def span(self, name: str, attributes: Attributes | None = None) -> Span | _OffSpan:
+    def span(self, name: str, attributes: Attributes | None = None) -> Span:
         """A span named ``flask_core_redis.<name>``, e.g. ``cache.get_or_set``."""
         if not self.on:
             return _OFF_SPAN
@@ -235,7 +241,7 @@ class Telemetry:
         return tracer
 
     def _instrument(self, kind: str, name: str, unit: str, description: str,
-                    attributes: Attributes | None) -> Instrument | _OffInstrument:
+                    attributes: Attributes | None) -> Instrument:
         if not self.on:
             return _OFF_INSTRUMENT
         full = f"{NAMESPACE}.{name}"

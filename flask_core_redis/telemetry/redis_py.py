@@ -8,11 +8,11 @@ import threading
 
 logger = logging.getLogger("flask_core_redis")
 
-#: redis-py's metric groups turned on: connection counts, create and wait
-#: times; errors and retries; each command's duration. (Pub/sub, streams
-#: and the client-side cache stay off: their attributes may name channels
-#: and streams.)
-METRIC_GROUPS = ("CONNECTION_BASIC", "RESILIENCY", "COMMAND")
+#: redis-py's metric groups turned on: connection counts and create times;
+#: waits for a free connection, pool timeouts and closes; errors and
+#: retries; each command's duration. (Pub/sub, streams and the client-side
+#: cache stay off: their attributes may name channels and streams.)
+METRIC_GROUPS = ("CONNECTION_BASIC", "CONNECTION_ADVANCED", "RESILIENCY", "COMMAND")
 
 _lock = threading.Lock()
 
