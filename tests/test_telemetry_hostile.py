@@ -107,3 +107,16 @@ def test_undeclared_attributes_are_refused_and_unknown_values_become_other(otel)
         (("fast", True), ("registration", "REDIS"), ("result", "hit")): 1,
         (("fast", "other"), ("registration", "REDIS"), ("result", "other")): 1,
     }
+
+
+def test_the_switch_without_opentelemetry_installed_says_what_to_install(make_app,
+                                                                        monkeypatch):
+    import importlib.util
+
+    from flask_core_redis import ConfigurationError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "opentelemetry" else real(name, *args))
+    with pytest.raises(ConfigurationError, match=r"REDIS_OTEL is on.*flask-core-redis\[otel\]"):
+        make_app({"REDIS_URL": "memory://otel-missing", "REDIS_OTEL": True})

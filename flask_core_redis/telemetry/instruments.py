@@ -20,11 +20,13 @@ app sets up, before or after, receives them."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ..connection.operations import Operation
+from ..errors import ConfigurationError
 
 T = TypeVar("T")
 
@@ -163,6 +165,10 @@ class Telemetry:
     instrument and span does nothing (``OFF`` is such a one)."""
 
     def __init__(self, on: bool, registration: str = "") -> None:
+        if on and importlib.util.find_spec("opentelemetry") is None:
+            raise ConfigurationError(
+                f"{registration}_OTEL is on, but the OpenTelemetry API is not installed: "
+                "pip install 'flask-core-redis[otel]' (and the OpenTelemetry SDK)")
         #: Whether anything is recorded.
         self.on = on
         #: The attributes every measurement and span of this registration carries.
