@@ -36,6 +36,7 @@ def reset_opentelemetry() -> None:
     trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
     instruments._made.clear()
     instruments._observed.clear()
+    instruments._tracing_on = False
 
 
 def _reset_redis_py() -> None:

@@ -5,6 +5,7 @@ redis-py; nothing is recorded with the switch off."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import signal
 import threading
 import time
@@ -359,6 +360,30 @@ def test_command_spans_nest_under_the_plugin_operation(otel, instrumented_redis,
         assert all(span.attributes["db.statement"].startswith(span.name)
                    for span in children)
         assert {"EVALSHA", "MGET"} & {span.name for span in children}
+
+
+def test_redis_py_metric_groups_are_chosen_by_configuration(otel, make_app, redis_server):
+    app, ext = app_on(make_app, f"redis://{redis_server.address}",
+                      REDIS_OTEL_REDIS_PY_METRICS="command, resiliency")
+    with app.app_context():
+        for _ in range(3):
+            ext.client.ping()
+    durations = [point.count for attributes, point
+                 in otel.points("db.client.operation.duration")
+                 if attributes.get("db.operation.name") == "PING"]
+    if importlib.util.find_spec("redis.observability") is None:  # redis-py before 7.2
+        assert durations == []
+    else:
+        assert sum(durations) >= 3
+        assert otel.points("db.client.connection.count") == []  # CONNECTION_BASIC: off
+
+
+def test_unknown_redis_py_metric_groups_are_refused(make_app):
+    from flask_core_redis import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"OTEL_REDIS_PY_METRICS.*COMMAND"):
+        make_app({"REDIS_URL": "memory://groups", "REDIS_OTEL": True,
+                  "REDIS_OTEL_REDIS_PY_METRICS": "COMMAND,PUBSUB"})
 
 
 def test_nothing_is_recorded_with_the_switch_off(otel, make_app, redis_server):

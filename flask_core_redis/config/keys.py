@@ -102,6 +102,27 @@ def _name_list(value: Any) -> tuple[str, ...]:
     return names
 
 
+#: The redis-py metric groups ``OTEL_REDIS_PY_METRICS`` accepts:
+#: ``RESILIENCY`` (errors and retries), ``CONNECTION_ADVANCED`` (a waiting
+#: pool's waits, timeouts, connections closed), ``CONNECTION_BASIC``
+#: (connection counts and create times, recorded at every checkout and
+#: release) and ``COMMAND`` (each command's duration). Pub/sub, streams and
+#: the client-side cache are left out: their attributes may name channels
+#: and streams.
+REDIS_PY_METRIC_GROUPS = ("RESILIENCY", "CONNECTION_ADVANCED", "CONNECTION_BASIC", "COMMAND")
+
+
+def _metric_groups(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple | set) else str(value).split(",")
+    names = tuple(str(item).strip().upper() for item in items if str(item).strip())
+    unknown = [name for name in names if name not in REDIS_PY_METRIC_GROUPS]
+    if unknown:
+        raise InvalidValue("expected redis-py metric groups among "
+                           f"{', '.join(REDIS_PY_METRIC_GROUPS)}"
+                           f" (a list, or separated by commas); {len(unknown)} unknown")
+    return tuple(dict.fromkeys(names))
+
+
 def _key_prefix(value: Any) -> str:
     text = str(value)
     if any(char in text for char in "{}") or any(char.isspace() for char in text):
@@ -211,6 +232,11 @@ KEYS: tuple[Key, ...] = (
     Key("OTEL", False, parsers.boolean, "Records OpenTelemetry metrics and spans for "
         "this registration and its plugins (the `otel` extra), and redis-py's own metrics "
         "where the installed redis-py has them (7.2+; process-wide). See Observability."),
+    Key("OTEL_REDIS_PY_METRICS", ("RESILIENCY", "CONNECTION_ADVANCED"), _metric_groups,
+        "With `OTEL` on, redis-py's metric groups to turn on (a list, or names separated "
+        "by commas): `RESILIENCY`, `CONNECTION_ADVANCED`, `CONNECTION_BASIC`, `COMMAND` "
+        "(each command's duration); empty: none. The first registration to turn them on "
+        "decides for the process."),
     Key("MEMORY_WARNING_RATIO", 0.9, parsers.number(0, 1, "expected a number above 0 "
         "and at most 1, e.g. 0.9"), "`health()` warns when used memory reaches this "
         "share of `maxmemory` (on Cluster, on any primary); no warning where "

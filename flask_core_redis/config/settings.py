@@ -61,6 +61,7 @@ class Settings:
     health_route: str | None
     error_handler: bool
     otel: bool
+    otel_redis_py_metrics: tuple[str, ...]
     memory_warning_ratio: float
 
     def __repr__(self) -> str:

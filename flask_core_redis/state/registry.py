@@ -83,7 +83,7 @@ class RedisState:
         The pool gauge holds this registration weakly: an app dropped
         without ``ext.close()`` is not kept by the meter."""
         self.telemetry = Telemetry(True, self.settings.prefix)
-        enable_redis_py_metrics()
+        enable_redis_py_metrics(self.settings.otel_redis_py_metrics)
         me = weakref.ref(self)
 
         def pools() -> list[tuple[str, int, int]] | None:

@@ -36,6 +36,8 @@ NAMESPACE = "flask_core_redis"
 #: to a computation others wait for.
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
+#: The most combinations of attribute values an instrument keeps checked.
+SEEN_LIMIT = 256
 #: What a value outside its attribute's declared set is recorded as.
 OTHER = "other"
 
@@ -68,9 +70,10 @@ def _allowed(value: Any, allowed: Allowed) -> Any:
 
 class Instrument:
     """A counter or a histogram: ``add``/``record`` a number with attributes
-    (keywords; names with a dot as ``**{"error.type": ...}``)."""
+    (keywords; names with a dot as ``**{"error.type": ...}``). Adding 0
+    records nothing."""
 
-    __slots__ = ("_base", "_declared", "_measure", "name")
+    __slots__ = ("_base", "_declared", "_measure", "_seen", "name")
 
     def __init__(self, name: str, measure: Callable[[float, dict[str, Any]], None],
                  declared: Attributes, base: Mapping[str, Any]) -> None:
@@ -79,13 +82,25 @@ class Instrument:
         self._measure = measure
         self._declared = declared
         self._base = dict(base)
+        #: The checked attributes of each combination of values given, so a
+        #: hot path checks each once (bounded: unknown values are ``other``).
+        self._seen: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
 
     def add(self, amount: float = 1, **attributes: Any) -> None:
         """Count ``amount`` (a counter)."""
-        self._measure(amount, {**self._base, **checked(self.name, self._declared, attributes)})
+        if not amount:
+            return
+        given = tuple(attributes.items())
+        final = self._seen.get(given)
+        if final is None:
+            final = {**self._base, **checked(self.name, self._declared, attributes)}
+            if len(self._seen) < SEEN_LIMIT:
+                self._seen[given] = final
+        self._measure(amount, final)
 
-    record = add
-    """Record ``amount`` (a histogram)."""
+    def record(self, amount: float, **attributes: Any) -> None:
+        """Record ``amount`` (a histogram), 0 included."""
+        self._measure(amount, {**self._base, **checked(self.name, self._declared, attributes)})
 
 
 class _OffInstrument(Instrument):
@@ -97,7 +112,8 @@ class _OffInstrument(Instrument):
     def add(self, amount: float = 1, **attributes: Any) -> None:
         """Nothing: telemetry is off."""
 
-    record = add
+    def record(self, amount: float, **attributes: Any) -> None:
+        """Nothing: telemetry is off."""
 
 
 class Span:
@@ -113,7 +129,13 @@ class Span:
 
     def traced(self, operation: Operation[T]) -> Operation[T]:
         """``operation`` run inside a new span of this name, current while it
-        runs: the command spans of an instrumented redis-py nest under it."""
+        runs: the command spans of an instrumented redis-py nest under it.
+        ``operation`` as it is while the app has set no tracer provider."""
+        if not _tracing():
+            return operation
+        return self._traced(operation)
+
+    def _traced(self, operation: Operation[T]) -> Operation[T]:
         tracer = self._telemetry.tracer()
         with tracer.start_as_current_span(self.name, attributes=self._telemetry.base,
                                           record_exception=False,
@@ -261,6 +283,21 @@ class Telemetry:
                         explicit_bucket_boundaries_advisory=SECONDS_BUCKETS))
         measure = made.add if kind == "counter" else made.record
         return Instrument(full, measure, attributes or {}, self.base)
+
+
+_tracing_on = False
+
+
+def _tracing() -> bool:
+    """Whether the app set a tracer provider (once set, it stays: spans
+    before then would go nowhere, and cost a span's making)."""
+    global _tracing_on
+    if not _tracing_on:
+        from opentelemetry import trace
+
+        provider = trace.get_tracer_provider()
+        _tracing_on = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    return _tracing_on
 
 
 def _error_status() -> Any:
