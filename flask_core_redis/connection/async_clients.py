@@ -131,9 +131,8 @@ class HomedRedisCluster(RedisCluster):
 
     async def _initialize_reporting(self) -> Any:
         """Read the slot map, if it is due, and report masters that changed."""
-        before = self.master_changes.masters(self.nodes_manager)
         result = await RedisCluster.initialize(self)
-        self.master_changes.compare(self.nodes_manager, before)
+        self.master_changes.read(self.nodes_manager)
         return result
 
     async def _initialized_then(self, call: Any, *args: Any, **kwargs: Any) -> Any:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from redis.backoff import NoBackoff
@@ -65,13 +66,18 @@ def build_cluster_client(settings: Settings, events: ConnectionEvents,
 
 
 class MasterChanges:
-    """Emits a ``failover`` event (outcome ``moved``) when a read of a
-    Cluster's slot map finds other masters than before it: a failover the
-    client followed."""
+    """Emits a ``failover`` event (outcome ``moved``) when a read of one
+    Cluster client's slot map finds other masters than its last read: a
+    failover the client followed. A change is told once, however many of
+    the client's threads or tasks read the map at the same time; and the
+    masters are those read, not those redis-py's redirects patched in
+    between (a MOVED after a failover marks the new master in place)."""
 
     def __init__(self, events: ConnectionEvents, address: str) -> None:
         self._events = events
         self._address = address
+        self._read: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
 
     @staticmethod
     def masters(nodes_manager: Any) -> frozenset[str]:
@@ -79,23 +85,29 @@ class MasterChanges:
         return frozenset(node.name for node in list(nodes_manager.nodes_cache.values())
                          if node.server_type == PRIMARY)
 
-    def compare(self, nodes_manager: Any, before: frozenset[str]) -> None:
-        """Emit the event if the masters are not ``before`` (and were known)."""
-        after = self.masters(nodes_manager)
-        if before and after and after != before:
+    def read(self, nodes_manager: Any) -> None:
+        """Note the masters of a read of the slot map that just ended; emit
+        the event if they are not those of the last read (and both are known)."""
+        now = self.masters(nodes_manager)
+        if not now:
+            return
+        with self._lock:
+            before, self._read = self._read, now
+        if before and now != before:
             self._events.emit("failover", address=self._address, outcome="moved",
-                              detail=f"the Cluster's masters changed: {len(before - after)} "
-                                     f"left, {len(after - before)} came")
+                              detail=f"the Cluster's masters changed: {len(before - now)} "
+                                     f"left, {len(now - before)} came")
 
     def watch(self, nodes_manager: Any) -> None:
-        """Compare around every ``initialize`` of a blocking client's nodes
-        manager. (The asyncio one's has slots: its client compares instead.)"""
+        """Note the masters after every ``initialize`` of a blocking client's
+        nodes manager, the one that made it first. (The asyncio one's has
+        slots: its client notes them instead.)"""
+        self.read(nodes_manager)
         initialize = nodes_manager.initialize
 
         def initialize_reporting(*args: Any, **kwargs: Any) -> Any:
-            before = self.masters(nodes_manager)
             result = initialize(*args, **kwargs)
-            self.compare(nodes_manager, before)
+            self.read(nodes_manager)
             return result
 
         nodes_manager.initialize = initialize_reporting

@@ -25,6 +25,7 @@ cancelled still runs, once, and the cancellation is raised after it."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
 import time
@@ -161,7 +162,8 @@ class CallRenewing(Call):
     operation ``renew()`` every ``every`` seconds, until the call ends or a
     renewal returns False: a computation that keeps its lock alive. Renewals
     run beside the call, on the same client: in a thread of their own for a
-    blocking client, in a task for an asyncio one."""
+    blocking client, in a task for an asyncio one; in the caller's context
+    either way (a tracing span current in it is current in them)."""
 
     __slots__ = ("every", "renew")
     #: Makes one renewal, an operation whose result says whether to go on.
@@ -182,7 +184,8 @@ class CallRenewing(Call):
             while not done.wait(self.every) and run(self.renew(), client):
                 pass
 
-        threading.Thread(target=keep, name="operation-renewing", daemon=True).start()
+        threading.Thread(target=contextvars.copy_context().run, args=[keep],
+                         name="operation-renewing", daemon=True).start()
         try:
             return super().run(client)
         finally:

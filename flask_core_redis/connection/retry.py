@@ -18,6 +18,7 @@ from redis.exceptions import (
     AuthorizationError,
     ConnectionError,
     MaxConnectionsError,
+    ResponseError,
     TimeoutError,
 )
 from redis.retry import Retry
@@ -127,7 +128,8 @@ class Tries:
     """The tries of one call under a :class:`RetryPolicy`: after each
     failure, :meth:`failed` reports it to the caller's ``fail`` and returns
     what that returned (awaited by an asyncio loop); :meth:`delay` then
-    raises the error if no retry may follow, else says how long to wait."""
+    raises the error if no retry may follow, else says how long to wait.
+    How the call's retries ended is told once, however the call ends."""
 
     def __init__(self, policy: RetryPolicy, started: float,
                  is_retryable: Callable[[Exception], bool] | None,
@@ -135,14 +137,17 @@ class Tries:
         self._policy, self._is_retryable = policy, is_retryable
         self._fail, self._with_failure_count = fail, with_failure_count
         self._failures = 0
+        #: The retries decided on, each reported by the backoff before its wait.
+        self._retries = 0
         self._started = started
         self._last: Exception | None = None
+        self._told = False
 
     def failed(self, error: Exception) -> Any:
         """Raise ``error`` at once if it is never retried; else count and report it."""
         if isinstance(error, NOT_AN_OUTAGE) or (
                 self._is_retryable is not None and not self._is_retryable(error)):
-            self._ended("gave_up", error, self._failures)
+            self._ended("gave_up", error)
             raise error
         self._failures += 1
         self._last = error
@@ -154,21 +159,33 @@ class Tries:
         """Raise ``error`` if the policy gives up; else the delay before the
         next try, in seconds."""
         if self._policy._gives_up(self._failures, self._started):
-            self._ended("gave_up", error, self._failures - 1)
+            self._ended("gave_up", error)
             raise error
+        self._retries += 1
         return float(self._policy._backoff.compute(self._failures))
 
     def recovered(self) -> None:
         """The call succeeded after its retries."""
         if self._last is not None:
-            self._ended("recovered", self._last, self._failures)
+            self._ended("recovered", self._last)
 
-    def _ended(self, outcome: str, error: Exception, retries: int) -> None:
-        """Tell the backoff, if it reports, how the ``retries`` retries
-        ended; nothing when no retry was made."""
+    def interrupted(self, error: BaseException) -> None:
+        """The call ended with ``error`` where the policy did not decide:
+        an error reply to a retry (``recovered``: the server answered), or
+        an interruption, a cancelled task say (``gave_up``)."""
+        if self._last is not None:
+            self._ended("recovered" if isinstance(error, ResponseError) else "gave_up",
+                        self._last)
+
+    def _ended(self, outcome: str, error: Exception) -> None:
+        """Tell the backoff, if it reports, how the retries ended, once;
+        nothing when no retry was made."""
+        if self._told:
+            return
+        self._told = True
         ended = getattr(self._policy._backoff, "ended", None)
-        if retries > 0 and ended is not None:
-            ended(outcome, retries, error)
+        if self._retries > 0 and ended is not None:
+            ended(outcome, self._retries, error)
 
 
 class PolicyRetry(RetryPolicy, Retry):
@@ -183,17 +200,23 @@ class PolicyRetry(RetryPolicy, Retry):
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> T:
         started, tries = time.monotonic(), None
-        while True:
-            try:
-                result = do()
-            except self._supported_errors as error:
-                tries = tries or self._tries(started, is_retryable, fail, with_failure_count)
-                tries.failed(error)
-                time.sleep(tries.delay(error))
-            else:
-                if tries is not None:
-                    tries.recovered()
-                return result
+        try:
+            while True:
+                try:
+                    result = do()
+                except self._supported_errors as error:
+                    tries = tries or self._tries(started, is_retryable, fail,
+                                                 with_failure_count)
+                    tries.failed(error)
+                    time.sleep(tries.delay(error))
+                else:
+                    if tries is not None:
+                        tries.recovered()
+                    return result
+        except BaseException as error:
+            if tries is not None:
+                tries.interrupted(error)
+            raise
 
 
 class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
@@ -205,19 +228,25 @@ class AsyncPolicyRetry(RetryPolicy, AsyncRetry):
                               is_retryable: Callable[[Exception], bool] | None = None,
                               with_failure_count: bool = False) -> T:
         started, tries = time.monotonic(), None
-        while True:
-            try:
-                result = await do()
-            except self._supported_errors as error:
-                tries = tries or self._tries(started, is_retryable, fail, with_failure_count)
-                reported = tries.failed(error)
-                if inspect.isawaitable(reported):
-                    await reported
-                await asyncio.sleep(tries.delay(error))
-            else:
-                if tries is not None:
-                    tries.recovered()
-                return result
+        try:
+            while True:
+                try:
+                    result = await do()
+                except self._supported_errors as error:
+                    tries = tries or self._tries(started, is_retryable, fail,
+                                                 with_failure_count)
+                    reported = tries.failed(error)
+                    if inspect.isawaitable(reported):
+                        await reported
+                    await asyncio.sleep(tries.delay(error))
+                else:
+                    if tries is not None:
+                        tries.recovered()
+                    return result
+        except BaseException as error:  # a cancelled task included
+            if tries is not None:
+                tries.interrupted(error)
+            raise
 
 
 def build_retry(settings: Settings, events: ConnectionEvents,

@@ -59,8 +59,6 @@ class RedisState:
         #: unless ``OTEL`` is on).
         self.telemetry: Telemetry = OFF
         self._connection_telemetry: ConnectionTelemetry | None = None
-        if settings.otel:
-            self._start_telemetry()
         self._client: AnyClient | None = None
         self._own_clients: dict[str, AnyClient] = {}
         self._watch: MasterWatch | None = None
@@ -68,8 +66,10 @@ class RedisState:
         self._trackings: list[KeyTracking] = []
         # Reentrant: a plugin's client_created hook may itself ask for a client.
         self._lock = threading.RLock()
-        self.plugins = Plugins(self, source, app_name)
         self._async_clients = AsyncClients(self._build_async)
+        if settings.otel:  # once pool_usage() can answer: a reader may ask at once
+            self._start_telemetry()
+        self.plugins = Plugins(self, source, app_name)
         self._unit_of_work = UnitOfWork(settings.prefix)
         self._health = HealthCheck(settings, self.plugins, self.own_client,
                                    self._async_clients.get, self._connection_telemetry)

@@ -73,8 +73,10 @@ class ConnectionTelemetry:
                 return None
             return [] if self._healthy is None else [(int(self._healthy), {})]
 
+        # Several apps of one prefix: healthy only if every one is.
         telemetry.gauge("connection.health.status", "1", "1 if the last health check "
-                        "found the registration healthy, 0 if not", observe_health)
+                        "found the registration healthy, 0 if not", observe_health,
+                        combine=min)
 
     def event(self, event: ConnectionEvent) -> None:
         """Record one connection event (a subscriber of the registration's)."""

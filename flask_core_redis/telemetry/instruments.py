@@ -16,11 +16,15 @@ back unchanged: the cost of switching it off is one method call.
 OpenTelemetry is imported only when telemetry is on: it is the ``otel``
 extra's. Instruments are made once per process through the global meter
 (``opentelemetry.metrics.get_meter``), so whatever SDK and exporter the
-app sets up, before or after, receives them."""
+app sets up, before or after, receives them. A provider that raises is
+warned of once per instrument or span, and the call it records goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
+import operator
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
@@ -29,6 +33,8 @@ from ..connection.operations import Operation
 from ..errors import ConfigurationError
 
 T = TypeVar("T")
+
+logger = logging.getLogger("flask_core_redis")
 
 #: Every instrument's and span's name starts with this.
 NAMESPACE = "flask_core_redis"
@@ -96,11 +102,18 @@ class Instrument:
             final = {**self._base, **checked(self.name, self._declared, attributes)}
             if len(self._seen) < SEEN_LIMIT:
                 self._seen[given] = final
-        self._measure(amount, final)
+        try:
+            self._measure(amount, final)
+        except Exception:
+            _provider_failed(self.name)
 
     def record(self, amount: float, **attributes: Any) -> None:
         """Record ``amount`` (a histogram), 0 included."""
-        self._measure(amount, {**self._base, **checked(self.name, self._declared, attributes)})
+        final = {**self._base, **checked(self.name, self._declared, attributes)}
+        try:
+            self._measure(amount, final)
+        except Exception:
+            _provider_failed(self.name)
 
 
 class _OffInstrument(Instrument):
@@ -136,17 +149,29 @@ class Span:
         return self._traced(operation)
 
     def _traced(self, operation: Operation[T]) -> Operation[T]:
-        tracer = self._telemetry.tracer()
-        with tracer.start_as_current_span(self.name, attributes=self._telemetry.base,
-                                          record_exception=False,
-                                          set_status_on_exception=False) as span:
+        from opentelemetry import context, trace
+
+        try:
+            span = self._telemetry.tracer().start_span(self.name,
+                                                       attributes=self._telemetry.base)
+        except Exception:
+            _provider_failed(self.name)
+            return (yield from operation)
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            return (yield from operation)
+        except BaseException as error:
             try:
-                return (yield from operation)
-            except BaseException as error:
-                # The error's type only: its message may quote a key or an id.
-                span.set_attribute("error.type", type(error).__name__)
-                span.set_status(_error_status())
-                raise
+                _failed(span, error)
+            except Exception:
+                _provider_failed(self.name)
+            raise
+        finally:
+            context.detach(token)
+            try:
+                span.end()
+            except Exception:
+                _provider_failed(self.name)
 
     def note(self, **attributes: Any) -> None:
         """Set ``attributes`` on the current span, if it is one of this name's."""
@@ -154,7 +179,11 @@ class Span:
 
         span = trace.get_current_span()
         if span.is_recording() and getattr(span, "name", self.name) == self.name:
-            span.set_attributes(checked(self.name, self._declared, attributes))
+            final = checked(self.name, self._declared, attributes)
+            try:
+                span.set_attributes(final)
+            except Exception:
+                _provider_failed(self.name)
 
 
 class _OffSpan(Span):
@@ -174,9 +203,22 @@ class _OffSpan(Span):
 _OFF_INSTRUMENT = _OffInstrument()
 _OFF_SPAN = _OffSpan()
 
-#: Callbacks of the observable instruments, by name: one instrument per
-#: process, each registration adding a callback, dropped once it returns None.
-_observed: dict[str, list[Callable[[], list[tuple[float, dict[str, Any]]] | None]]] = {}
+
+class _Observed:
+    """One observable instrument's callbacks, one per registration, each
+    dropped once it returns None; and how two of them that observe the
+    same attributes combine (several apps of a process may share a config
+    prefix, and so the attributes of their registrations)."""
+
+    __slots__ = ("callbacks", "combine")
+
+    def __init__(self, combine: Callable[[float, float], float]) -> None:
+        self.callbacks: list[Callable[[], list[tuple[float, dict[str, Any]]] | None]] = []
+        self.combine = combine
+
+
+#: The observable instruments, by name: one instrument per process.
+_observed: dict[str, _Observed] = {}
 _made: dict[tuple[str, str], Any] = {}
 _making = threading.Lock()
 
@@ -212,24 +254,29 @@ class Telemetry:
 
     def gauge(self, name: str, unit: str, description: str,
               observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
-              attributes: Attributes | None = None) -> None:
+              attributes: Attributes | None = None, *,
+              combine: Callable[[float, float], float] = operator.add) -> None:
         """An observable gauge named ``flask_core_redis.<name>``, read when the
         app's metric reader collects: ``observe()`` gives ``(value,
         attributes)`` pairs, checked against ``attributes``, or None once
-        what it watches is gone (it is not called again)."""
-        self._observable("gauge", name, unit, description, observe, attributes)
+        what it watches is gone (it is not called again). Registrations of
+        one prefix (in several apps) may observe the same attributes: their
+        values make one with ``combine``, by default added up."""
+        self._observable("gauge", name, unit, description, observe, attributes, combine)
 
     def total(self, name: str, unit: str, description: str,
               observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
               attributes: Attributes | None = None) -> None:
         """An observable counter named ``flask_core_redis.<name>``: as
         :meth:`gauge`, ``observe()`` giving running totals. For counts kept
-        on a hot path as plain integers, which cost nothing to bump."""
-        self._observable("total", name, unit, description, observe, attributes)
+        on a hot path as plain integers, which cost nothing to bump. The
+        totals of registrations of one prefix are added up."""
+        self._observable("total", name, unit, description, observe, attributes, operator.add)
 
     def _observable(self, kind: str, name: str, unit: str, description: str,
                     observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
-                    attributes: Attributes | None) -> None:
+                    attributes: Attributes | None,
+                    combine: Callable[[float, float], float]) -> None:
         if not self.on:
             return
         full = f"{NAMESPACE}.{name}"
@@ -243,14 +290,14 @@ class Telemetry:
                     for value, given in observed]
 
         with _making:
-            sources = _observed.get(full)
-            if sources is None:
-                sources = _observed[full] = []
+            observed = _observed.get(full)
+            if observed is None:
+                observed = _observed[full] = _Observed(combine)
                 create = (_meter().create_observable_gauge if kind == "gauge"
                           else _meter().create_observable_counter)
                 create(full, callbacks=[lambda options: _observations(full)],
                        unit=unit, description=description)
-            sources.append(checked_observe)
+            observed.callbacks.append(checked_observe)
 
     def span(self, name: str, attributes: Attributes | None = None) -> Span:
         """A span named ``flask_core_redis.<name>``, e.g. ``cache.get_or_set``."""
@@ -300,24 +347,50 @@ def _tracing() -> bool:
     return _tracing_on
 
 
-def _error_status() -> Any:
+#: The instruments and spans whose provider raised, each warned of once.
+_provider_failures: set[str] = set()
+
+
+def _provider_failed(name: str) -> None:
+    """Warn, once for ``name``, that the OpenTelemetry provider raised
+    (called from an ``except`` block): what it recorded goes on without."""
+    if name not in _provider_failures:
+        _provider_failures.add(name)
+        logger.warning("telemetry: %s: the OpenTelemetry provider raised; "
+                       "the call goes on without it", name, exc_info=True)
+
+
+def _failed(span: Any, error: BaseException) -> None:
+    """Mark ``span`` as ended by ``error``: its type only, as its message
+    may quote a key or an id."""
     from opentelemetry.trace import Status, StatusCode
 
-    return Status(StatusCode.ERROR)
+    span.set_attribute("error.type", type(error).__name__)
+    span.set_status(Status(StatusCode.ERROR))
 
 
-def _observations(name: str) -> Any:
+def _observations(name: str) -> list[Any]:
+    """What instrument ``name``'s callbacks observe now, the values of
+    several for the same attributes combined; those whose registration is
+    gone are dropped. It takes no lock: the SDK calls it holding its own,
+    which registering an instrument (under ``_making``) takes too."""
     from opentelemetry.metrics import Observation
 
-    sources = _observed.get(name, [])
-    for observe in list(sources):
-        observed = observe()
-        if observed is None:
-            with _making:
-                sources.remove(observe)
+    observed = _observed.get(name)
+    if observed is None:  # an instrument of a provider the process has replaced
+        return []
+    combined: dict[frozenset[tuple[str, Any]], float] = {}
+    for callback in list(observed.callbacks):
+        values = callback()
+        if values is None:
+            with contextlib.suppress(ValueError):  # another reader dropped it first
+                observed.callbacks.remove(callback)
             continue
-        for value, attributes in observed:
-            yield Observation(value, attributes)
+        for value, attributes in values:
+            key = frozenset(attributes.items())
+            combined[key] = value if key not in combined else observed.combine(combined[key],
+                                                                               value)
+    return [Observation(value, dict(key)) for key, value in combined.items()]
 
 
 def _meter() -> Any:

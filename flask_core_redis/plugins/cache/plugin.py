@@ -214,11 +214,15 @@ class CachePlugin:
         found = yield from self._guard.guarded(read, None)
         if found is None:  # answered without Redis
             return {}
-        hits = len(found)
-        self._telemetry.requests.add(hits, result="hit", namespace=namespace)
-        self._telemetry.requests.add(len(wanted) - hits, result="miss", namespace=namespace)
-        self._spans["get"].note(result="hit" if hits else "miss")
+        if self._telemetry.on:  # off: not even a call on the hot path
+            self._count_reads(len(wanted), len(found), namespace)
         return found
+
+    def _count_reads(self, wanted: int, hits: int, namespace: str) -> None:
+        """Record a read of ``wanted`` keys from Redis that found ``hits``."""
+        self._telemetry.requests.add(hits, result="hit", namespace=namespace)
+        self._telemetry.requests.add(wanted - hits, result="miss", namespace=namespace)
+        self._spans["get"].note(result="hit" if hits else "miss")
 
     def _read_many(self, wanted: list[str], version_key: str, entry_keys: list[str],
                    near: NearCache | None) -> Operation[dict[str, Any]]:
