@@ -364,6 +364,20 @@ def test_retries_are_counted_once_however_the_call_ends(otel, make_app, own_redi
         assert counted_once(otel)
 
 
+def test_a_sentinel_failover_records_each_failure_by_its_type(otel, make_app, own_sentinel, key):
+    app, ext = make_app({"REDIS_URL": own_sentinel.url, "REDIS_CONNECT_TIMEOUT": 500,
+                         "REDIS_RETRY_DEADLINE": 30_000, **OTEL})
+    with app.app_context():
+        ext.client.incr(key)
+        own_sentinel.process_on(own_sentinel.master_port()).kill()
+        ext.client.incr(key)  # retried while the sentinels find no master, then promote one
+    assert otel.total("flask_core_redis.connection.retries", outcome="recovered") >= 1
+    named = [(name, attributes["error.type"]) for name in ("flask_core_redis.connection.retries",
+                                                           "flask_core_redis.connection.events")
+             for attributes, _ in otel.points(name)]
+    assert [item for item in named if item[1] == "other"] == []
+
+
 # Cluster failovers -------------------------------------------------------------------
 
 def promote_replica_of(cluster: Any, key: str) -> None:

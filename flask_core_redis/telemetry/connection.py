@@ -9,14 +9,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.exceptions
+import redis.sentinel
 
 from ..connection import ConnectionEvent
 from .instruments import Telemetry
 
-#: The error types an attribute may name: redis-py's exceptions and the
-#: operating system's; any other is ``other``.
+#: The error types an attribute may name: redis-py's exceptions (its
+#: Sentinel's ``MasterNotFoundError`` included) and the operating system's;
+#: any other is ``other``.
 ERROR_TYPES = frozenset(
-    name for module in (redis.exceptions, builtins) for name, value in vars(module).items()
+    name for module in (redis.exceptions, redis.sentinel, builtins)
+    for name, value in vars(module).items()
     if inspect.isclass(value) and issubclass(value, redis.exceptions.RedisError | OSError))
 
 EVENT_KINDS = ("connect", "disconnect", "error", "retry", "sentinel", "failover")
