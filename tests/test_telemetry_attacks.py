@@ -2,8 +2,9 @@
 the switch off imports and calls next to nothing; a broken OpenTelemetry
 provider, a metric reader collecting from another thread, several apps of
 one config prefix, dropped apps and a fork break nothing and count right;
-retries are counted once per call however the call ends; a Cluster failover
-is counted once per client, however many threads re-read its slot map;
+retries are counted once per call however the call ends, and a Sentinel
+failover's failures by their type; a Cluster failover is counted once per
+client, however many threads re-read its slot map;
 command spans nest under their own operation's span, from a lock renewal's
 thread, from concurrent tasks and from a cancelled task; an error's message
 reaches no span."""
