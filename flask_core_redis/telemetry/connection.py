@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -71,10 +72,16 @@ class ConnectionTelemetry:
                         "the registration's pools, in use and idle, by client kind",
                         observe_pools, {"client": kinds, "state": ("used", "idle")})
 
+        # Held weakly: the registration's events hold this object, and the
+        # meter's callbacks must not hold them (nor its counters) once it is gone.
+        me = weakref.ref(self)
+
         def observe_health() -> list[tuple[float, dict[str, Any]]] | None:
-            if pools() is None:
+            recording = me()
+            if recording is None or pools() is None:
                 return None
-            return [] if self._healthy is None else [(int(self._healthy), {})]
+            healthy = recording._healthy
+            return [] if healthy is None else [(int(healthy), {})]
 
         # Several apps of one prefix: healthy only if every one is.
         telemetry.gauge("connection.health.status", "1", "1 if the last health check "

@@ -26,6 +26,7 @@ import importlib.util
 import logging
 import operator
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -96,24 +97,60 @@ class Instrument:
         """Count ``amount`` (a counter)."""
         if not amount:
             return
+        final = self._final(attributes)
+        try:
+            self._measure(amount, final)
+        except Exception:
+            _provider_failed(self.name)
+
+    def _final(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """``attributes`` checked, with the registration's: each combination
+        of values given is checked once (up to ``SEEN_LIMIT`` of them)."""
         given = tuple(attributes.items())
         final = self._seen.get(given)
         if final is None:
             final = {**self._base, **checked(self.name, self._declared, attributes)}
             if len(self._seen) < SEEN_LIMIT:
                 self._seen[given] = final
+        return final
+
+    def record(self, amount: float, **attributes: Any) -> None:
+        """Record ``amount`` (a histogram), 0 included."""
+        final = self._final(attributes)
         try:
             self._measure(amount, final)
         except Exception:
             _provider_failed(self.name)
 
-    def record(self, amount: float, **attributes: Any) -> None:
-        """Record ``amount`` (a histogram), 0 included."""
-        final = {**self._base, **checked(self.name, self._declared, attributes)}
-        try:
-            self._measure(amount, final)
-        except Exception:
-            _provider_failed(self.name)
+
+class _Tally(Instrument):
+    """A counter kept as running totals by attributes, reported when the
+    app's reader collects (an observable counter): counting costs a
+    dictionary update under a lock, not a measurement through the SDK."""
+
+    __slots__ = ("__weakref__", "_lock", "_totals")
+
+    def __init__(self, name: str, declared: Attributes) -> None:
+        super().__init__(name, _unmeasured, declared, {})
+        self._totals: dict[frozenset[tuple[str, Any]], float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, amount: float = 1, **attributes: Any) -> None:
+        """Count ``amount``."""
+        if not amount:
+            return
+        key = frozenset(self._final(attributes).items())
+        with self._lock:
+            self._totals[key] = self._totals.get(key, 0) + amount
+
+    def totals(self) -> list[tuple[float, dict[str, Any]]]:
+        """Each total so far, with its attributes."""
+        with self._lock:
+            return [(total, dict(key)) for key, total in self._totals.items()]
+
+
+def _unmeasured(amount: float, attributes: dict[str, Any]) -> None:
+    """What a tally measures with: nothing (its totals are read instead)."""
 
 
 class _OffInstrument(Instrument):
@@ -175,6 +212,8 @@ class Span:
 
     def note(self, **attributes: Any) -> None:
         """Set ``attributes`` on the current span, if it is one of this name's."""
+        if not _tracing_on:  # no span was made
+            return
         from opentelemetry import trace
 
         span = trace.get_current_span()
@@ -243,14 +282,27 @@ class Telemetry:
 
     def counter(self, name: str, unit: str, description: str,
                 attributes: Attributes | None = None) -> Instrument:
-        """A counter named ``flask_core_redis.<name>``, e.g. ``cache.requests``."""
-        return self._instrument("counter", name, unit, description, attributes)
+        """A counter named ``flask_core_redis.<name>``, e.g. ``cache.requests``:
+        kept as running totals in the process and reported when the app's
+        reader collects, so that counting on a hot path costs next to
+        nothing. The totals of registrations of one prefix are added up."""
+        if not self.on:
+            return _OFF_INSTRUMENT
+        tally = _Tally(f"{NAMESPACE}.{name}", attributes or {})
+        held = weakref.ref(tally)
+
+        def observe() -> list[tuple[float, dict[str, Any]]] | None:
+            counting = held()
+            return None if counting is None else counting.totals()
+
+        self.total(name, unit, description, observe, attributes)
+        return tally
 
     def histogram(self, name: str, unit: str, description: str,
                   attributes: Attributes | None = None) -> Instrument:
         """A histogram named ``flask_core_redis.<name>``; in seconds (unit
         ``s``), with buckets from 0.5 ms to 10 s (``SECONDS_BUCKETS``)."""
-        return self._instrument("histogram", name, unit, description, attributes)
+        return self._histogram(name, unit, description, attributes)
 
     def gauge(self, name: str, unit: str, description: str,
               observe: Callable[[], Iterable[tuple[float, dict[str, Any]]] | None],
@@ -315,21 +367,18 @@ class Telemetry:
             tracer = _made[("tracer", NAMESPACE)] = trace.get_tracer(NAMESPACE, _version())
         return tracer
 
-    def _instrument(self, kind: str, name: str, unit: str, description: str,
-                    attributes: Attributes | None) -> Instrument:
+    def _histogram(self, name: str, unit: str, description: str,
+                   attributes: Attributes | None) -> Instrument:
         if not self.on:
             return _OFF_INSTRUMENT
         full = f"{NAMESPACE}.{name}"
         with _making:
-            made = _made.get((kind, full))
+            made = _made.get(("histogram", full))
             if made is None:
-                made = _made[(kind, full)] = (
-                    _meter().create_counter(full, unit=unit, description=description)
-                    if kind == "counter" else _meter().create_histogram(
-                        full, unit=unit, description=description,
-                        explicit_bucket_boundaries_advisory=SECONDS_BUCKETS))
-        measure = made.add if kind == "counter" else made.record
-        return Instrument(full, measure, attributes or {}, self.base)
+                made = _made[("histogram", full)] = _meter().create_histogram(
+                    full, unit=unit, description=description,
+                    explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
+        return Instrument(full, made.record, attributes or {}, self.base)
 
 
 _tracing_on = False
@@ -337,13 +386,16 @@ _tracing_on = False
 
 def _tracing() -> bool:
     """Whether the app set a tracer provider (once set, it stays: spans
-    before then would go nowhere, and cost a span's making)."""
+    before then would go nowhere, and cost a span's making). Read from the
+    API's module global while none is set (a hot path: a global's read,
+    not ``get_tracer_provider()``'s proxy)."""
     global _tracing_on
     if not _tracing_on:
         from opentelemetry import trace
 
-        provider = trace.get_tracer_provider()
-        _tracing_on = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+        provider = getattr(trace, "_TRACER_PROVIDER", None)
+        _tracing_on = provider is not None and not isinstance(
+            provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
     return _tracing_on
 
 
