@@ -396,3 +396,27 @@ def test_nothing_is_recorded_with_the_switch_off(otel, make_app, redis_server):
     ours = [name for name in otel.metrics() if name.startswith("flask_core_redis.")]
     assert ours == []
     assert otel.spans() == []
+
+
+def test_a_collection_does_not_wait_for_a_connect_that_holds_the_registration(
+        otel, make_app, redis_server):
+    app, ext = app_on(make_app, f"redis://{redis_server.address}")
+    with app.app_context():
+        ext.client.ping()
+    state = app.extensions["core_redis"]["REDIS"]
+    holding, collected = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def connect_under_way() -> None:  # as a client being built holds the lock
+        with state._lock:
+            holding.set()
+            seen.append(collected.wait(10))
+
+    holder = threading.Thread(target=connect_under_way)
+    holder.start()
+    holding.wait(5)
+    pools = otel.total("flask_core_redis.connection.pool.connections", client="shared")
+    collected.set()
+    holder.join()
+    assert seen == [True], "the reader waited for the registration's lock"
+    assert pools >= 1

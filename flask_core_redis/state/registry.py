@@ -96,10 +96,11 @@ class RedisState:
 
     def pool_usage(self) -> list[tuple[str, int, int]]:
         """``(client kind, in use, idle)`` for each kind of client built and
-        not closed, the connections of every client of a kind added up."""
-        with self._lock:
-            built = [("shared", self._client), *self._own_clients.items(),
-                     *(("duplicate", client) for client in list(self._duplicates))]
+        not closed, the connections of every client of a kind added up.
+        Without the registration's lock, which a connect may hold for
+        CONNECT_TIMEOUT: the metric reader that asks must not wait on it."""
+        built = [("shared", self._client), *list(self._own_clients.items()),
+                 *(("duplicate", client) for client in self._duplicates_now())]
         built += [(f"async:{kind}", client) for kind, client in self._async_clients.built()]
         usage: dict[str, tuple[int, int]] = {}
         for kind, client in built:
@@ -108,6 +109,14 @@ class RedisState:
                 was_used, was_idle = usage.get(kind, (0, 0))
                 usage[kind] = (was_used + used, was_idle + idle)
         return [(kind, used, idle) for kind, (used, idle) in usage.items()]
+
+    def _duplicates_now(self) -> list[AnyClient]:
+        """The duplicates alive now; none if the set changed while read (the
+        next reading counts them)."""
+        try:
+            return list(self._duplicates)
+        except RuntimeError:
+            return []
 
     def start(self, app: AnyApp) -> None:
         """Set the plugins up for ``app``, feed them connection events, and close

@@ -10,7 +10,7 @@ span, and each attribute has a bounded number of values, whatever the
 callers pass.
 
 With telemetry off (:data:`OFF`), instruments and spans are shared objects
-whose methods do nothing, and :meth:`Telemetry.traced` hands an operation
+whose methods do nothing, and :meth:`Span.traced` hands an operation
 back unchanged: the cost of switching it off is one method call.
 
 OpenTelemetry is imported only when telemetry is on: it is the ``otel``
