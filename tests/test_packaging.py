@@ -14,4 +14,4 @@ def test_only_user_facing_extras_are_published():
     # are never published: an extra named after one would install them for users.
     metadata = importlib.metadata.metadata("flask-core-redis")
     assert set(metadata.get_all("Provides-Extra") or []) == {
-        "async", "ecosystem", "memory", "orjson", "rq", "socketio"}
+        "async", "ecosystem", "memory", "orjson", "otel", "rq", "socketio"}

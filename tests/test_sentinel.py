@@ -462,21 +462,23 @@ def test_a_log_handler_that_blocks_does_not_stall_commands(make_app, own_sentine
         assert blocking.blocked, "the handler was never called: the test proved nothing"
         assert slowest < 1.0, f"a command waited {slowest:.1f} s"
     finally:
-        blocking.release.set()
+        blocking.unblock.set()
         logging.getLogger("flask_core_redis").removeHandler(blocking)
 
 
 class BlockingHandler(logging.Handler):
-    """Blocks on WARNING and above until released (at most 6 s)."""
+    """Blocks on WARNING and above until unblocked (at most 6 s). (Not
+    ``release``: that is the handler's lock method, which logging.shutdown
+    calls on every handler still alive, as uvicorn's logging setup does.)"""
 
     def __init__(self):
         super().__init__(logging.WARNING)
-        self.release = threading.Event()
+        self.unblock = threading.Event()
         self.blocked = False
 
     def emit(self, record):
         self.blocked = True
-        self.release.wait(6)
+        self.unblock.wait(6)
 
 
 @pytest.mark.parametrize("pool", [{}, {"REDIS_POOL_TIMEOUT": 1000}],
