@@ -33,9 +33,9 @@ def call(caller: str, plugin: Any, name: str, *args: Any, **kwargs: Any) -> Any:
     return asyncio.run(getattr(plugin, f"a{name}")(*args, **kwargs))
 
 
-@pytest.fixture(params=["standalone", pytest.param("cluster")])
+@pytest.fixture(params=["standalone", "sentinel", "cluster"])
 def server_url(request: pytest.FixtureRequest) -> str:
-    """One redis-server, or the Cluster."""
+    """One redis-server, Sentinel, or the Cluster."""
     if request.param == "standalone":
         return f"redis://{request.getfixturevalue('redis_server').address}"
     return str(request.getfixturevalue("cluster").url)
