@@ -179,6 +179,9 @@ def test_cache_hits_misses_invalidations_and_recomputations(otel, make_app, serv
     assert otel.total(requests, result="hit", namespace="shop") == 1
     assert otel.total(requests, result="miss", namespace="shop") == 1
     assert otel.total(requests, result="miss", namespace="other") == 1
+    # get_or_set: the first computed (a miss), the second found the value.
+    assert otel.total(requests, result="miss", namespace="default") == 1
+    assert otel.total(requests, result="hit", namespace="default") == 1
     assert otel.total("flask_core_redis.cache.recomputations", reason="missing",
                       namespace="default") == 1
     assert otel.total("flask_core_redis.cache.invalidations", scope="key") == 1

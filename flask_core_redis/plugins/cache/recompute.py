@@ -61,6 +61,12 @@ class Recompute:
         self._lock_timeout = lock_timeout
         self._lock_ms = round(lock_timeout * 1000)
 
+    def _served(self, result: str, computed: bool, namespace: str) -> None:
+        """Count a ``get_or_set`` answered from Redis: ``hit`` when the key
+        held a value (an early refresh included), ``miss`` when it did not."""
+        self._telemetry.requests.add(1, result=result, namespace=namespace)
+        self._note(result=result, computed=computed)
+
     def get_or_set(self, names: Names, compute: Callable[[], T], ttl_ms: int,
                    namespace: str, near: NearCache | None = None) -> Operation[T]:
         seen = yield from self._guard.guarded(self._look(names, near), None)
@@ -68,7 +74,7 @@ class Recompute:
             return (yield from self._compute_without_redis(compute, namespace))
         entry = self._entry(seen)
         if entry is not None and (seen.locked or not entry.due(time.time() * 1000)):
-            self._note(result="hit", computed=False)
+            self._served("hit", False, namespace)
             return entry.value  # type: ignore[no-any-return]
         reason = "missing" if entry is None else "early"
         while True:
@@ -81,11 +87,11 @@ class Recompute:
             if entry is not None and (not taken or now.raw != seen.raw):
                 if taken:  # stored since we looked: no need to compute
                     yield from self._unlock(names, token)
-                self._note(result="hit", computed=False)
+                self._served("hit", False, namespace)
                 return entry.value  # type: ignore[no-any-return]
             if taken:
                 self._telemetry.recomputations.add(1, reason=reason, namespace=namespace)
-                self._note(result="hit" if reason == "early" else "miss", computed=True)
+                self._served("hit" if reason == "early" else "miss", True, namespace)
                 try:
                     return (yield from self._compute_holding(names, token, now.version,
                                                              compute, ttl_ms))
@@ -99,7 +105,7 @@ class Recompute:
                 return (yield from self._compute_without_redis(compute, namespace))
             seen, entry = waited
             if entry is not None:
-                self._note(result="miss", computed=False)
+                self._served("miss", False, namespace)
                 return entry.value  # type: ignore[no-any-return]
             # The lock went without a value: compete for it again.
 

@@ -24,9 +24,9 @@ class CacheTelemetry:
         self.on = telemetry.on
         namespace = {"namespace": frozenset((*namespaces, DEFAULT_NAMESPACE))}
         self.requests = telemetry.counter(
-            "cache.requests", "{request}", "Keys read from Redis, by result: hit or miss "
-            "(near-cache hits count in cache.local.hits; reads answered without Redis in "
-            "cache.fail_open)",
+            "cache.requests", "{request}", "Keys read from Redis by get, get_many and "
+            "get_or_set, by result: hit or miss (near-cache hits count in "
+            "cache.local.hits; reads answered without Redis in cache.fail_open)",
             {"result": RESULTS, **namespace})
         self.fail_open = telemetry.counter(
             "cache.fail_open", "{call}", "Calls answered without Redis (an outage, or the "
