@@ -120,3 +120,15 @@ def test_the_switch_without_opentelemetry_installed_says_what_to_install(make_ap
                         lambda name, *args: None if name == "opentelemetry" else real(name, *args))
     with pytest.raises(ConfigurationError, match=r"REDIS_OTEL is on.*flask-core-redis\[otel\]"):
         make_app({"REDIS_URL": "memory://otel-missing", "REDIS_OTEL": True})
+
+
+def test_a_counter_is_added_to_and_a_histogram_recorded_in(otel):
+    from flask_core_redis.telemetry import Telemetry
+
+    telemetry = Telemetry(True, "REDIS")
+    counter = telemetry.counter("probe.count", "{call}", "A probe")
+    histogram = telemetry.histogram("probe.duration", "s", "A probe")
+    with pytest.raises(TypeError, match=r"probe\.count is a counter: add"):
+        counter.record(1.0)
+    with pytest.raises(TypeError, match=r"probe\.duration is a histogram: record"):
+        histogram.add(1)

@@ -76,17 +76,15 @@ def _allowed(value: Any, allowed: Allowed) -> Any:
 
 
 class Instrument:
-    """A counter or a histogram: ``add``/``record`` a number with attributes
-    (keywords; names with a dot as ``**{"error.type": ...}``). Adding 0
-    records nothing."""
+    """A counter (:meth:`add` to it) or a histogram (:meth:`record` in it),
+    with attributes given as keywords (names with a dot as
+    ``**{"error.type": ...}``)."""
 
-    __slots__ = ("_base", "_declared", "_measure", "_seen", "name")
+    __slots__ = ("_base", "_declared", "_seen", "name")
 
-    def __init__(self, name: str, measure: Callable[[float, dict[str, Any]], None],
-                 declared: Attributes, base: Mapping[str, Any]) -> None:
+    def __init__(self, name: str, declared: Attributes, base: Mapping[str, Any]) -> None:
         #: The full name (``flask_core_redis.cache.requests``).
         self.name = name
-        self._measure = measure
         self._declared = declared
         self._base = dict(base)
         #: The checked attributes of each combination of values given, so a
@@ -94,14 +92,12 @@ class Instrument:
         self._seen: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
 
     def add(self, amount: float = 1, **attributes: Any) -> None:
-        """Count ``amount`` (a counter)."""
-        if not amount:
-            return
-        final = self._final(attributes)
-        try:
-            self._measure(amount, final)
-        except Exception:
-            _provider_failed(self.name)
+        """Count ``amount`` (a counter; adding 0 records nothing)."""
+        raise TypeError(f"{self.name} is a histogram: record() a value in it")
+
+    def record(self, amount: float, **attributes: Any) -> None:
+        """Record ``amount`` (a histogram, 0 included)."""
+        raise TypeError(f"{self.name} is a counter: add() to it")
 
     def _final(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """``attributes`` checked, with the registration's: each combination
@@ -114,11 +110,22 @@ class Instrument:
                 self._seen[given] = final
         return final
 
+
+class _Histogram(Instrument):
+    """A histogram, each value recorded through the SDK."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, name: str, record: Callable[[float, dict[str, Any]], None],
+                 declared: Attributes, base: Mapping[str, Any]) -> None:
+        super().__init__(name, declared, base)
+        self._record = record
+
     def record(self, amount: float, **attributes: Any) -> None:
-        """Record ``amount`` (a histogram), 0 included."""
+        """Record ``amount``, 0 included."""
         final = self._final(attributes)
         try:
-            self._measure(amount, final)
+            self._record(amount, final)
         except Exception:
             _provider_failed(self.name)
 
@@ -131,12 +138,12 @@ class _Tally(Instrument):
     __slots__ = ("__weakref__", "_lock", "_totals")
 
     def __init__(self, name: str, declared: Attributes) -> None:
-        super().__init__(name, _unmeasured, declared, {})
+        super().__init__(name, declared, {})
         self._totals: dict[frozenset[tuple[str, Any]], float] = {}
         self._lock = threading.Lock()
 
     def add(self, amount: float = 1, **attributes: Any) -> None:
-        """Count ``amount``."""
+        """Count ``amount``; adding 0 records nothing."""
         if not amount:
             return
         key = frozenset(self._final(attributes).items())
@@ -147,10 +154,6 @@ class _Tally(Instrument):
         """Each total so far, with its attributes."""
         with self._lock:
             return [(total, dict(key)) for key, total in self._totals.items()]
-
-
-def _unmeasured(amount: float, attributes: dict[str, Any]) -> None:
-    """What a tally measures with: nothing (its totals are read instead)."""
 
 
 class _OffInstrument(Instrument):
@@ -378,7 +381,7 @@ class Telemetry:
                 made = _made[("histogram", full)] = _meter().create_histogram(
                     full, unit=unit, description=description,
                     explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
-        return Instrument(full, made.record, attributes or {}, self.base)
+        return _Histogram(full, made.record, attributes or {}, self.base)
 
 
 _tracing_on = False

@@ -283,94 +283,93 @@ class CachePlugin:
             if near is not None:
                 near.forget(names)
 
+    def _run(self, operation: Operation[T], span: str) -> T:
+        """``operation`` in the span ``cache.<span>``, with the blocking client."""
+        return run(self._spans[span].traced(operation), self._client)
+
+    async def _arun(self, operation: Operation[T], span: str) -> T:
+        """``operation`` in the span ``cache.<span>``, with the asyncio client."""
+        return await arun(self._spans[span].traced(operation), self._aclient)
+
     # Public API ------------------------------------------------------------
 
     def get(self, key: str, default: Any = None, *, namespace: str = DEFAULT_NAMESPACE) -> Any:
         """The cached value, or ``default`` on a miss: one MGET of the entry and
         of its namespace's version."""
         value = self._local(key, namespace)  # the near cache's hit: no operation to run
-        return value if value is not MISS else run(
-            self._spans["get"].traced(self._get(key, default, namespace)), self._client)
+        return value if value is not MISS else self._run(self._get(key, default, namespace),
+                                                         "get")
 
     async def aget(self, key: str, default: Any = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> Any:
         """:meth:`get` from async code."""
         value = self._local(key, namespace)
-        return value if value is not MISS else await arun(
-            self._spans["get"].traced(self._get(key, default, namespace)), self._aclient)
+        return value if value is not MISS else await self._arun(
+            self._get(key, default, namespace), "get")
 
     def get_many(self, keys: Iterable[str], *,
                  namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         """The hits among ``keys``, in one round trip."""
-        return run(self._spans["get_many"].traced(self._get_many(keys, namespace)),
-                   self._client)
+        return self._run(self._get_many(keys, namespace), "get_many")
 
     async def aget_many(self, keys: Iterable[str], *,
                         namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         """:meth:`get_many` from async code."""
-        return await arun(self._spans["get_many"].traced(self._get_many(keys, namespace)),
-                          self._aclient)
+        return await self._arun(self._get_many(keys, namespace), "get_many")
 
     def set(self, key: str, value: Any, ttl: float | None = None, *,
             namespace: str = DEFAULT_NAMESPACE) -> None:
         """Cache ``value`` (JSON-serializable) for ``ttl`` seconds."""
-        run(self._spans["set"].traced(self._set_many({key: value}, ttl, namespace)),
-            self._client)
+        self._run(self._set_many({key: value}, ttl, namespace), "set")
 
     async def aset(self, key: str, value: Any, ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> None:
         """:meth:`set` from async code."""
-        await arun(self._spans["set"].traced(self._set_many({key: value}, ttl, namespace)),
-                   self._aclient)
+        await self._arun(self._set_many({key: value}, ttl, namespace), "set")
 
     def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
                  namespace: str = DEFAULT_NAMESPACE) -> None:
         """Cache every item of ``mapping`` for ``ttl`` seconds, in one round trip."""
-        run(self._spans["set"].traced(self._set_many(mapping, ttl, namespace)), self._client)
+        self._run(self._set_many(mapping, ttl, namespace), "set")
 
     async def aset_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
                         namespace: str = DEFAULT_NAMESPACE) -> None:
         """:meth:`set_many` from async code."""
-        await arun(self._spans["set"].traced(self._set_many(mapping, ttl, namespace)),
-                   self._aclient)
+        await self._arun(self._set_many(mapping, ttl, namespace), "set")
 
     def delete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Remove one entry; True if it was there. With Redis down, the
         error is raised: a deletion never fails open."""
-        return run(self._spans["delete"].traced(self._delete(key, namespace)), self._client)
+        return self._run(self._delete(key, namespace), "delete")
 
     async def adelete(self, key: str, *, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """:meth:`delete` from async code."""
-        return await arun(self._spans["delete"].traced(self._delete(key, namespace)),
-                          self._aclient)
+        return await self._arun(self._delete(key, namespace), "delete")
 
     def invalidate_namespace(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` at once (O(1)); the new version.
         With Redis down, the error is raised: an invalidation never fails open."""
-        return run(self._spans["invalidate_namespace"].traced(
-            self._invalidate_namespace(namespace)), self._client)
+        return self._run(self._invalidate_namespace(namespace), "invalidate_namespace")
 
     async def ainvalidate_namespace(self, namespace: str) -> int:
         """:meth:`invalidate_namespace` from async code."""
-        return await arun(self._spans["invalidate_namespace"].traced(
-            self._invalidate_namespace(namespace)), self._aclient)
+        return await self._arun(self._invalidate_namespace(namespace), "invalidate_namespace")
 
     def get_or_set(self, key: str, compute: Callable[[], T], ttl: float | None = None, *,
                    namespace: str = DEFAULT_NAMESPACE) -> T:
         """The cached value, or ``compute()``'s, cached. On a miss one caller,
         across all processes, computes while the others wait for its result; near
         expiry one caller refreshes early while the others keep the old value."""
-        return run(self._spans["get_or_set"].traced(
-            self._get_or_set(key, compute, ttl, namespace)), self._client)
+        return self._run(self._get_or_set(key, compute, ttl, namespace), "get_or_set")
 
     async def aget_or_set(self, key: str, compute: Callable[[], T | Awaitable[T]],
                           ttl: float | None = None, *,
                           namespace: str = DEFAULT_NAMESPACE) -> T:
         """:meth:`get_or_set` from async code; ``compute`` may be a coroutine
         function. Sync and async callers of one key share one computation."""
-        return await arun(self._spans["get_or_set"].traced(
-            self._get_or_set(key, compute, ttl, namespace)),  # type: ignore[arg-type]
-            self._aclient)
+        return await self._arun(
+            self._get_or_set(key, compute, ttl, namespace),  # type: ignore[arg-type]
+            "get_or_set")
 
     def cached(self, ttl: float | None = None, key: KeySpec = None, *,
                namespace: str = DEFAULT_NAMESPACE) -> Decorator[T]:

@@ -143,13 +143,13 @@ class OtpPlugin:
     def _digest(key: bytes, phone: str, code: str) -> str:
         return hmac.new(key, f"{phone}\0{code}".encode(), hashlib.sha256).hexdigest()
 
-    def _run(self, span: str, operation: Operation[T]) -> T:
+    def _run(self, operation: Operation[T], span: str) -> T:
         """``operation`` in the span ``otp.<span>``, with the blocking
         fail-fast client."""
         return run(self._telemetry.spans[span].traced(operation),
                    self.context.fail_fast_client())
 
-    async def _arun(self, span: str, operation: Operation[T]) -> T:
+    async def _arun(self, operation: Operation[T], span: str) -> T:
         """``operation`` in the span ``otp.<span>``, with the asyncio fail-fast
         client of the running loop."""
         return await arun(self._telemetry.spans[span].traced(operation),
@@ -174,11 +174,11 @@ class OtpPlugin:
         """A new 6-digit code for ``phone`` (send it yourself); the previous one
         stops working. Raises OtpRateLimited within the cooldown or past the
         send limit."""
-        return self._run("issue", self._issue_op(phone, ttl))
+        return self._run(self._issue_op(phone, ttl), "issue")
 
     async def aissue(self, phone: str, ttl: float | None = None) -> str:
         """:meth:`issue` from async code."""
-        return await self._arun("issue", self._issue_op(phone, ttl))
+        return await self._arun(self._issue_op(phone, ttl), "issue")
 
     def _issue_op(self, phone: str, ttl: float | None) -> Operation[str]:
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -188,11 +188,11 @@ class OtpPlugin:
     def store_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """Store ``code`` for ``phone`` for ``ttl`` seconds, under the same limits
         as :meth:`issue`."""
-        self._run("issue", self._store_op(phone, code, ttl))
+        self._run(self._store_op(phone, code, ttl), "issue")
 
     async def astore_otp(self, phone: str, code: str, ttl: float | None = None) -> None:
         """:meth:`store_otp` from async code."""
-        await self._arun("issue", self._store_op(phone, code, ttl))
+        await self._arun(self._store_op(phone, code, ttl), "issue")
 
     def _store_op(self, phone: str, code: str, ttl: float | None) -> Operation[None]:
         key = self._digest_key()
@@ -215,11 +215,11 @@ class OtpPlugin:
         that is not one is a ValueError, and costs no attempt; so is a code
         with another number of digits than the stored one (an unknown phone
         expects as many as :meth:`issue` gives)."""
-        return self._run("verify", self._check_op(phone, code))
+        return self._run(self._check_op(phone, code), "verify")
 
     async def acheck(self, phone: str, code: str) -> OtpCheck:
         """:meth:`check` from async code."""
-        return await self._arun("verify", self._check_op(phone, code))
+        return await self._arun(self._check_op(phone, code), "verify")
 
     def _check_op(self, phone: str, code: str) -> Operation[OtpCheck]:
         key = self._digest_key()
@@ -239,8 +239,8 @@ class OtpPlugin:
     def verify_otp(self, phone: str, code: str) -> bool:
         """True once for the right code; False otherwise. Fails closed:
         OtpUnavailable when Redis cannot be reached, never True."""
-        return self._run("verify", self._check_op(phone, code)).ok
+        return self._run(self._check_op(phone, code), "verify").ok
 
     async def averify_otp(self, phone: str, code: str) -> bool:
         """:meth:`verify_otp` from async code; fails closed as it does."""
-        return (await self._arun("verify", self._check_op(phone, code))).ok
+        return (await self._arun(self._check_op(phone, code), "verify")).ok
