@@ -119,3 +119,12 @@ def test_a_plugins_parser_error_names_the_key_and_the_value():
         config_source("SHOP", {}, {"SHOP_VISITS_TTL": "soon"}, {}).get(key)
     assert config_source("SHOP", {}, {}, {"SHOP_VISITS_TTL": "90"}).get(key) == 90
     assert config_source("SHOP", {}, {}, {}).get(key) == 60
+
+
+@pytest.mark.parametrize("value", [" a, ,b ", ["a", " b", ""], ("a", "b"), "a,b,"])
+def test_names_take_a_list_or_names_separated_by_commas(value):
+    assert parsers.names(value) == ("a", "b")
+
+
+def test_names_of_a_set_are_its_names():
+    assert sorted(parsers.names(frozenset({"shop", "users"}))) == ["shop", "users"]

@@ -95,8 +95,7 @@ def _nodes_of(item: Any, number: int, default_port: int) -> tuple[tuple[str, int
 
 
 def _name_list(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list | tuple | set) else str(value).split(",")
-    names = tuple(str(item).strip() for item in items if str(item).strip())
+    names = parsers.names(value)
     if not all(name.replace("_", "").replace("-", "").isalnum() for name in names):
         raise InvalidValue("expected plugin names, as a list or separated by commas")
     return names
@@ -113,8 +112,7 @@ REDIS_PY_METRIC_GROUPS = ("RESILIENCY", "CONNECTION_ADVANCED", "CONNECTION_BASIC
 
 
 def _metric_groups(value: Any) -> tuple[str, ...]:
-    items = value if isinstance(value, list | tuple | set) else str(value).split(",")
-    names = tuple(str(item).strip().upper() for item in items if str(item).strip())
+    names = tuple(name.upper() for name in parsers.names(value))
     unknown = [name for name in names if name not in REDIS_PY_METRIC_GROUPS]
     if unknown:
         raise InvalidValue("expected redis-py metric groups among "

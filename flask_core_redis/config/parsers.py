@@ -33,6 +33,14 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def names(value: Any) -> tuple[str, ...]:
+    """A list of names, or names separated by commas: each stripped, the
+    empty ones left out."""
+    items = value if isinstance(value, list | tuple | set | frozenset) else str(value).split(",")
+    stripped = (str(item).strip() for item in items)
+    return tuple(name for name in stripped if name)
+
+
 def boolean(value: Any) -> bool:
     """``True``/``False``, or one of the words 1, true, yes, on / 0, false, no, off."""
     if isinstance(value, bool):

@@ -56,11 +56,6 @@ T = TypeVar("T")
 logger = logging.getLogger("flask_core_redis")
 
 
-def namespace_names(value: Any) -> tuple[str, ...]:
-    """A list of namespaces, or names separated by commas."""
-    items = value if isinstance(value, list | tuple | set | frozenset) else str(value).split(",")
-    names = tuple(str(item).strip() for item in items)
-    return tuple(name for name in names if name)
 
 class ClientOnUse:
     """The client ``resolve()`` gives, asked for at each command, so inside
@@ -105,9 +100,9 @@ CONFIG_KEYS = (
         "The near cache serves a local copy only while it has proven this recently that "
         "every invalidation sent before has reached it: another process's change is "
         "seen at most this late."),
-    Key("CACHE_LOCAL_NAMESPACES", (), namespace_names, "Cache: the namespaces the near "
+    Key("CACHE_LOCAL_NAMESPACES", (), parsers.names, "Cache: the namespaces the near "
         "cache holds (a list, or names separated by commas); empty: every namespace."),
-    Key("CACHE_OTEL_NAMESPACES", (), namespace_names, "Cache: with `OTEL` on, the "
+    Key("CACHE_OTEL_NAMESPACES", (), parsers.names, "Cache: with `OTEL` on, the "
         "namespaces named in the cache's metrics and spans (a list, or names separated by "
         "commas); `default` always is, every other is recorded as `other`."),
 )
