@@ -132,3 +132,15 @@ def test_a_counter_is_added_to_and_a_histogram_recorded_in(otel):
         counter.record(1.0)
     with pytest.raises(TypeError, match=r"probe\.duration is a histogram: record"):
         histogram.add(1)
+
+
+def test_spans_are_made_where_the_api_keeps_no_global_provider(monkeypatch):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from flask_core_redis.telemetry import instruments
+
+    monkeypatch.setattr(instruments, "_tracing_on", False)
+    monkeypatch.delattr(trace, "_TRACER_PROVIDER")
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: TracerProvider())
+    assert instruments._tracing()

@@ -385,6 +385,7 @@ class Telemetry:
 
 
 _tracing_on = False
+_NO_GLOBAL = object()
 
 
 def _tracing() -> bool:
@@ -396,7 +397,11 @@ def _tracing() -> bool:
     if not _tracing_on:
         from opentelemetry import trace
 
-        provider = getattr(trace, "_TRACER_PROVIDER", None)
+        # The API's global (opentelemetry-api 1.x); the public call where
+        # a release has none.
+        provider = getattr(trace, "_TRACER_PROVIDER", _NO_GLOBAL)
+        if provider is _NO_GLOBAL:
+            provider = trace.get_tracer_provider()
         _tracing_on = provider is not None and not isinstance(
             provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
     return _tracing_on
